@@ -1,0 +1,53 @@
+# The two commands a newcomer types: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+SERVE_STAMP := $(VENV)/.serve-installed
+TEST_STAMP := $(VENV)/.test-installed
+
+.PHONY: run test models report bench proto lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(SERVE_STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[train,test]'
+	touch $@ $(SERVE_STAMP)
+
+## run: serve every model under models/ on gRPC :8001, metrics on :8002
+run: $(SERVE_STAMP)
+	$(PY) -m service --models models
+
+## test: the whole suite (what .ci/run calls)
+test: $(TEST_STAMP)
+	$(PY) -m pytest
+
+## models: retrain and re-export every shipped model from scratch
+models: $(TEST_STAMP)
+	$(PY) -m training build-all --force
+
+## report: the adding-problem study (long; not part of make test)
+report: $(TEST_STAMP)
+	$(PY) -m training report
+
+## bench: throughput and latency against the compute and transport ceilings
+bench: $(TEST_STAMP)
+	$(PY) -m bench
+
+## proto: regenerate the committed protobuf/gRPC code
+proto: $(TEST_STAMP)
+	$(PY) scripts/gen_proto.py
+
+## lint: ruff and mypy
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy service training modelrepo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,162 @@
+"""`manifest.json`: everything the server must know about one exported model version.
+
+Conventions every exported graph follows (the manifest records them, the server checks them):
+- the sequence input is `(batch, time, features)`; every output is `(batch, time, size)`;
+- each state tensor is batch-first: `(batch, *StatePair.shape)`, e.g. `(batch, layers * directions, hidden)`;
+- batch and time axes are dynamic; feature normalisation is baked into the graph.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DType = Literal["float32", "float16"]
+Cell = Literal["rnn", "lstm", "gru"]
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.onnx"
+
+
+class ManifestError(ValueError):
+    """A manifest file that is missing, unreadable or inconsistent."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Architecture(_Strict):
+    cell: Cell
+    layers: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    bidirectional: bool = False
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+
+class Normalization(_Strict):
+    """Per-feature `(x - mean) / std`, already applied inside the graph; recorded for readers."""
+
+    mean: list[float]
+    std: list[float]
+
+
+class SequenceInput(_Strict):
+    name: str = "input"
+    features: int = Field(gt=0)
+    dtype: DType = "float32"
+    normalization: Normalization | None = None
+
+
+class OutputSpec(_Strict):
+    name: str
+    kind: Literal["logits", "regression"]
+    size: int = Field(gt=0, description="width of the last axis: (batch, time, size)")
+    dtype: DType = "float32"
+    description: str = ""
+    labels: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _labels_match(self) -> OutputSpec:
+        if self.labels is not None and len(self.labels) != self.size:
+            raise ValueError(f"output {self.name!r}: {len(self.labels)} labels for size {self.size}")
+        return self
+
+
+class StatePair(_Strict):
+    """A recurrent state tensor fed back from `output` to `input` on the next chunk."""
+
+    input: str
+    output: str
+    shape: list[int] = Field(description="shape without the leading batch axis")
+    dtype: DType = "float32"
+    initial: float = 0.0
+
+    @model_validator(mode="after")
+    def _positive_shape(self) -> StatePair:
+        if not self.shape or any(d <= 0 for d in self.shape):
+            raise ValueError(f"state {self.input!r}: shape must be non-empty and positive, got {self.shape}")
+        return self
+
+
+class TrainingRecord(_Strict):
+    task: str
+    dataset: str
+    source: str = Field(description="where the data comes from and its licence")
+    seed: int
+    epochs: int
+    metrics: dict[str, float] = Field(default_factory=dict)
+    config: dict[str, object] = Field(default_factory=dict)
+
+
+class Verification(_Strict):
+    """Max absolute differences measured by the exporter before writing the model."""
+
+    tolerance: float
+    torch_vs_onnxruntime: float
+    chunked_vs_whole: float | None = None
+    batched_vs_alone: float
+
+
+class OnnxInfo(_Strict):
+    opset: int = Field(ge=17)
+    exporter: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    recurrent_ops: list[str] = Field(default_factory=list)
+
+
+class Manifest(_Strict):
+    schema_version: Literal[1] = 1
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    version: int = Field(gt=0)
+    description: str = ""
+    architecture: Architecture
+    input: SequenceInput
+    outputs: list[OutputSpec] = Field(min_length=1)
+    state: list[StatePair] = Field(default_factory=list)
+    streamable: bool
+    training: TrainingRecord | None = None
+    verification: Verification | None = None
+    onnx: OnnxInfo
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        names = [self.input.name] + [o.name for o in self.outputs]
+        names += [s.input for s in self.state] + [s.output for s in self.state]
+        if len(names) != len(set(names)):
+            raise ValueError(f"tensor names must be unique, got {names}")
+        if self.streamable and not self.state:
+            raise ValueError("a streamable model needs at least one state pair")
+        if self.streamable and self.architecture.bidirectional:
+            raise ValueError("a bidirectional model cannot be streamable")
+        return self
+
+    def output(self, name: str) -> OutputSpec:
+        for spec in self.outputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        """Read and validate a manifest file; any failure is a `ManifestError` with a one-line reason."""
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ManifestError(f"{path}: cannot read manifest: {exc.strerror or exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{path}: not valid JSON: {exc}") from exc
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "manifest"
+            raise ManifestError(f"{path}: invalid manifest at {where}: {first['msg']}") from exc
+
+    def dump(self, path: Path) -> None:
+        Path(path).write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
