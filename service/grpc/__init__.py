@@ -1,0 +1,1 @@
+"""Everything protobuf: generated code, conversion, servicers, the error table and server assembly."""
