@@ -1,0 +1,80 @@
+"""What one load run does: the target, the model, how many streams, how much, closed or open loop."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+DEFAULT_TARGET = "127.0.0.1:8001"
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    target: str = DEFAULT_TARGET
+    model: str = "vowels_lstm"
+    version: int | None = None
+    streams: int = 1
+    chunk: int = 10  # steps per chunk
+    duration_s: float | None = None  # stop sending after this long ...
+    chunks: int | None = None  # ... or after this many chunks per stream (the default bound when neither is set)
+    rate: float | None = None  # open loop: total chunks/s over all streams (Poisson); None = closed loop
+    processes: int = 1
+    features: int | None = None  # chunk width; None = ask the server (GetModel)
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.streams < 1 or self.chunk < 1 or self.processes < 1:
+            raise ValueError("streams, chunk and processes must be >= 1")
+        if self.duration_s is None and self.chunks is None:
+            object.__setattr__(self, "chunks", 100)
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise ValueError("duration must be > 0")
+        if self.chunks is not None and self.chunks < 1:
+            raise ValueError("chunks must be >= 1")
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError("rate must be > 0")
+
+    @property
+    def mode(self) -> str:
+        return "closed" if self.rate is None else "open"
+
+    def split(self) -> list[LoadConfig]:
+        """One config per client process: streams (and the open-loop rate) divided as evenly as possible."""
+        n = min(self.processes, self.streams)
+        parts = []
+        for i in range(n):
+            streams = self.streams // n + (1 if i < self.streams % n else 0)
+            rate = None if self.rate is None else self.rate * streams / self.streams
+            parts.append(replace(self, streams=streams, rate=rate, processes=1, seed=self.seed * 1000 + i))
+        return parts
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[LoadConfig, str | None]:
+    """The CLI flags -> (config, path of the JSON report or None)."""
+    p = argparse.ArgumentParser(prog="python -m service.loadtest", description="Load generator for seqserve")
+    p.add_argument("--target", default=DEFAULT_TARGET, help="HOST:PORT of the gRPC server")
+    p.add_argument("--model", default="vowels_lstm")
+    p.add_argument("--version", type=int, default=None, help="model version (default: newest)")
+    p.add_argument("--streams", type=int, default=1, help="concurrent sessions")
+    p.add_argument("--chunk", type=int, default=10, help="steps per chunk")
+    bound = p.add_mutually_exclusive_group()
+    bound.add_argument("--duration", type=float, default=None, help="seconds of sending")
+    bound.add_argument("--chunks", type=int, default=None, help="chunks per stream (default 100)")
+    p.add_argument("--rate", type=float, default=None, help="open loop: total chunks/s, Poisson arrivals")
+    p.add_argument("--processes", type=int, default=1, help="client processes sharing the streams")
+    p.add_argument("--features", type=int, default=None, help="chunk width (default: from GetModel)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    a = p.parse_args(argv)
+    try:
+        config = LoadConfig(
+            target=a.target, model=a.model, version=a.version, streams=a.streams, chunk=a.chunk,
+            duration_s=a.duration, chunks=a.chunks, rate=a.rate, processes=a.processes, features=a.features,
+            seed=a.seed, progress=not a.no_progress,
+        )
+    except ValueError as exc:
+        p.error(str(exc))
+    return config, a.json
