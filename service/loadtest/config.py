@@ -18,6 +18,7 @@ class LoadConfig:
     chunk: int = 10  # steps per chunk
     duration_s: float | None = None  # stop sending after this long ...
     chunks: int | None = None  # ... or after this many chunks per stream (the default bound when neither is set)
+    warmup_s: float = 0.0  # answers to chunks sent in the first seconds are not measured
     rate: float | None = None  # open loop: total chunks/s over all streams (Poisson); None = closed loop
     processes: int = 1
     features: int | None = None  # chunk width; None = ask the server (GetModel)
@@ -33,6 +34,8 @@ class LoadConfig:
             raise ValueError("duration must be > 0")
         if self.chunks is not None and self.chunks < 1:
             raise ValueError("chunks must be >= 1")
+        if self.warmup_s < 0:
+            raise ValueError("warmup must be >= 0")
         if self.rate is not None and self.rate <= 0:
             raise ValueError("rate must be > 0")
 
@@ -62,6 +65,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[LoadConfig, str | Non
     bound = p.add_mutually_exclusive_group()
     bound.add_argument("--duration", type=float, default=None, help="seconds of sending")
     bound.add_argument("--chunks", type=int, default=None, help="chunks per stream (default 100)")
+    p.add_argument("--warmup", type=float, default=0.0, help="seconds sent but not measured (duration adds them)")
     p.add_argument("--rate", type=float, default=None, help="open loop: total chunks/s, Poisson arrivals")
     p.add_argument("--processes", type=int, default=1, help="client processes sharing the streams")
     p.add_argument("--features", type=int, default=None, help="chunk width (default: from GetModel)")
@@ -72,8 +76,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[LoadConfig, str | Non
     try:
         config = LoadConfig(
             target=a.target, model=a.model, version=a.version, streams=a.streams, chunk=a.chunk,
-            duration_s=a.duration, chunks=a.chunks, rate=a.rate, processes=a.processes, features=a.features,
-            seed=a.seed, progress=not a.no_progress,
+            duration_s=a.duration, chunks=a.chunks, warmup_s=a.warmup, rate=a.rate, processes=a.processes,
+            features=a.features, seed=a.seed, progress=not a.no_progress,
         )
     except ValueError as exc:
         p.error(str(exc))

@@ -74,6 +74,7 @@ class Driver:
         self.progress = progress
         self.tally = Tally()
         self._rng = random.Random(config.seed)
+        self._measure_from = 0.0
 
     async def _open(self, channel: grpc.aio.Channel) -> _Stream | None:
         call = channel.stream_stream(protocol.STREAM_METHOD)()
@@ -100,12 +101,14 @@ class Driver:
         return self.config.duration_s is None or time.monotonic() < deadline
 
     def _answer(self, data: bytes, sent_at: float) -> None:
+        self.progress.value += 1
+        if sent_at < self._measure_from:
+            return
         _, error = protocol.reply_error(data)
         if error is None:
             self.tally.record_ok(time.monotonic() - sent_at, self.config.chunk)
         else:
             self.tally.record_error(error)
-        self.progress.value += 1
 
     async def _closed(self, stream: _Stream, deadline: float) -> None:
         requests, seq = self._chunks(), 1
@@ -157,7 +160,8 @@ class Driver:
             opened = await asyncio.gather(*(self._open(channel) for _ in range(self.config.streams)))
             streams = [s for s in opened if s is not None]
             await wait_for_start()
-            self.tally.started = time.monotonic()
+            began = time.monotonic()
+            self._measure_from = self.tally.started = began + self.config.warmup_s
             deadline = self.tally.started + (self.config.duration_s or 0.0)
             await asyncio.gather(*(self._run_stream(s, deadline) for s in streams))
         if self.tally.ended is None:

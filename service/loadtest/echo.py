@@ -43,8 +43,10 @@ def echo_handler(opened: bytes, result: bytes) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE, {"Stream": grpc.stream_stream_rpc_method_handler(stream)})
 
 
-async def start_echo(opened: bytes, result: bytes, host: str = "127.0.0.1", port: int = 0) -> tuple[grpc.aio.Server, int]:
-    options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+async def start_echo(
+    opened: bytes, result: bytes, host: str = "127.0.0.1", port: int = 0
+) -> tuple[grpc.aio.Server, int]:
+    options = [(f"grpc.max_{way}_message_length", MAX_MESSAGE_BYTES) for way in ("receive", "send")]
     server = grpc.aio.server(options=options)
     server.add_generic_rpc_handlers((echo_handler(opened, result),))
     bound = server.add_insecure_port(f"{host}:{port}")

@@ -36,7 +36,7 @@ class Tally:
     def elapsed_s(self) -> float:
         if self.started is None or self.ended is None:
             return 0.0
-        return self.ended - self.started
+        return max(0.0, self.ended - self.started)
 
     @property
     def chunks(self) -> int:
