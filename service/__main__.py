@@ -1,0 +1,71 @@
+"""`python -m service`: serve every model under `--models` over gRPC, with Prometheus metrics on the side.
+
+SIGTERM / SIGINT drain gracefully: health goes NOT_SERVING, new sessions get UNAVAILABLE, in-flight chunks
+finish, and the process exits within `--shutdown-grace` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from prometheus_client import start_http_server
+
+from service.errors import ConfigurationError
+from service.grpc.server import serve
+from service.settings import Settings
+
+log = logging.getLogger("service")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the traceback, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                "message": record.getMessage()}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else plain)
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+
+
+async def run(settings: Settings) -> None:
+    serving = await serve(settings)
+    metrics_http, _ = start_http_server(settings.metrics_port, settings.host, registry=serving.metrics.registry)
+    log.info("metrics on http://%s:%d/metrics", settings.host, metrics_http.server_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining: finishing in-flight work for up to %.1f s", settings.shutdown_grace)
+    await serving.shutdown(settings.shutdown_grace)
+    metrics_http.shutdown()
+    metrics_http.server_close()
+    log.info("stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = Settings.from_args(sys.argv[1:] if argv is None else argv)
+    configure_logging(settings)
+    try:
+        asyncio.run(run(settings))
+    except ConfigurationError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

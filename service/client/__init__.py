@@ -1,0 +1,14 @@
+"""seqserve client SDK: numpy in, numpy out, over the native gRPC API.
+
+    with Client("127.0.0.1:8001") as client, client.stream("vowels_lstm") as stream:
+        outputs = stream.send(chunk)          # chunk (time, features) -> {"logits": (time, size)}
+
+`AsyncClient` is the asyncio flavour with the same methods (awaitable). Every server error surfaces as
+`ServerError` carrying the gRPC status code (and, for in-stream errors, the chunk's sequence number).
+"""
+
+from service.client.aio import AsyncClient, AsyncStream
+from service.client.common import ServerError
+from service.client.sync import Client, Stream
+
+__all__ = ["AsyncClient", "AsyncStream", "Client", "ServerError", "Stream"]

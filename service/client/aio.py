@@ -1,0 +1,127 @@
+"""The asyncio client: `AsyncClient` and `AsyncStream`, the same methods as the blocking ones, awaitable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+
+import grpc
+import numpy as np
+
+from service.client import common
+from service.client.common import Arrays, ServerError
+from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
+from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
+
+
+class AsyncClient:
+    def __init__(self, target: str = common.DEFAULT_TARGET,
+                 max_message_bytes: int = common.DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self._channel = grpc.aio.insecure_channel(target, options=common.channel_options(max_message_bytes))
+        self._stub = pb_grpc.SeqServeStub(self._channel)
+
+    async def models(self) -> list[pb.ModelInfo]:
+        try:
+            return list((await self._stub.ListModels(pb.ListModelsRequest())).models)
+        except grpc.RpcError as exc:
+            raise ServerError.from_rpc(exc) from None
+
+    async def model(self, name: str, version: int = 0) -> pb.ModelInfo:
+        try:
+            return (await self._stub.GetModel(pb.GetModelRequest(name=name, version=version))).model
+        except grpc.RpcError as exc:
+            raise ServerError.from_rpc(exc) from None
+
+    async def infer(self, model: str, x: np.ndarray, state: Mapping[str, np.ndarray] | None = None,
+                    version: int = 0) -> tuple[Arrays, Arrays]:
+        try:
+            return common.infer_result(await self._stub.Infer(common.infer_request(model, x, state, version)))
+        except grpc.RpcError as exc:
+            raise ServerError.from_rpc(exc) from None
+
+    def stream(self, model: str, version: int = 0) -> AsyncStream:
+        """`async with client.stream(model) as s:` opens the session on entry and ends it on exit."""
+        return AsyncStream(self._stub, model, version)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class AsyncStream:
+    def __init__(self, stub: pb_grpc.SeqServeStub, model: str, version: int) -> None:
+        self._call = stub.Stream()
+        self._open = common.open_request(model, version)
+        self._seq = 0
+        self.info = pb.Opened()
+
+    async def open(self) -> AsyncStream:
+        await self._write(self._open)
+        self.info = common.expect(await self._read(), "opened").opened
+        return self
+
+    async def submit(self, chunk: np.ndarray) -> int:
+        self._seq += 1
+        await self._write(common.chunk_request(self._seq, chunk))
+        return self._seq
+
+    async def receive(self) -> Arrays:
+        return common.chunk_outputs(await self._read())
+
+    async def send(self, chunk: np.ndarray) -> Arrays:
+        await self.submit(chunk)
+        return await self.receive()
+
+    async def reset(self) -> None:
+        self._seq += 1
+        await self._write(common.reset_request(self._seq))
+        common.expect(await self._read(), "reset")
+
+    async def close(self) -> None:
+        """End the session and wait for the server to close the stream."""
+        await self._write(common.end_request(self._seq + 1))
+        await self._call.done_writing()
+        try:
+            while await self._call.read() is not grpc.aio.EOF:
+                pass
+        except grpc.RpcError as exc:
+            raise ServerError.from_rpc(exc) from None
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    async def _write(self, request: pb.StreamRequest) -> None:
+        try:
+            await self._call.write(request)
+        except grpc.RpcError as exc:
+            raise ServerError.from_rpc(exc) from None
+        except grpc.aio.UsageError:
+            raise await self._ended() from None
+
+    async def _read(self) -> pb.StreamResponse:
+        try:
+            response = await self._call.read()
+        except grpc.RpcError as exc:
+            raise ServerError.from_rpc(exc) from None
+        if response is grpc.aio.EOF:
+            raise await self._ended()
+        return response
+
+    async def _ended(self) -> ServerError:
+        code = await self._call.code()
+        return ServerError(code, await self._call.details() or "the server closed the stream")
+
+    async def __aenter__(self) -> AsyncStream:
+        return await self.open()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if exc_type is None or (isinstance(exc, ServerError) and exc.seq is not None):
+            await self.close()
+        else:
+            self.cancel()

@@ -1,0 +1,43 @@
+"""The one table from domain exceptions to gRPC status codes.
+
+Domain errors carry a safe message (`str(exc)`) that goes to the client as is. Anything else is unexpected:
+the client gets INTERNAL with a generic message and the details go to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from service.errors import (
+    FailedPrecondition,
+    InvalidInput,
+    ModelNotFound,
+    ResourceExhausted,
+    SeqServeError,
+    SequenceNotFound,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_CODES: dict[type[SeqServeError], grpc.StatusCode] = {
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    SequenceNotFound: grpc.StatusCode.NOT_FOUND,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+INTERNAL_MESSAGE = "internal error; see the server log"
+
+
+def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and client-facing message for an exception (the nearest mapped base class wins)."""
+    for cls in type(exc).__mro__:
+        code = STATUS_CODES.get(cls)  # type: ignore[call-overload]
+        if code is not None:
+            return code, str(exc)
+    log.error("unexpected error while serving a request", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE

@@ -1,0 +1,74 @@
+"""The `seqserve.v1.SeqServe` servicer: each RPC converts, delegates to the engine and converts back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, NoReturn
+
+import grpc
+
+from service.errors import ModelNotFound
+from service.grpc import convert
+from service.grpc.errors import to_status
+from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
+from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
+from service.grpc.stream import UNKNOWN_MODEL, StreamHandler
+
+if TYPE_CHECKING:
+    from service.metrics import Metrics
+    from service.registry import Registry
+
+Context = grpc.aio.ServicerContext
+
+
+class NativeServicer(pb_grpc.SeqServeServicer):
+    def __init__(self, registry: Registry, metrics: Metrics) -> None:
+        self._registry = registry
+        self._metrics = metrics
+
+    async def Stream(self, requests: AsyncIterator[pb.StreamRequest], context: Context
+                     ) -> AsyncIterator[pb.StreamResponse]:
+        handler = StreamHandler(self._registry, self._metrics)
+        try:
+            async for response in handler.serve(requests):
+                yield response
+        except Exception as exc:
+            await self._abort(context, handler.model_label, exc)
+        finally:
+            handler.close()
+
+    async def Infer(self, request: pb.InferRequest, context: Context) -> pb.InferResponse:
+        try:
+            model = self._registry.get(request.model, request.version or None)
+            state = convert.tensors_to_arrays(request.state) or None
+            outputs, final = await model.infer(convert.tensor_to_array(request.input), state)
+        except Exception as exc:
+            await self._abort(context, self._label(request.model), exc)
+        self._metrics.count_request(model.manifest.name, "OK")
+        response = pb.InferResponse(model=model.manifest.name, version=model.manifest.version)
+        convert.arrays_to_tensors(outputs, response.outputs)
+        convert.arrays_to_tensors(final, response.state)
+        return response
+
+    async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(models=convert.model_infos(self._registry.statuses()))
+
+    async def GetModel(self, request: pb.GetModelRequest, context: Context) -> pb.GetModelResponse:
+        infos = [i for i in convert.model_infos(self._registry.statuses()) if i.name == request.name]
+        if request.version:
+            infos = [i for i in infos if i.version == request.version]
+        if not infos:
+            wanted = f"{request.name!r} version {request.version}" if request.version else repr(request.name)
+            await self._abort(context, UNKNOWN_MODEL, ModelNotFound(f"no model {wanted}"), count=False)
+        newest_ready = [i for i in infos if i.ready] or infos
+        return pb.GetModelResponse(model=newest_ready[-1])
+
+    async def _abort(self, context: Context, model: str, exc: Exception, count: bool = True) -> NoReturn:
+        code, message = to_status(exc)
+        if count:
+            self._metrics.count_request(model, code.name)
+        await context.abort(code, message)
+
+    def _label(self, name: str) -> str:
+        """The metrics label for a requested model name: clients cannot mint new label values."""
+        return name if any(s.name == name for s in self._registry.statuses()) else UNKNOWN_MODEL
