@@ -1,0 +1,39 @@
+"""Domain exceptions of the engine. No gRPC here: `service/grpc/errors.py` maps each class to a status code.
+
+`str(exc)` is always a safe, client-facing message; details that must not leak go to the log instead.
+"""
+
+
+class SeqServeError(Exception):
+    """Base of every error the engine reports to a client."""
+
+
+class InvalidInput(SeqServeError):
+    """Bad shape, dtype, feature size, NaN/Inf, empty chunk or explicit state (INVALID_ARGUMENT)."""
+
+
+class ModelNotFound(SeqServeError):
+    """Unknown model name or version (NOT_FOUND)."""
+
+
+class SequenceNotFound(SeqServeError):
+    """Triton: a request for an unknown sequence id without START (NOT_FOUND)."""
+
+
+class FailedPrecondition(SeqServeError):
+    """Not streamable, chunk before open, second open, expired session (FAILED_PRECONDITION)."""
+
+
+class ResourceExhausted(SeqServeError):
+    """Session limit reached or queue full; nothing was admitted (RESOURCE_EXHAUSTED)."""
+
+
+class Unavailable(SeqServeError):
+    """Model not loaded or failed to load, or the server is draining (UNAVAILABLE)."""
+
+
+class ConfigurationError(Exception):
+    """The server cannot start as configured (e.g. `--device cuda` without an active CUDA provider).
+
+    Not a `SeqServeError`: it never reaches a client, it stops the start-up with a clear message.
+    """

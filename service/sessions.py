@@ -1,0 +1,107 @@
+"""A session: one sequence being served, its state in one slot of the model's state pool.
+
+Steps of one session run in the order they were called (a FIFO lock), one at a time; a chunk that fails
+validation never reaches the pool, so the state is untouched. `generation` changes on reset and becomes
+-1 on close or expiry, which tells the batcher not to write back a step that was in flight meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from service.batching import Batcher
+from service.errors import FailedPrecondition
+from service.metrics import ModelMetrics
+from service.state import StatePool
+
+if TYPE_CHECKING:
+    from service.model import ServedModel
+
+
+class Session:
+    def __init__(
+        self,
+        session_id: int,
+        model: ServedModel,
+        slot: int,
+        pool: StatePool,
+        batcher: Batcher,
+        metrics: ModelMetrics,
+        on_close: Callable[[Session], None],
+    ) -> None:
+        self.id = session_id
+        self.model = model
+        self.slot = slot
+        self.generation = 0
+        self.expired = False
+        self._pool = pool
+        self._batcher = batcher
+        self._metrics = metrics
+        self._on_close = on_close
+        self._lock = asyncio.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self.generation < 0
+
+    @property
+    def busy(self) -> bool:
+        """A step is queued or running."""
+        return self._lock.locked()
+
+    async def step(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run one chunk `(time, features)`; outputs `{name: (time, size)}`; the state advances."""
+        start = time.perf_counter_ns()
+        ok = False
+        try:
+            chunk = self.model.validate_chunk(x)
+            self._check_open()
+            async with self._lock:
+                self._check_open()
+                self._pool.touch(self.slot, time.monotonic())
+                (future,) = self._batcher.enqueue([(chunk, self, None)])
+                outputs, _ = await future
+                self._pool.touch(self.slot, time.monotonic())
+            ok = True
+            return outputs
+        finally:
+            elapsed = time.perf_counter_ns() - start
+            self._metrics.counters.record_request(ok, elapsed)
+            if ok:
+                self._metrics.chunk_latency.observe(elapsed / 1e9)
+
+    def reset(self) -> None:
+        """Back to the manifest's initial state (a step in flight still answers, but its state is dropped)."""
+        self._check_open()
+        self.generation += 1
+        self._pool.reset(self.slot)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """A copy of the current state, keyed by state input name (shape without the batch axis)."""
+        self._check_open()
+        return self._pool.read(self.slot)
+
+    def close(self) -> None:
+        """Free the slot at once; idempotent."""
+        if not self.closed:
+            self.generation = -1
+            self._pool.free(self.slot)
+            self._on_close(self)
+
+    def expire(self) -> None:
+        """Idle eviction: close, and say so to a later step."""
+        if not self.closed:
+            self.expired = True
+            self.close()
+
+    def _check_open(self) -> None:
+        if self.expired:
+            timeout = self.model.session_idle_timeout
+            raise FailedPrecondition(f"session expired after {timeout:g} s without a step; open a new one")
+        if self.closed:
+            raise FailedPrecondition("the session is closed")

@@ -1,0 +1,69 @@
+"""Server settings: command-line flags over `SEQSERVE_*` environment variables over defaults.
+
+Built once at start-up (`Settings.from_args(sys.argv[1:])`) and passed down through constructors.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, get_args, get_origin
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Field `max_batch_size` is flag `--max-batch-size`, env `SEQSERVE_MAX_BATCH_SIZE`."""
+
+    model_config = SettingsConfigDict(env_prefix="SEQSERVE_", extra="forbid", frozen=True)
+
+    models: Path = Field(Path("models"), description="model repository: <models>/<name>/<version>/")
+    host: str = Field("0.0.0.0", description="address the gRPC server binds")
+    port: int = Field(8001, ge=0, le=65535, description="gRPC port (native + Triton APIs); 0 picks a free port")
+    metrics_port: int = Field(8002, ge=0, le=65535, description="Prometheus /metrics port; 0 picks a free port")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="cuda: fail unless CUDA is really active; auto: CUDA if it loads, else CPU (warning)"
+    )
+    intra_op_threads: int = Field(1, ge=0, description="onnxruntime intra-op threads per model; 0 = its default")
+    max_batch_size: int = Field(64, ge=1, description="most steps in one model run; 1 turns batching off")
+    max_queue_delay_us: int = Field(
+        500, ge=0, description="how long a step may wait for company; an idle model never waits"
+    )
+    max_sessions: int = Field(1024, ge=1, description="open sessions per model; beyond: RESOURCE_EXHAUSTED")
+    session_idle_timeout: float = Field(60.0, gt=0, description="seconds without a step before a session is evicted")
+    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest gRPC message, both ways")
+    stream_queue_size: int = Field(16, ge=1, description="chunks a stream may have queued before backpressure")
+    reject_nonfinite: bool = Field(True, description="reject chunks holding NaN or Inf (INVALID_ARGUMENT)")
+    shutdown_grace: float = Field(10.0, ge=0, description="seconds in-flight work gets on SIGTERM/SIGINT")
+    log_format: Literal["plain", "json"] = Field("plain", description="log line format")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None) -> Settings:
+        """Flags given in `argv` override the environment, which overrides the defaults."""
+        parser = build_parser()
+        given = vars(parser.parse_args(list(argv or [])))
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "settings"
+            parser.error(f"--{field.replace('_', '-')}: {first['msg']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One flag per settings field; flags not given are absent from the result (so env and defaults apply)."""
+    parser = argparse.ArgumentParser(prog="python -m service", description="Serve recurrent models over gRPC.")
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        env = "SEQSERVE_" + name.upper()
+        help_text = f"{field.description} (env {env}, default {field.default})"
+        kwargs: dict[str, object] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
+        if field.annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif get_origin(field.annotation) is Literal:
+            kwargs["choices"] = list(get_args(field.annotation))
+        parser.add_argument(flag, **kwargs)  # type: ignore[arg-type]
+    return parser
