@@ -1,0 +1,87 @@
+"""The shipped models: one spec each; `build` trains, checkpoints, plots and exports one of them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelrepo import Manifest, TrainingRecord
+from training.checkpoint import Checkpoint, save_checkpoint
+from training.config import ModelConfig, TrainConfig, config_to_dict
+from training.export import check_destination, export_model
+from training.plots import curves_png
+from training.tasks import Task, make_task
+from training.train import History, fit
+
+log = logging.getLogger("training")
+CURVES_FILE = "curves.png"
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    name: str
+    version: int
+    task: str
+    model: ModelConfig
+    train: TrainConfig
+    description: str
+
+
+SHIPPED: tuple[ShippedModel, ...] = (
+    ShippedModel("vowels_lstm", 1, "vowels", ModelConfig(cell="lstm", hidden_size=64, input_size=12, output_size=9),
+                 TrainConfig(epochs=30, batch_size=16, seed=1),
+                 "JapaneseVowels speaker classifier (LSTM), streaming: logits after every frame"),
+    ShippedModel("vowels_gru", 1, "vowels", ModelConfig(cell="gru", hidden_size=64, input_size=12, output_size=9),
+                 TrainConfig(epochs=30, batch_size=16, seed=1),
+                 "JapaneseVowels speaker classifier (GRU), streaming: logits after every frame"),
+    ShippedModel("vowels_bigru", 1, "vowels",
+                 ModelConfig(cell="gru", hidden_size=48, bidirectional=True, input_size=12, output_size=9),
+                 TrainConfig(epochs=30, batch_size=16, seed=1),
+                 "JapaneseVowels speaker classifier (bidirectional GRU), whole utterances only"),
+    ShippedModel("forecast_sunspots", 1, "sunspots",
+                 ModelConfig(cell="lstm", hidden_size=32, input_size=1, output_size=1, head="forecast"),
+                 TrainConfig(epochs=30, batch_size=32, seed=1),
+                 "monthly sunspot number, one-step-ahead forecast at every step (LSTM)"),
+)
+
+
+def find_spec(name: str) -> ShippedModel:
+    for spec in SHIPPED:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def history_png(name: str, task: Task, history: History) -> bytes:
+    def col(key: str) -> list[float]:
+        return [row[key] for row in history.epochs]
+
+    if task.head == "classify":
+        panels = {"loss": {"train (all frames)": col("train_loss"), "test (last frame)": col("test_loss")},
+                  "test accuracy": {"last frame": col("test_accuracy"), "every frame": col("test_frame_accuracy")}}
+    else:
+        panels = {"train loss (normalised MSE)": {"train": col("train_loss")},
+                  "test RMSE": {"model": col("test_rmse"), "naive last value": col("naive_rmse")}}
+    return curves_png(name, panels)
+
+
+def training_record(task: Task, spec: ShippedModel, history: History) -> TrainingRecord:
+    metrics = {k: round(v, 6) for k, v in history.final.items() if k != "epoch"}
+    return TrainingRecord(task=task.name, dataset=task.dataset, source=task.source, seed=spec.train.seed,
+                          epochs=spec.train.epochs, metrics=metrics,
+                          config={"model": config_to_dict(spec.model), "train": config_to_dict(spec.train)})
+
+
+def build(spec: ShippedModel, root: Path, runs: Path, force: bool, progress: bool = True) -> Manifest:
+    """Train from scratch, save the checkpoint under `runs/`, export with curves into `root/name/version/`."""
+    check_destination(Path(root) / spec.name / str(spec.version), force)
+    task = make_task(spec.task)
+    model, history = fit(task, spec.model, spec.train, progress=progress)
+    save_checkpoint(Path(runs) / spec.name / "checkpoint.pt", Checkpoint(task.name, model, spec.train, history))
+    manifest = export_model(model, root, spec.name, spec.version, labels=task.labels,
+                            training=training_record(task, spec, history), description=spec.description,
+                            extra={CURVES_FILE: history_png(spec.name, task, history)}, force=force)
+    log.info("%s: wrote %s/%s/%d %s", spec.name, root, spec.name, spec.version, manifest.training.metrics
+             if manifest.training else {})
+    return manifest

@@ -1,0 +1,94 @@
+"""Configuration dataclasses: what a model is and how it is trained. Validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, TypeVar, get_args
+
+from training.errors import ConfigError
+
+Cell = Literal["rnn", "lstm", "gru"]
+Head = Literal["classify", "forecast"]
+CELLS: tuple[str, ...] = get_args(Cell)
+C = TypeVar("C", "ModelConfig", "TrainConfig")
+HEADS: tuple[str, ...] = get_args(Head)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A recurrent stack (`nn.RNN` tanh, `nn.LSTM` or `nn.GRU`) and a linear head applied at every step.
+
+    `head="classify"` emits logits; `head="forecast"` predicts the change of the input, so the output is
+    `x + head(y) * std` in the input's own units (requires `output_size == input_size`).
+    """
+
+    cell: str = "lstm"
+    input_size: int = 12
+    hidden_size: int = 64
+    layers: int = 1
+    output_size: int = 9
+    dropout: float = 0.0
+    bidirectional: bool = False
+    forget_bias: float = 1.0
+    head: str = "classify"
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ConfigError(f"unknown cell {self.cell!r}; expected one of {', '.join(CELLS)}")
+        if self.head not in HEADS:
+            raise ConfigError(f"unknown head {self.head!r}; expected one of {', '.join(HEADS)}")
+        for name in ("input_size", "hidden_size", "layers", "output_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.head == "forecast" and self.output_size != self.input_size:
+            raise ConfigError("a forecast head needs output_size == input_size")
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def state_names(self) -> list[tuple[str, str]]:
+        """(input, output) names of the exported state tensors; none for a bidirectional model."""
+        if self.bidirectional:
+            return []
+        pairs = [("h0", "hn")]
+        return [*pairs, ("c0", "cn")] if self.cell == "lstm" else pairs
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation: Adam, gradient clipping by global norm (0 disables it), a seed for everything."""
+
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 3e-3
+    clip: float = 1.0
+    seed: int = 0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr!r}")
+        if self.clip < 0:
+            raise ConfigError(f"clip must be >= 0 (0 disables clipping), got {self.clip!r}")
+
+
+def config_from_dict(cls: type[C], raw: dict[str, Any]) -> C:
+    """Build a config from a plain dict (a checkpoint, the command line); unknown keys are an error."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    return cls(**raw)
+
+
+def config_to_dict(cfg: ModelConfig | TrainConfig) -> dict[str, Any]:
+    return asdict(cfg)

@@ -1,0 +1,127 @@
+"""ONNX export: one self-contained `model.onnx` with native recurrent operators, verified, plus its manifest.
+
+The legacy TorchScript exporter (`dynamo=False`) is used: it maps `nn.LSTM` / `nn.GRU` / `nn.RNN` to ONNX's
+`LSTM` / `GRU` / `RNN` operators with named dynamic axes, in about a second; its known deprecation and tracer
+warnings are silenced around the call only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import onnx
+import torch
+
+from modelrepo import Manifest, OnnxInfo, OutputSpec, SequenceInput, StatePair, TrainingRecord
+from modelrepo.manifest import MANIFEST_FILE, MODEL_FILE, Architecture, Normalization
+from training.errors import ExportError
+from training.model import SequenceModel
+from training.verify import verify_export
+
+OPSET = 17
+RECURRENT_OPS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+EXPORTER = f"torch.onnx.export TorchScript exporter (dynamo=False), torch {torch.__version__.split('+')[0]}"
+
+
+def output_name(model: SequenceModel) -> str:
+    return "forecast" if model.cfg.head == "forecast" else "logits"
+
+
+def to_onnx(model: SequenceModel) -> bytes:
+    """Serialises `model` (eval mode) to ONNX bytes with batch and time axes dynamic."""
+    model.eval()
+    cfg = model.cfg
+    x = torch.zeros(2, 3, cfg.input_size)  # (B, T, F)
+    state = model.initial_state(2)
+    inputs = ["input", *(i for i, _ in cfg.state_names)]
+    outputs = [output_name(model), *(o for _, o in cfg.state_names)]
+    axes = {"input": {0: "batch", 1: "time"}, outputs[0]: {0: "batch", 1: "time"}}
+    axes |= {name: {0: "batch"} for name in inputs[1:] + outputs[1:]}
+    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
+        path = Path(scratch) / MODEL_FILE
+        torch.onnx.export(model, (x, *state), path, input_names=inputs, output_names=outputs,
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        proto = onnx.load(path)  # also pulls in any external data file, so the bytes below are self-contained
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def recurrent_ops(onnx_bytes: bytes) -> list[str]:
+    """The recurrent operators in the graph; fails on unrolled loops or a missing native operator."""
+    ops = {node.op_type for node in onnx.load_from_string(onnx_bytes).graph.node}
+    if ops & {"Loop", "Scan"}:
+        raise ExportError(f"graph contains a loop operator: {sorted(ops & {'Loop', 'Scan'})}")
+    return sorted(ops & set(RECURRENT_OPS.values()))
+
+
+def build_manifest(model: SequenceModel, name: str, version: int, onnx_bytes: bytes, labels: list[str] | None,
+                   training: TrainingRecord | None, description: str) -> Manifest:
+    cfg = model.cfg
+    ops = recurrent_ops(onnx_bytes)
+    if ops != [RECURRENT_OPS[cfg.cell]]:
+        raise ExportError(f"expected the native {RECURRENT_OPS[cfg.cell]} operator in the graph, found {ops}")
+    state_shape = [cfg.layers * cfg.directions, cfg.hidden_size]
+    kind: Literal["logits", "regression"] = "regression" if cfg.head == "forecast" else "logits"
+    meaning = ("next value of the input (one step ahead), in the input's units" if kind == "regression"
+               else "class logits at every step; the running answer is the argmax at the latest step")
+    return Manifest(
+        name=name,
+        version=version,
+        description=description,
+        architecture=Architecture(cell=cfg.cell, layers=cfg.layers, hidden_size=cfg.hidden_size,  # type: ignore[arg-type]
+                                  bidirectional=cfg.bidirectional),
+        input=SequenceInput(features=cfg.input_size, normalization=Normalization(
+            mean=model.mean.tolist(), std=model.std.tolist())),
+        outputs=[OutputSpec(name=output_name(model), kind=kind, size=cfg.output_size, description=meaning,
+                            labels=labels)],
+        state=[StatePair(input=i, output=o, shape=state_shape) for i, o in cfg.state_names],
+        streamable=not cfg.bidirectional,
+        training=training,
+        verification=verify_export(model, onnx_bytes),
+        onnx=OnnxInfo(opset=OPSET, exporter=EXPORTER, sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+                      recurrent_ops=ops),
+    )
+
+
+def check_destination(dest: Path, force: bool) -> None:
+    if dest.exists() and not force:
+        raise ExportError(f"{dest} already exists; pass --force to replace it")
+
+
+def write_version_dir(dest: Path, manifest: Manifest, onnx_bytes: bytes, extra: dict[str, bytes],
+                      force: bool) -> None:
+    """Writes everything into a temporary sibling folder, then swaps it in: never a half-written version."""
+    check_destination(dest, force)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp.chmod(0o755)
+    try:
+        (tmp / MODEL_FILE).write_bytes(onnx_bytes)
+        manifest.dump(tmp / MANIFEST_FILE)
+        for file_name, data in extra.items():
+            (tmp / file_name).write_bytes(data)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_model(model: SequenceModel, root: Path, name: str, version: int, *, labels: list[str] | None = None,
+                 training: TrainingRecord | None = None, description: str = "",
+                 extra: dict[str, bytes] | None = None, force: bool = False) -> Manifest:
+    """Exports, verifies and writes `root/name/version/`; returns the manifest written."""
+    dest = Path(root) / name / str(version)
+    check_destination(dest, force)
+    onnx_bytes = to_onnx(model)
+    manifest = build_manifest(model, name, version, onnx_bytes, labels, training, description)
+    write_version_dir(dest, manifest, onnx_bytes, extra or {}, force)
+    return manifest

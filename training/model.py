@@ -1,0 +1,88 @@
+"""The recurrent model: input normalisation, an `nn.RNN` / `nn.LSTM` / `nn.GRU` stack, a per-step linear head.
+
+State crosses the module boundary batch-first, `(B, layers * directions, H)`, which is what the exported graph
+and the server use; inside, torch's recurrent modules want `(layers * directions, B, H)`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from training.config import ModelConfig
+
+
+def _recurrent_stack(cfg: ModelConfig) -> nn.RNNBase:
+    dropout = cfg.dropout if cfg.layers > 1 else 0.0  # torch applies it between layers only
+    shared = {"num_layers": cfg.layers, "batch_first": True, "dropout": dropout, "bidirectional": cfg.bidirectional}
+    if cfg.cell == "lstm":
+        return nn.LSTM(cfg.input_size, cfg.hidden_size, **shared)
+    if cfg.cell == "gru":
+        return nn.GRU(cfg.input_size, cfg.hidden_size, **shared)
+    return nn.RNN(cfg.input_size, cfg.hidden_size, nonlinearity="tanh", **shared)
+
+
+class SequenceModel(nn.Module):
+    mean: Tensor  # (F,) buffer
+    std: Tensor  # (F,) buffer
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("mean", torch.zeros(cfg.input_size))  # (F,)
+        self.register_buffer("std", torch.ones(cfg.input_size))  # (F,)
+        self.rnn = _recurrent_stack(cfg)
+        self.head = nn.Linear(cfg.hidden_size * cfg.directions, cfg.output_size)
+        if cfg.cell == "lstm":
+            self._init_forget_bias(cfg.forget_bias)
+
+    def _init_forget_bias(self, value: float) -> None:
+        """Gates are ordered (input, forget, cell, output); the sum of both biases of the forget gate is `value`."""
+        h = self.cfg.hidden_size
+        with torch.no_grad():
+            for name, param in self.rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    param[h : 2 * h].fill_(value)
+                elif name.startswith("bias_hh"):
+                    param[h : 2 * h].zero_()
+
+    def set_normalization(self, mean: Tensor, std: Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp_min(1e-6))
+
+    def initial_state(self, batch: int) -> list[Tensor]:
+        """Zero state tensors, batch-first, one per entry of `cfg.state_names`."""
+        shape = (batch, self.cfg.layers * self.cfg.directions, self.cfg.hidden_size)
+        return [torch.zeros(shape) for _ in self.cfg.state_names]
+
+    def forward(self, x: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        """x: (B, T, F) raw features; state: batch-first tensors. Returns (outputs (B, T, O), *new state)."""
+        z = (x - self.mean) / self.std  # (B, T, F)
+        hx = [s.transpose(0, 1).contiguous() for s in state]  # each (layers*dirs, B, H)
+        if self.cfg.cell == "lstm":
+            y, new = self.rnn(z, (hx[0], hx[1]) if hx else None)  # y: (B, T, dirs*H)
+            new_state = list(new)
+        else:
+            y, h = self.rnn(z, hx[0] if hx else None)
+            new_state = [h]
+        out = self._head(x, y)  # (B, T, O)
+        if self.cfg.bidirectional:
+            return (out,)
+        return (out, *(s.transpose(0, 1) for s in new_state))  # each (B, layers, H)
+
+    def _head(self, x: Tensor, y: Tensor) -> Tensor:
+        out = self.head(y)  # (B, T, O)
+        if self.cfg.head == "forecast":
+            return x + out * self.std  # (B, T, F): the predicted change, in the input's units
+        return out
+
+    def forward_padded(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """Training/evaluation on zero-padded batches: packs them so padding never reaches a backward pass.
+
+        x: (B, T, F), lengths: (B,) int64 on the CPU. Returns outputs (B, T, O); padded steps are garbage.
+        """
+        z = (x - self.mean) / self.std  # (B, T, F)
+        packed = nn.utils.rnn.pack_padded_sequence(z, lengths, batch_first=True, enforce_sorted=False)
+        y, _ = self.rnn(packed)
+        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])  # (B, T, dirs*H)
+        return self._head(x, y)
