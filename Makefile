@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 SERVE_STAMP := $(VENV)/.serve-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test models report bench proto lint clean
+.PHONY: run test models report bench proto lint clean wheelhouse deploy-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ run: $(SERVE_STAMP)
 	$(PY) -m service --models models
 
 ## test: the whole suite (what .ci/run calls)
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) deploy-deps
 	$(PY) -m pytest
 
 ## models: retrain and re-export every shipped model from scratch
@@ -48,6 +48,20 @@ proto: $(TEST_STAMP)
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy service training modelrepo
+
+## wheelhouse: every serving wheel, for `docker build` with --no-index (CPU image: Python 3.11, CUDA image: 3.12)
+WHEEL_PYTHONS ?= 3.11 3.12
+wheelhouse: $(SERVE_STAMP)
+	rm -rf wheelhouse
+	$(PIP) wheel --quiet --no-deps --wheel-dir wheelhouse .
+	ort=$$($(PY) -c 'import onnxruntime; print(onnxruntime.__version__)') && for py in $(WHEEL_PYTHONS); do \
+		$(PIP) download --quiet --dest wheelhouse --only-binary=:all: --python-version $$py \
+			--platform manylinux_2_28_$$(uname -m) wheelhouse/seqserve-*.whl onnxruntime==$$ort || exit 1; \
+	done
+
+## deploy-deps: nginx for tests/deploy (apt-get install where missing and root; the test skips otherwise)
+deploy-deps:
+	@sh deploy/ensure-nginx.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Builds the serving virtualenv from the wheelhouse alone (`--no-index`): run by the Dockerfile's build stage.
+#   install-venv.sh DEVICE WHEELHOUSE VENV      DEVICE = cpu | cuda
+# pyproject.toml selects onnxruntime-gpu on Linux x86_64; the CPU image swaps in the CPU build of the same
+# release (`make wheelhouse` downloads both), which is ~20x smaller and needs no CUDA libraries.
+set -eu
+device="$1"
+wheels="$2"
+venv="$3"
+
+python3 -m venv "$venv"
+pip="$venv/bin/pip"
+"$pip" install --no-cache-dir --no-index --find-links "$wheels" "$wheels"/seqserve-*.whl
+if [ "$device" = cpu ] && "$pip" show onnxruntime-gpu >/dev/null 2>&1; then
+    release=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("onnxruntime-gpu"))')
+    "$pip" uninstall --yes onnxruntime-gpu
+    "$pip" install --no-cache-dir --no-index --find-links "$wheels" "onnxruntime==$release"
+fi
+"$pip" check
+# Nothing is installed at run time: leave pip out of the image.
+"$pip" uninstall --yes pip
