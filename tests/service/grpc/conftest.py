@@ -1,0 +1,157 @@
+"""A real server for gRPC tests: `start_server(**settings)` runs `serve()` on port 0 in a background thread.
+
+The server has its own event loop in its own thread, so blocking clients (our `Client`, `tritonclient`) and
+asyncio clients (on the test's loop) can both call it. Every server started is stopped at teardown.
+
+    def test_x(start_server):
+        server = start_server(max_batch_size=1)          # any Settings field as a keyword
+        with Client(server.target) as client: ...
+        server.active_sessions("vowels_lstm")            # the Prometheus gauge, as /metrics shows it
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from modelrepo import Manifest, latest_versions
+from service.grpc.server import Serving, serve
+from service.metrics import Metrics
+from service.registry import Registry
+from service.settings import Settings
+
+T = TypeVar("T")
+START_TIMEOUT_S = 120.0  # a safety net against a hung start, never a timed assertion
+
+
+@dataclass
+class RunningServer:
+    settings: Settings
+    serving: Serving
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.serving.port}"
+
+    @property
+    def registry(self) -> Registry:
+        return self.serving.registry
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.serving.metrics
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(START_TIMEOUT_S)
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    def active_sessions(self, model: str) -> float:
+        return self.metric("seqserve_active_sessions", model=model)
+
+    def stop(self, grace: float = 0.0) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            self.call(self.serving.shutdown(grace))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join()
+            self.loop.close()
+
+
+def run_in_thread(settings: Settings) -> RunningServer:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="seqserve-test-server", daemon=True)
+    thread.start()
+    try:
+        serving = asyncio.run_coroutine_threadsafe(serve(settings), loop).result(START_TIMEOUT_S)
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+        raise
+    return RunningServer(settings, serving, loop, thread)
+
+
+@pytest.fixture
+def start_server(models_root: Path) -> Iterator[Callable[..., RunningServer]]:
+    """Factory: start a server on the shipped models (CPU, 1 thread, port 0) with any settings overridden."""
+    started: list[RunningServer] = []
+
+    def start(**overrides: Any) -> RunningServer:
+        fields: dict[str, Any] = {"models": models_root, "host": "127.0.0.1", "port": 0, "metrics_port": 0,
+                                  "device": "cpu", "intra_op_threads": 1, **overrides}
+        server = run_in_thread(Settings(**fields))
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def manifests(models_root: Path) -> dict[str, Manifest]:
+    """The newest manifest of every shipped model, by name."""
+    return {name: Manifest.load(d.manifest_path) for name, d in latest_versions(models_root).items()}
+
+
+@pytest.fixture(scope="session")
+def streamable(manifests: dict[str, Manifest]) -> list[str]:
+    return sorted(name for name, m in manifests.items() if m.streamable)
+
+
+class Reference:
+    """Whole-sequence runs straight on onnxruntime, from the manifest's initial state: the parity oracle."""
+
+    def __init__(self, models_root: Path, manifests: dict[str, Manifest]) -> None:
+        self._manifests = manifests
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        for name, version_dir in latest_versions(models_root).items():
+            self._sessions[name] = ort.InferenceSession(
+                str(version_dir.model_path), options, providers=["CPUExecutionProvider"]
+            )
+
+    def run(self, model: str, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs `{name: (time, size)}` of one whole sequence `x` (time, features)."""
+        manifest = self._manifests[model]
+        feeds = {manifest.input.name: x[None].astype(np.float32)}
+        for pair in manifest.state:
+            feeds[pair.input] = np.full((1, *pair.shape), pair.initial, dtype=pair.dtype)
+        names = [o.name for o in manifest.outputs]
+        values = self._sessions[model].run(names, feeds)
+        return {name: value[0] for name, value in zip(names, values, strict=True)}
+
+    def sequence(self, model: str, steps: int, rng: np.random.Generator) -> np.ndarray:
+        """A random sequence `(steps, features)` for `model`."""
+        return rng.standard_normal((steps, self._manifests[model].input.features)).astype(np.float32)
+
+    @staticmethod
+    def chunks(x: np.ndarray, rng: np.random.Generator, max_len: int = 13) -> list[np.ndarray]:
+        """`x` cut into consecutive chunks of random lengths 1..max_len."""
+        cuts, start = [], 0
+        while start < len(x):
+            cuts.append(x[start:start + int(rng.integers(1, max_len + 1))])
+            start += len(cuts[-1])
+        return cuts
+
+
+@pytest.fixture(scope="session")
+def reference(models_root: Path, manifests: dict[str, Manifest]) -> Reference:
+    return Reference(models_root, manifests)
