@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 from service.grpc.native import NativeServicer
+from service.grpc.triton import add_triton
 from service.metrics import Metrics
 from service.registry import Registry
 from service.settings import Settings
@@ -53,7 +54,7 @@ async def serve(settings: Settings) -> Serving:
         options=[("grpc.max_send_message_length", limits), ("grpc.max_receive_message_length", limits)]
     )
     services = [add_native(server, registry, metrics)]
-    # Triton/KServe v2 front: register inference.GRPCInferenceService here and append its full name to `services`.
+    services.append(add_triton(server, registry, settings, metrics))  # Triton/KServe v2: inference.GRPCInferenceService
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection([*services, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
