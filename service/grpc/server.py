@@ -33,9 +33,12 @@ class Serving:
     health: health_aio.HealthServicer
 
     async def shutdown(self, grace: float) -> None:
-        """Health NOT_SERVING, refuse new sessions, let in-flight work finish within `grace`, free everything."""
-        await self.health.enter_graceful_shutdown()
+        """Refuse new sessions, health NOT_SERVING, let in-flight work finish within `grace`, free everything.
+
+        Draining starts before health flips, so a client that sees NOT_SERVING is sure to be refused.
+        """
         self.registry.begin_drain()
+        await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.registry.close()
 

@@ -1,0 +1,129 @@
+"""`python -m service` as a real subprocess: metrics served, and a graceful SIGTERM/SIGINT with streams in
+flight (every chunk sent before the signal is answered; new sessions are refused; the process exits 0)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service.client import AsyncClient, ServerError
+
+MODEL = "vowels_lstm"
+SAFETY_TIMEOUT_S = 120.0  # only against a hang
+SERVING = re.compile(r"gRPC serving on [\d.]+:(\d+)")
+METRICS = re.compile(r"metrics on (http://\S+/metrics)")
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[str]
+    target: str
+    metrics_url: str
+    log: list[str]
+    reader: threading.Thread
+
+    def wait(self) -> int:
+        """The exit code, once the process has exited and its whole log has been read."""
+        code = self.process.wait(timeout=SAFETY_TIMEOUT_S)
+        self.reader.join(timeout=SAFETY_TIMEOUT_S)
+        return code
+
+
+def read_lines(stream, lines: queue.Queue[str | None], log: list[str]) -> None:
+    for line in stream:
+        log.append(line)
+        lines.put(line)
+    lines.put(None)
+
+
+@pytest.fixture
+def server_process(repo_root: Path, models_root: Path) -> Iterator[Callable]:
+    started: list[ServerProcess] = []
+
+    def start(*flags: str) -> ServerProcess:
+        command = [sys.executable, "-m", "service", "--models", str(models_root), "--host", "127.0.0.1",
+                   "--port", "0", "--metrics-port", "0", "--device", "cpu", *flags]
+        process = subprocess.Popen(command, cwd=repo_root, stderr=subprocess.PIPE, text=True)
+        lines: queue.Queue[str | None] = queue.Queue()
+        log: list[str] = []
+        reader = threading.Thread(target=read_lines, args=(process.stderr, lines, log), daemon=True)
+        reader.start()
+        port = url = None
+        while port is None or url is None:
+            line = lines.get(timeout=SAFETY_TIMEOUT_S)
+            assert line is not None, "".join(log)
+            port = port or (m.group(1) if (m := SERVING.search(line)) else None)
+            url = url or (m.group(1) if (m := METRICS.search(line)) else None)
+        server = ServerProcess(process, f"127.0.0.1:{port}", url, log, reader)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+        server.wait()
+        assert server.process.stderr is not None
+        server.process.stderr.close()
+
+
+async def next_status(watch) -> int:
+    return (await watch.read()).status
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_graceful_shutdown_answers_every_chunk_sent_before_the_signal(
+    server_process, reference, signum: int
+) -> None:
+    server = server_process("--shutdown-grace", "60")
+    with urllib.request.urlopen(server.metrics_url) as response:
+        assert b"seqserve_active_sessions" in response.read()
+    rng = np.random.default_rng(9)
+    sequences = [reference.sequence(MODEL, 40, rng) for _ in range(8)]
+    async with AsyncClient(server.target) as client, grpc.aio.insecure_channel(server.target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        assert await next_status(watch) == health_pb2.HealthCheckResponse.SERVING
+        streams = [await client.stream(MODEL).open() for _ in sequences]
+        answered = [[await s.send(x[:4])] for s, x in zip(streams, sequences, strict=True)]
+        for stream, x in zip(streams, sequences, strict=True):
+            for start in range(4, 40, 4):
+                await stream.submit(x[start:start + 4])
+        os.kill(server.process.pid, signum)
+        assert await next_status(watch) == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(ServerError) as refused:
+            await client.stream(MODEL).open()
+        assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+        for stream, outputs in zip(streams, answered, strict=True):
+            outputs += [await stream.receive() for _ in range(4, 40, 4)]
+            await stream.close()
+        watch.cancel()
+    for x, outputs in zip(sequences, answered, strict=True):
+        got = np.concatenate([o["logits"] for o in outputs])
+        np.testing.assert_allclose(got, reference.run(MODEL, x)["logits"], rtol=0, atol=1e-4)
+    assert server.wait() == 0, "".join(server.log)
+
+
+async def test_streams_still_open_after_the_grace_period_are_cut_and_the_process_exits(server_process) -> None:
+    server = server_process("--shutdown-grace", "0.5", "--log-format", "json")
+    async with AsyncClient(server.target) as client:
+        stream = await client.stream(MODEL).open()
+        await stream.send(np.zeros((2, 12), np.float32))
+        os.kill(server.process.pid, signal.SIGTERM)
+        assert server.wait() == 0, "".join(server.log)
+        with pytest.raises(ServerError):
+            await stream.send(np.zeros((2, 12), np.float32))
+    assert any('"message": "stopped"' in line for line in server.log)
