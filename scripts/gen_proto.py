@@ -53,7 +53,8 @@ def use_private_pool(out: Path) -> None:
     (out / "_pool.py").write_text(POOL_TEXT, encoding="utf-8")
     for path in sorted(out.glob("*_pb2.py")):
         text = path.read_text(encoding="utf-8")
-        fixed = text.replace("DESCRIPTOR = _descriptor_pool.Default().", "from . import _pool\nDESCRIPTOR = _pool.POOL.")
+        private = "from . import _pool\nDESCRIPTOR = _pool.POOL."
+        fixed = text.replace("DESCRIPTOR = _descriptor_pool.Default().", private)
         path.write_text(fixed, encoding="utf-8")
 
 

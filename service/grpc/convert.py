@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -15,18 +15,18 @@ if TYPE_CHECKING:
     from service.registry import ModelStatus
 
 # Wire dtypes are little-endian whatever the host.
-DTYPES: dict[int, np.dtype] = {
+DTYPES: dict[pb.DataType, np.dtype] = {
     pb.DATA_TYPE_FLOAT32: np.dtype("<f4"),
     pb.DATA_TYPE_FLOAT16: np.dtype("<f2"),
     pb.DATA_TYPE_FLOAT64: np.dtype("<f8"),
     pb.DATA_TYPE_INT32: np.dtype("<i4"),
     pb.DATA_TYPE_INT64: np.dtype("<i8"),
 }
-DATA_TYPES: dict[str, int] = {dtype.name: code for code, dtype in DTYPES.items()}
+DATA_TYPES: dict[str, pb.DataType] = {dtype.name: code for code, dtype in DTYPES.items()}
 DYNAMIC = -1
 
 
-def to_data_type(dtype: np.dtype | str) -> int:
+def to_data_type(dtype: np.dtype | str) -> pb.DataType:
     try:
         return DATA_TYPES[np.dtype(dtype).name]
     except KeyError:
@@ -35,7 +35,7 @@ def to_data_type(dtype: np.dtype | str) -> int:
 
 def from_data_type(code: int) -> np.dtype:
     try:
-        return DTYPES[code]
+        return DTYPES[cast(pb.DataType, code)]
     except KeyError:
         raise InvalidInput(f"unknown or unspecified tensor dtype {code}") from None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 import grpc
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from service.metrics import Metrics
     from service.registry import Registry
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext
 
 
 class NativeServicer(pb_grpc.SeqServeServicer):
@@ -68,6 +68,7 @@ class NativeServicer(pb_grpc.SeqServeServicer):
         if count:
             self._metrics.count_request(model, code.name)
         await context.abort(code, message)
+        raise AssertionError("context.abort() always raises")
 
     def _label(self, name: str) -> str:
         """The metrics label for a requested model name: clients cannot mint new label values."""
