@@ -1,0 +1,32 @@
+"""The README documents every setting (its table is generated from `Settings`) and the client example runs."""
+
+from __future__ import annotations
+
+import re
+import runpy
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scripts.settings_table import settings_table
+
+
+def test_readme_settings_table_matches_the_settings_model(repo_root: Path) -> None:
+    assert settings_table() in (repo_root / "README.md").read_text(encoding="utf-8")
+
+
+def test_readme_client_example_runs(start_server: Callable, repo_root: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"## Client.*?```python\n(.*?)```", readme, re.DOTALL)
+    assert example is not None
+    server = start_server()
+    np.save(tmp_path / "x.npy", np.random.default_rng(11).standard_normal((20, 12)).astype(np.float32))
+    script = tmp_path / "example.py"
+    script.write_text(example.group(1).replace("127.0.0.1:8001", server.target), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    namespace = runpy.run_path(str(script))
+    assert namespace["logits"].shape == (5, 9)
+    assert namespace["outputs"]["logits"].shape == (1, 20, 9)
