@@ -127,3 +127,19 @@ async def test_streams_still_open_after_the_grace_period_are_cut_and_the_process
         with pytest.raises(ServerError):
             await stream.send(np.zeros((2, 12), np.float32))
     assert any('"message": "stopped"' in line for line in server.log)
+
+
+def test_device_cuda_without_a_gpu_stops_the_start_with_a_clear_message(repo_root: Path, models_root: Path) -> None:
+    command = [sys.executable, "-m", "service", "--models", str(models_root), "--device", "cuda", "--port", "0"]
+    done = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=SAFETY_TIMEOUT_S)
+    assert done.returncode == 2
+    assert "cannot start: --device cuda" in done.stderr and "--device auto|cpu" in done.stderr
+
+
+async def test_device_auto_falls_back_to_cpu_with_a_warning(server_process) -> None:
+    server = server_process("--device", "auto")
+    assert any("WARNING" in line and "CPU" in line for line in server.log), "".join(server.log)
+    async with AsyncClient(server.target) as client:
+        assert {m.provider for m in await client.models()} == {"CPUExecutionProvider"}
+    os.kill(server.process.pid, signal.SIGTERM)
+    assert server.wait() == 0
