@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import weakref
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 
@@ -20,6 +21,7 @@ class Client:
                  max_message_bytes: int = common.DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self._channel = grpc.insecure_channel(target, options=common.channel_options(max_message_bytes))
         self._stub = pb_grpc.SeqServeStub(self._channel)
+        self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
 
     def models(self) -> list[pb.ModelInfo]:
         """Every model version the server found, served or not."""
@@ -44,9 +46,14 @@ class Client:
 
     def stream(self, model: str, version: int = 0) -> Stream:
         """Open a session on `model` (newest version unless given); use it as a context manager."""
-        return Stream(self._stub, model, version)
+        stream = Stream(self._stub, model, version)
+        self._streams.add(stream)
+        return stream
 
     def close(self) -> None:
+        """Close the channel; streams still open are cancelled."""
+        for stream in list(self._streams):
+            stream.cancel()
         self._channel.close()
 
     def __enter__(self) -> Client:
