@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts.settings_table import settings_table
-
 
 def test_readme_settings_table_matches_the_settings_model(repo_root: Path) -> None:
+    settings_table = runpy.run_path(str(repo_root / "scripts" / "settings_table.py"))["settings_table"]
     assert settings_table() in (repo_root / "README.md").read_text(encoding="utf-8")
 
 
