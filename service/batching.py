@@ -80,6 +80,11 @@ class Batcher:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def queued(self) -> int:
+        """Steps waiting for a batch (not counting the batch in flight)."""
+        return len(self._queue)
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
 

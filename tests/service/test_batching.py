@@ -1,0 +1,170 @@
+"""The batcher on a real shipped graph: batched == unbatched (mixed lengths), one step per session per batch,
+every future resolved on model error, cancellation and close, and the queue bound."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from modelrepo import latest_versions
+from service.batching import Batcher
+from service.errors import ResourceExhausted, Unavailable
+from service.metrics import Metrics, ModelMetrics
+from service.runtime import Runtime
+from service.state import StatePool
+from tests.service.conftest import MANIFESTS, SHIPPED, STREAMABLE, reference, sequence
+
+NAME = STREAMABLE[0]
+MANIFEST = MANIFESTS[NAME]
+OUT = MANIFEST.outputs[0].name
+
+
+@dataclass
+class Owner:
+    """What the batcher needs from a session: an id, a pool slot and a generation."""
+
+    id: int
+    slot: int
+    generation: int = 0
+
+
+@dataclass
+class Parts:
+    batcher: Batcher
+    pool: StatePool
+    metrics: ModelMetrics
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool
+
+
+def make(executor: ThreadPoolExecutor, max_batch_size: int = 64, max_queued: int = 256) -> Parts:
+    pairs = {p.input: p.output for p in MANIFEST.state}
+    runtime = Runtime(latest_versions(SHIPPED)[NAME].model_path, "cpu", 1, NAME, pairs)
+    pool = StatePool(MANIFEST.state, max_slots=64)
+    metrics = Metrics().for_model(NAME)
+    batcher = Batcher(runtime, MANIFEST.input.name, pool, executor, metrics, max_batch_size, 500, max_queued)
+    batcher.start()
+    return Parts(batcher, pool, metrics)
+
+
+@pytest.fixture
+async def parts(executor: ThreadPoolExecutor) -> AsyncIterator[Parts]:
+    made = make(executor)
+    yield made
+    await made.batcher.close()
+
+
+def owners(pool: StatePool, n: int) -> list[Owner]:
+    return [Owner(i, pool.alloc(now=0.0)) for i in range(n)]
+
+
+def batch_sizes(metrics: ModelMetrics) -> dict[int, int]:
+    return {b.batch_size: b.count for b in metrics.counters.snapshot().batches}
+
+
+async def test_batched_equals_unbatched_with_mixed_chunk_lengths(parts: Parts) -> None:
+    lengths = [3, 5, 3, 1, 5, 3, 2, 1]
+    sessions = owners(parts.pool, len(lengths))
+    seqs = [sequence(MANIFEST, 1, 2 * t, seed=i)[0] for i, t in enumerate(lengths)]
+    results = []
+    for half in (0, 1):  # two steps per session: the second starts from the scattered state
+        rows = [(s[half * t : (half + 1) * t], o, None) for s, t, o in zip(seqs, lengths, sessions, strict=True)]
+        results.append(await asyncio.gather(*parts.batcher.enqueue(rows)))
+    for i, seq in enumerate(seqs):
+        got = np.concatenate([results[0][i][0][OUT], results[1][i][0][OUT]])
+        np.testing.assert_allclose(got, reference(NAME, seq[None])[OUT][0], atol=1e-5)
+    # one batch per chunk length per round: lengths {3: 3, 5: 2, 1: 2, 2: 1}
+    assert batch_sizes(parts.metrics) == {3: 2, 2: 4, 1: 2}
+
+
+async def test_one_step_per_session_per_batch(parts: Parts) -> None:
+    a, b = owners(parts.pool, 2)
+    x = sequence(MANIFEST, 3, 4)
+    futures = parts.batcher.enqueue([(x[0], a, None), (x[1], a, None), (x[2], b, None)])
+    results = await asyncio.gather(*futures)
+    assert batch_sizes(parts.metrics) == {2: 1, 1: 1}
+    expected = reference(NAME, x[:2].reshape(1, 8, -1))[OUT][0]  # a's two steps in order == one run of 8
+    np.testing.assert_allclose(np.concatenate([results[0][0][OUT], results[1][0][OUT]]), expected, atol=1e-5)
+
+
+async def test_explicit_state_rows_return_their_new_state(parts: Parts) -> None:
+    x = sequence(MANIFEST, 2, 6)
+    whole = reference(NAME, x)
+    initial = {p.input: np.full(p.shape, p.initial, p.dtype) for p in MANIFEST.state}
+    first = await asyncio.gather(*parts.batcher.enqueue([(row[:2], None, initial) for row in x]))
+    second = await asyncio.gather(*parts.batcher.enqueue([(x[i, 2:], None, first[i][1]) for i in range(2)]))
+    for i in range(2):
+        np.testing.assert_allclose(np.concatenate([first[i][0][OUT], second[i][0][OUT]]), whole[OUT][i], atol=1e-5)
+        for p in MANIFEST.state:
+            np.testing.assert_allclose(second[i][1][p.input], whole[p.output][i], atol=1e-5)
+
+
+async def test_model_error_fails_every_future_and_leaves_state(parts: Parts) -> None:
+    sessions = owners(parts.pool, 3)
+    before = [parts.pool.read(o.slot) for o in sessions]
+    bad = np.zeros((2, MANIFEST.input.features + 1), np.float32)  # the graph refuses this feature size
+    results = await asyncio.gather(*parts.batcher.enqueue([(bad, o, None) for o in sessions]), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) and str(r) == "model run failed" for r in results)
+    for o, state in zip(sessions, before, strict=True):
+        for name, value in state.items():
+            np.testing.assert_array_equal(parts.pool.read(o.slot)[name], value)
+    (ok,) = await asyncio.gather(*parts.batcher.enqueue([(sequence(MANIFEST, 1, 2)[0], sessions[0], None)]))
+    assert ok[0][OUT].shape == (2, MANIFEST.outputs[0].size)  # the batcher survived
+
+
+async def test_cancelled_step_is_skipped_and_state_untouched(parts: Parts) -> None:
+    a, b = owners(parts.pool, 2)
+    x = sequence(MANIFEST, 2, 3)
+    fa, fb = parts.batcher.enqueue([(x[0], a, None), (x[1], b, None)])
+    fa.cancel()
+    await fb
+    assert all(np.all(v == 0.0) for v in parts.pool.read(a.slot).values())
+    assert batch_sizes(parts.metrics) == {1: 1}
+
+
+async def test_stale_generation_is_not_written_back(executor: ThreadPoolExecutor) -> None:
+    made = make(executor)
+    (a,) = owners(made.pool, 1)
+    release = threading.Event()
+    blocker = executor.submit(release.wait)  # holds the only worker, so the step stays in flight
+    (future,) = made.batcher.enqueue([(sequence(MANIFEST, 1, 3)[0], a, None)])
+    while made.batcher.queued:  # until the batcher has taken the step (yields, no timing)
+        await asyncio.sleep(0)
+    a.generation += 1  # a reset while the step is in flight
+    release.set()
+    blocker.result()
+    outputs, _ = await future
+    assert outputs[OUT].shape == (3, MANIFEST.outputs[0].size)  # still answered
+    assert all(np.all(v == 0.0) for v in made.pool.read(a.slot).values())  # but its state dropped
+    await made.batcher.close()
+
+
+async def test_close_runs_queued_steps_then_refuses(executor: ThreadPoolExecutor) -> None:
+    made = make(executor, max_batch_size=2)
+    sessions = owners(made.pool, 5)
+    futures = made.batcher.enqueue([(sequence(MANIFEST, 1, 2, seed=i)[0], o, None) for i, o in enumerate(sessions)])
+    await made.batcher.close()
+    assert all(f.done() and f.exception() is None for f in futures)
+    with pytest.raises(Unavailable):
+        made.batcher.enqueue([(sequence(MANIFEST, 1, 2)[0], sessions[0], None)])
+
+
+async def test_queue_bound_admits_all_or_nothing(executor: ThreadPoolExecutor) -> None:
+    made = make(executor, max_queued=3)
+    sessions = owners(made.pool, 4)
+    rows = [(sequence(MANIFEST, 1, 2)[0], o, None) for o in sessions]
+    with pytest.raises(ResourceExhausted, match="queue is full"):
+        made.batcher.enqueue(rows)
+    assert made.metrics.counters.snapshot().execution_count == 0
+    await asyncio.gather(*made.batcher.enqueue(rows[:3]))
+    await made.batcher.close()
