@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -88,7 +89,7 @@ class Batcher:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
 
-    def enqueue(self, rows: list[Row]) -> list[asyncio.Future[StepResult]]:
+    def enqueue(self, rows: Sequence[Row]) -> list[asyncio.Future[StepResult]]:
         """Queue `(x, owner, explicit state)` rows, all or none; each future resolves to that row's result."""
         if self._closing:
             raise Unavailable("the model is shutting down")

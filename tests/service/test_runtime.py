@@ -1,0 +1,51 @@
+"""Provider selection: `cpu` works, `cuda` fails clearly without an active CUDA provider, `auto` falls back."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from modelrepo import latest_versions
+from service.errors import ConfigurationError
+from service.runtime import CPU, CUDA, Runtime, check_providers
+from tests.service.conftest import MANIFESTS, SHIPPED, STREAMABLE, reference, sequence
+
+NAME = STREAMABLE[0]
+
+
+def runtime(device: str) -> Runtime:
+    pairs = {p.input: p.output for p in MANIFESTS[NAME].state}
+    return Runtime(latest_versions(SHIPPED)[NAME].model_path, device, 1, NAME, pairs)  # type: ignore[arg-type]
+
+
+def test_cpu_runs_and_returns_state_by_input_name() -> None:
+    rt = runtime("cpu")
+    assert rt.provider == CPU
+    manifest = MANIFESTS[NAME]
+    x = sequence(manifest, 2, 5)
+    state = {p.input: np.zeros((2, *p.shape), p.dtype) for p in manifest.state}
+    outputs, new_state = rt.run({manifest.input.name: x}, state)
+    expected = reference(NAME, x)
+    assert set(outputs) == {o.name for o in manifest.outputs}
+    for p in manifest.state:
+        np.testing.assert_allclose(new_state[p.input], expected[p.output], atol=1e-6)
+
+
+def test_cuda_fails_clearly_when_the_provider_is_not_active() -> None:
+    with pytest.raises(ConfigurationError, match="CUDA execution provider is not active"):
+        runtime("cuda")
+
+
+def test_auto_falls_back_to_cpu_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="service.runtime"):
+        rt = runtime("auto")
+    assert rt.provider == CPU
+    assert any(r.levelno == logging.WARNING and "serving it on CPU" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("device", "active", "chosen"),
+    [("auto", [CUDA, CPU], CUDA), ("cuda", [CUDA, CPU], CUDA), ("cpu", [CPU], CPU), ("auto", [CPU], CPU)],
+)
+def test_selection_uses_the_providers_really_active(device: str, active: list[str], chosen: str) -> None:
+    assert check_providers(device, active, NAME) == chosen  # type: ignore[arg-type]
