@@ -19,27 +19,19 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
 from service.errors import FailedPrecondition, ResourceExhausted, Unavailable
 from service.metrics import ModelMetrics
-from service.runtime import Runtime, to_host
+from service.resident import ResidentState, StateOwner
+from service.runtime import Runtime, StateValue, to_host
 from service.state import StatePool
 
 log = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
 StepResult = tuple[Arrays, Arrays]  # (outputs {name: (T, size)}, new state rows {name: shape}; empty for sessions)
-
-
-class StateOwner(Protocol):
-    """A session as the batcher sees it: its pool slot, and a generation that changes on reset/close/expiry."""
-
-    id: int
-    slot: int
-    generation: int
 
 
 Row = tuple[np.ndarray, StateOwner | None, Arrays | None]  # (x (T, F), owner, explicit state rows)
@@ -70,6 +62,7 @@ class Batcher:
         self._runtime = runtime
         self._input_name = input_name
         self._pool = pool
+        self._resident = ResidentState(pool)
         self._executor = executor
         self._metrics = metrics
         self._max_batch = max_batch_size
@@ -85,6 +78,10 @@ class Batcher:
     def queued(self) -> int:
         """Steps waiting for a batch (not counting the batch in flight)."""
         return len(self._queue)
+
+    def sync_state(self) -> None:
+        """Bring the pool up to date (call before reading a slot from outside the batcher)."""
+        self._resident.flush()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
@@ -167,14 +164,14 @@ class Batcher:
     async def _run(self, batch: list[Step]) -> None:
         start = time.perf_counter_ns()
         try:
+            batch, state = self._arrange(batch)
             x = np.stack([s.x for s in batch])  # (B, T, F)
-            state = self._gather(batch)
             ready = time.perf_counter_ns()
             outputs, new_state = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._runtime.run, {self._input_name: x}, state
             )
             ran = time.perf_counter_ns()
-            self._scatter(batch, outputs, {name: to_host(v) for name, v in new_state.items()})
+            self._finish(batch, outputs, new_state)
         except asyncio.CancelledError:
             self._fail(batch, Unavailable("the model is shutting down"))
             raise
@@ -185,13 +182,21 @@ class Batcher:
         done = time.perf_counter_ns()
         self._record(batch, start, ready - start, ran - ready, done - ran)
 
-    def _gather(self, batch: list[Step]) -> Arrays:
+    def _arrange(self, batch: list[Step]) -> tuple[list[Step], dict[str, StateValue]]:
+        """The batch's state: the resident state as is (batch reordered to it) or gathered from the pool."""
+        order = self._resident.match([s.owner for s in batch])
+        if order is not None:
+            return [batch[j] for j in order], self._resident.values
+        self._resident.drop()
+        return batch, self._gather(batch)
+
+    def _gather(self, batch: list[Step]) -> dict[str, StateValue]:
         owned = [i for i, s in enumerate(batch) if s.owner is not None]
         slots = np.fromiter((batch[i].owner.slot for i in owned), dtype=np.intp, count=len(owned))  # type: ignore[union-attr]
         pooled = self._pool.gather(slots)
         if len(owned) == len(batch):
-            return pooled
-        state: Arrays = {}
+            return dict(pooled)
+        state: dict[str, StateValue] = {}
         for pair in self._pool.pairs:
             rows = np.empty((len(batch), *pair.shape), dtype=pair.dtype)
             rows[owned] = pooled[pair.input]
@@ -201,20 +206,26 @@ class Batcher:
             state[pair.input] = rows
         return state
 
-    def _scatter(self, batch: list[Step], outputs: Arrays, new_state: Arrays) -> None:
-        """Write back the state of live, unchanged sessions; resolve every future still waiting."""
-        keep = [
+    def _finish(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue]) -> None:
+        """Keep the new state (resident, or written to the pool for live unchanged sessions); resolve futures."""
+        advance = [
             i for i, s in enumerate(batch)
             if s.owner is not None and s.owner.generation == s.generation and not s.future.cancelled()
         ]
-        if keep:
-            slots = np.fromiter((batch[i].owner.slot for i in keep), dtype=np.intp, count=len(keep))  # type: ignore[union-attr]
-            self._pool.scatter(slots, {name: rows[keep] for name, rows in new_state.items()})
+        host: Arrays = {}
+        if len(advance) == len(batch):
+            self._resident.keep([(s.owner, s.generation) for s in batch], new_state)  # type: ignore[misc]
+        else:
+            self._resident.drop()  # rows that do not advance keep their previous state
+            host = {name: to_host(v) for name, v in new_state.items()}
+            if advance:
+                slots = np.fromiter((batch[i].owner.slot for i in advance), dtype=np.intp, count=len(advance))  # type: ignore[union-attr]
+                self._pool.scatter(slots, {name: rows[advance] for name, rows in host.items()})
         for i, step in enumerate(batch):
             if step.owner is not None:
                 self._expected.add(step.owner.id)
             if not step.future.done():
-                rows = {} if step.owner is not None else {name: v[i] for name, v in new_state.items()}
+                rows = {} if step.owner is not None else {name: v[i] for name, v in host.items()}
                 step.future.set_result(({name: v[i] for name, v in outputs.items()}, rows))
 
     def _record(self, batch: list[Step], start: int, input_ns: int, infer_ns: int, output_ns: int) -> None:

@@ -168,3 +168,37 @@ async def test_queue_bound_admits_all_or_nothing(executor: ThreadPoolExecutor) -
     assert made.metrics.counters.snapshot().execution_count == 0
     await asyncio.gather(*made.batcher.enqueue(rows[:3]))
     await made.batcher.close()
+
+
+async def step_all(parts: Parts, rows: list[tuple[np.ndarray, Owner]]) -> list[np.ndarray]:
+    results = await asyncio.gather(*parts.batcher.enqueue([(x, o, None) for x, o in rows]))
+    return [r[0][OUT] for r in results]
+
+
+async def test_same_sessions_again_reuse_the_resident_state(parts: Parts) -> None:
+    sessions = owners(parts.pool, 3)
+    x = sequence(MANIFEST, 3, 9)
+    expected = reference(NAME, x)
+    got = [await step_all(parts, [(x[i, 3 * k : 3 * k + 3], sessions[i]) for i in (2, 0, 1)]) for k in range(3)]
+    assert batch_sizes(parts.metrics) == {3: 3}
+    for pos, i in enumerate((2, 0, 1)):
+        np.testing.assert_allclose(np.concatenate([g[pos] for g in got]), expected[OUT][i], atol=1e-5)
+    assert all(np.all(v == 0.0) for v in parts.pool.read(sessions[0].slot).values())  # not written back yet
+    parts.batcher.sync_state()
+    for i, o in enumerate(sessions):
+        for p in MANIFEST.state:
+            np.testing.assert_allclose(parts.pool.read(o.slot)[p.input], expected[p.output][i], atol=1e-5)
+
+
+async def test_a_different_batch_flushes_the_resident_state_first(parts: Parts) -> None:
+    a, b, c = owners(parts.pool, 3)
+    x = sequence(MANIFEST, 3, 6)
+    expected = reference(NAME, x)
+    first = await step_all(parts, [(x[0, :2], a), (x[1, :2], b), (x[2, :2], c)])
+    c.generation += 1  # c is reset: its resident row must not be written back
+    parts.pool.reset(c.slot)
+    second = await step_all(parts, [(x[0, 2:], a), (x[2, 2:], c)])  # b sits this one out
+    third = await step_all(parts, [(x[1, 2:], b)])
+    np.testing.assert_allclose(np.concatenate([first[0], second[0]]), expected[OUT][0], atol=1e-5)
+    np.testing.assert_allclose(np.concatenate([first[1], third[0]]), expected[OUT][1], atol=1e-5)
+    np.testing.assert_allclose(second[1], reference(NAME, x[2:, 2:])[OUT][0], atol=1e-5)  # from the initial state
