@@ -7,6 +7,7 @@ others are. `get(name)` serves the newest ready version; every ready version is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -60,7 +61,7 @@ class Registry:
                     statuses.append(_failed(found, str(exc)))
                     continue
                 except ConfigurationError:
-                    executor.shutdown(wait=False)
+                    await cls(statuses, models, executor).close()
                     raise
                 except Exception as exc:  # onnxruntime refusing the graph, unreadable file, ...
                     log.exception("cannot load %s version %d", found.name, found.version)
@@ -107,6 +108,8 @@ class Registry:
         self.begin_drain()
         if self._reaper is not None:
             self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
         await asyncio.gather(*(m.close() for m in self._models.values()))
         self._executor.shutdown(wait=True)
 
@@ -115,7 +118,8 @@ class Registry:
             await asyncio.sleep(min(timeout / 4, 1.0))
             now = time.monotonic()
             for model in self._models.values():
-                model.evict_idle(now)
+                if evicted := model.evict_idle(now):
+                    log.info("evicted %d idle sessions of %s version %d", evicted, model.name, model.version)
 
 
 def _load_version(found: ModelVersionDir, settings: Settings) -> tuple[Manifest, Runtime]:
