@@ -79,6 +79,12 @@ class Batcher:
         """Steps waiting for a batch (not counting the batch in flight)."""
         return len(self._queue)
 
+    def forget(self, owner: StateOwner) -> None:
+        """A closed session will send no more steps: do not wait for it."""
+        if owner.id in self._expected:
+            self._expected.discard(owner.id)
+            self._wake.set()
+
     def sync_state(self) -> None:
         """Bring the pool up to date (call before reading a slot from outside the batcher)."""
         self._resident.flush()

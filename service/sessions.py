@@ -92,6 +92,7 @@ class Session:
         if not self.closed:
             self.generation = -1
             self._pool.free(self.slot)
+            self._batcher.forget(self)
             self._on_close(self)
 
     def expire(self) -> None:

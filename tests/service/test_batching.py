@@ -47,12 +47,16 @@ def executor() -> Iterator[ThreadPoolExecutor]:
         yield pool
 
 
-def make(executor: ThreadPoolExecutor, max_batch_size: int = 64, max_queued: int = 256) -> Parts:
+def make(
+    executor: ThreadPoolExecutor, max_batch_size: int = 64, max_queued: int = 256, max_queue_delay_us: int = 500
+) -> Parts:
     pairs = {p.input: p.output for p in MANIFEST.state}
     runtime = Runtime(latest_versions(SHIPPED)[NAME].model_path, "cpu", 1, NAME, pairs)
     pool = StatePool(MANIFEST.state, max_slots=64)
     metrics = Metrics().for_model(NAME)
-    batcher = Batcher(runtime, MANIFEST.input.name, pool, executor, metrics, max_batch_size, 500, max_queued)
+    batcher = Batcher(
+        runtime, MANIFEST.input.name, pool, executor, metrics, max_batch_size, max_queue_delay_us, max_queued
+    )
     batcher.start()
     return Parts(batcher, pool, metrics)
 
@@ -202,3 +206,28 @@ async def test_a_different_batch_flushes_the_resident_state_first(parts: Parts) 
     np.testing.assert_allclose(np.concatenate([first[0], second[0]]), expected[OUT][0], atol=1e-5)
     np.testing.assert_allclose(np.concatenate([first[1], third[0]]), expected[OUT][1], atol=1e-5)
     np.testing.assert_allclose(second[1], reference(NAME, x[2:, 2:])[OUT][0], atol=1e-5)  # from the initial state
+
+
+HOUR_US = 3600 * 1_000_000
+
+
+@pytest.mark.timeout(60)
+async def test_an_idle_model_runs_a_step_at_once_and_waits_for_the_sessions_it_served(
+    executor: ThreadPoolExecutor,
+) -> None:
+    made = make(executor, max_queue_delay_us=HOUR_US)  # a step that waited for company would hang the test
+    a, b, c = owners(made.pool, 3)
+    x = sequence(MANIFEST, 1, 2)[0]
+    await step_all(made, [(x, a)])  # idle: no wait at all
+    await step_all(made, [(x, a), (x, b)])
+    (fa,) = made.batcher.enqueue([(x, a, None)])
+    for _ in range(20):  # let the batcher run: it must hold a's step until b is back
+        await asyncio.sleep(0)
+    assert made.batcher.queued == 1
+    (fb,) = made.batcher.enqueue([(x, b, None)])
+    await asyncio.gather(fa, fb)
+    assert batch_sizes(made.metrics) == {1: 1, 2: 2}
+    made.batcher.forget(a)  # a and b closed: c does not wait for them
+    made.batcher.forget(b)
+    await step_all(made, [(x, c)])
+    await made.batcher.close()
