@@ -7,7 +7,7 @@ process (tests). Serve it with `prometheus_client.start_http_server(port, regist
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -144,16 +144,9 @@ class ModelCounters:
         batches = tuple(
             BatchStats(size, t.count, t.input_ns, t.infer_ns, t.output_ns) for size, t in sorted(self._batches.items())
         )
+        counts = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
         return ModelStats(
-            inference_count=self.inference_count,
-            execution_count=self.execution_count,
-            last_inference_ms=self.last_inference_ms,
-            success_count=self.success_count,
-            success_ns=self.success_ns,
-            fail_count=self.fail_count,
-            fail_ns=self.fail_ns,
-            queue_count=self.queue_count,
-            queue_ns=self.queue_ns,
+            **counts,
             compute_input_ns=sum(b.compute_input_ns for b in batches),
             compute_infer_ns=sum(b.compute_infer_ns for b in batches),
             compute_output_ns=sum(b.compute_output_ns for b in batches),
