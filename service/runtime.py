@@ -54,11 +54,18 @@ def check_providers(device: Device, active: list[str], model: str) -> str:
 class Runtime:
     """Wraps one `InferenceSession`; `run` may be called from a worker thread (onnxruntime allows it).
 
-    `state_pairs` maps each state input name to the output that carries its next value.
+    `state_pairs` maps each state input name to the output that carries its next value. `io_binding` (default:
+    on CUDA only) runs through IOBinding and leaves the new state where the provider computed it, as `OrtValue`s.
     """
 
     def __init__(
-        self, path: Path, device: Device, intra_op_threads: int, label: str, state_pairs: dict[str, str]
+        self,
+        path: Path,
+        device: Device,
+        intra_op_threads: int,
+        label: str,
+        state_pairs: dict[str, str],
+        io_binding: bool | None = None,
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
@@ -73,6 +80,8 @@ class Runtime:
         self._state_pairs = dict(state_pairs)
         self._output_names = [o.name for o in self.outputs]
         self._state_outputs = set(self._state_pairs.values())
+        self._io_binding = self.provider == CUDA if io_binding is None else io_binding
+        self._state_device = "cuda" if self.provider == CUDA else "cpu"
 
     def run(
         self, inputs: dict[str, np.ndarray], state: dict[str, StateValue]
@@ -82,7 +91,7 @@ class Runtime:
         On CUDA the state stays on the device: state values may be `OrtValue`s returned by an earlier run,
         and the new state comes back as device `OrtValue`s (`to_host` copies one to numpy).
         """
-        if self.provider == CPU:
+        if not self._io_binding:
             results = self._session.run(self._output_names, {**inputs, **state})
             values = dict(zip(self._output_names, results, strict=True))
         else:
@@ -98,7 +107,7 @@ class Runtime:
             else:
                 binding.bind_cpu_input(name, np.ascontiguousarray(value))
         for name in self._output_names:
-            binding.bind_output(name, "cuda" if name in self._state_outputs else "cpu")
+            binding.bind_output(name, self._state_device if name in self._state_outputs else "cpu")
         self._session.run_with_iobinding(binding)
         values = binding.get_outputs()
         return {

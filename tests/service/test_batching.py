@@ -48,10 +48,14 @@ def executor() -> Iterator[ThreadPoolExecutor]:
 
 
 def make(
-    executor: ThreadPoolExecutor, max_batch_size: int = 64, max_queued: int = 256, max_queue_delay_us: int = 500
+    executor: ThreadPoolExecutor,
+    max_batch_size: int = 64,
+    max_queued: int = 256,
+    max_queue_delay_us: int = 500,
+    io_binding: bool = False,
 ) -> Parts:
     pairs = {p.input: p.output for p in MANIFEST.state}
-    runtime = Runtime(latest_versions(SHIPPED)[NAME].model_path, "cpu", 1, NAME, pairs)
+    runtime = Runtime(latest_versions(SHIPPED)[NAME].model_path, "cpu", 1, NAME, pairs, io_binding)
     pool = StatePool(MANIFEST.state, max_slots=64)
     metrics = Metrics().for_model(NAME)
     batcher = Batcher(
@@ -61,9 +65,10 @@ def make(
     return Parts(batcher, pool, metrics)
 
 
-@pytest.fixture
-async def parts(executor: ThreadPoolExecutor) -> AsyncIterator[Parts]:
-    made = make(executor)
+@pytest.fixture(params=[False, True], ids=["run", "io_binding"])
+async def parts(executor: ThreadPoolExecutor, request: pytest.FixtureRequest) -> AsyncIterator[Parts]:
+    """Both run paths: plain `run`, and IOBinding with the state left as `OrtValue`s (what CUDA uses)."""
+    made = make(executor, io_binding=request.param)
     yield made
     await made.batcher.close()
 

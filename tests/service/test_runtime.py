@@ -3,11 +3,12 @@
 import logging
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from modelrepo import latest_versions
 from service.errors import ConfigurationError
-from service.runtime import CPU, CUDA, Runtime, check_providers
+from service.runtime import CPU, CUDA, Runtime, check_providers, to_host
 from tests.service.conftest import MANIFESTS, SHIPPED, STREAMABLE, reference, sequence
 
 NAME = STREAMABLE[0]
@@ -49,3 +50,20 @@ def test_auto_falls_back_to_cpu_with_a_warning(caplog: pytest.LogCaptureFixture)
 )
 def test_selection_uses_the_providers_really_active(device: str, active: list[str], chosen: str) -> None:
     assert check_providers(device, active, NAME) == chosen  # type: ignore[arg-type]
+
+
+def test_io_binding_leaves_state_as_ortvalues_and_feeds_them_back() -> None:
+    """The CUDA path (IOBinding, state kept where it was computed), exercised here on the CPU provider."""
+    manifest = MANIFESTS[NAME]
+    pairs = {p.input: p.output for p in manifest.state}
+    rt = Runtime(latest_versions(SHIPPED)[NAME].model_path, "cpu", 1, NAME, pairs, io_binding=True)
+    x = sequence(manifest, 2, 6)
+    state = {p.input: np.zeros((2, *p.shape), p.dtype) for p in manifest.state}
+    head, mid = rt.run({manifest.input.name: x[:, :2]}, state)
+    assert all(isinstance(v, ort.OrtValue) for v in mid.values())
+    tail, final = rt.run({manifest.input.name: x[:, 2:]}, mid)
+    expected = reference(NAME, x)
+    out = manifest.outputs[0].name
+    np.testing.assert_allclose(np.concatenate([head[out], tail[out]], axis=1), expected[out], atol=1e-5)
+    for p in manifest.state:
+        np.testing.assert_allclose(to_host(final[p.input]), expected[p.output], atol=1e-5)
