@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
 StepResult = tuple[Arrays, Arrays]  # (outputs {name: (T, size)}, new state rows {name: shape}; empty for sessions)
-
-
 Row = tuple[np.ndarray, StateOwner | None, Arrays | None]  # (x (T, F), owner, explicit state rows)
 
 
@@ -127,7 +125,8 @@ class Batcher:
                 batch = self._take_batch()
                 if batch:
                     await self._run(batch)
-        finally:
+        finally:  # also when the loop dies of a bug: nothing may wait for it forever
+            self._closing = True
             self._fail(list(self._queue), Unavailable("the model is shutting down"))
             self._queue.clear()
 
@@ -153,7 +152,7 @@ class Batcher:
             if step.future.done():  # cancelled by its caller: dropped, its state untouched
                 continue
             owner = step.owner
-            if len(batch) >= self._max_batch or step.x.shape[0] != length or (owner and owner.id in owners):
+            if len(batch) >= self._max_batch or step.x.shape[0] != length or (owner is not None and owner.id in owners):
                 rest.append(step)
                 continue
             if owner is not None:
