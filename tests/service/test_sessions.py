@@ -193,3 +193,21 @@ async def test_infer_rejects_bad_state(registry: Registry) -> None:
             await model.infer(x, bad)
     with pytest.raises(InvalidInput, match="rank"):
         await model.infer(x[0])
+
+
+async def test_close_answers_steps_in_flight_then_frees_everything(registry: Registry, metrics: Metrics) -> None:
+    name = STREAMABLE[0]
+    model = registry.get(name)
+    sessions = [model.open_session() for _ in range(6)]
+    x = sequence(model.manifest, 6, 4)
+    steps = [asyncio.ensure_future(s.step(x[i])) for i, s in enumerate(sessions)]
+    while not all(s.busy or t.done() for s, t in zip(sessions, steps, strict=True)):  # all admitted (yields only)
+        await asyncio.sleep(0)
+    await registry.close()
+    expected = reference(name, x)[model.manifest.outputs[0].name]
+    for i, step in enumerate(steps):
+        np.testing.assert_allclose(step.result()[model.manifest.outputs[0].name], expected[i], atol=1e-4)
+    assert all(s.closed for s in sessions) and model.active_sessions == 0
+    assert metrics.registry.get_sample_value("seqserve_active_sessions", {"model": name}) == 0
+    with pytest.raises(Unavailable):
+        model.open_session()
