@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 
 class Session:
+    __slots__ = ("_batcher", "_lock", "_metrics", "_on_close", "_pool", "expired", "generation", "id", "model", "slot")
+
     def __init__(
         self,
         session_id: int,
