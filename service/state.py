@@ -24,6 +24,8 @@ class StatePool:
         self._last_use = np.zeros(capacity, dtype=np.float64)
         self._in_use = np.zeros(capacity, dtype=bool)
         self._free = list(range(capacity - 1, -1, -1))  # pop() hands out the lowest slot first
+        self._buffer_rows = 0
+        self._buffers = {p.input: np.empty((0, *p.shape), dtype=p.dtype) for p in self.pairs}
 
     @property
     def capacity(self) -> int:
@@ -73,8 +75,15 @@ class StatePool:
         return {name: a[slot].copy() for name, a in self._arrays.items()}
 
     def gather(self, slots: np.ndarray) -> dict[str, np.ndarray]:
-        """The state rows of `slots`, batch-first: `{name: (len(slots), *shape)}` (new arrays)."""
-        return {name: np.take(a, slots, axis=0) for name, a in self._arrays.items()}
+        """The state rows of `slots`, batch-first: `{name: (len(slots), *shape)}`.
+
+        Copied into preallocated buffers that the next `gather` reuses (the batcher runs one batch at a time).
+        """
+        n = len(slots)
+        if n > self._buffer_rows:
+            self._buffer_rows = n
+            self._buffers = {p.input: np.empty((n, *p.shape), dtype=p.dtype) for p in self.pairs}
+        return {name: np.take(a, slots, axis=0, out=self._buffers[name][:n]) for name, a in self._arrays.items()}
 
     def scatter(self, slots: np.ndarray, state: dict[str, np.ndarray]) -> None:
         """Write batch-first rows back to `slots` (row i of each array goes to `slots[i]`)."""

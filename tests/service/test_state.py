@@ -87,3 +87,14 @@ def test_idle_slots_by_last_use() -> None:
     pool.free(freed)
     assert pool.idle_slots(older_than=10.0) == [old]
     assert pool.idle_slots(older_than=0.5) == []
+
+
+def test_gathers_of_any_size_in_turn() -> None:
+    pool = StatePool(PAIRS, max_slots=8)
+    slots = np.array([pool.alloc(now=0.0) for _ in range(4)])
+    pool.scatter(slots, {"h0": np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 1, 4), np.float32),
+                         "c0": np.zeros((4, 1, 4), np.float32)})
+    for order in ([3, 1], [0, 1, 2, 3], [2], []):
+        rows = pool.gather(slots[order])["h0"]
+        assert rows.shape == (len(order), 1, 4)
+        np.testing.assert_array_equal(rows[:, 0, 0], np.array(order, dtype=np.float32))
