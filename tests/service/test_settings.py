@@ -25,6 +25,8 @@ def test_flags_over_env_over_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.reject_nonfinite is False
     assert (s.device, s.models) == ("cpu", Path("/tmp/m"))
     assert Settings.from_args(["--reject-nonfinite"]).reject_nonfinite is True
+    monkeypatch.setenv("SEQSERVE_LOG_LEVEL", "debug")
+    assert Settings.from_args([]).log_level == "DEBUG"
 
 
 @pytest.mark.parametrize("argv", [["--port", "x"], ["--device", "gpu"], ["--max-batch-size", "0"], ["--nope", "1"]])
