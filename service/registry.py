@@ -58,14 +58,15 @@ class Registry:
                 try:
                     manifest, runtime = await loop.run_in_executor(executor, _load_version, found, settings)
                 except (ManifestError, ModelInvalid) as exc:
-                    statuses.append(_failed(found, str(exc)))
+                    statuses.append(_failed(found, str(exc), settings))
                     continue
                 except ConfigurationError:
                     await cls(statuses, models, executor).close()
                     raise
                 except Exception as exc:  # onnxruntime refusing the graph, unreadable file, ...
                     log.exception("cannot load %s version %d", found.name, found.version)
-                    statuses.append(_failed(found, f"cannot load the graph: {type(exc).__name__}: {exc}"[:300]))
+                    reason = f"cannot load the graph: {type(exc).__name__}: {exc}"
+                    statuses.append(_failed(found, reason, settings))
                     continue
                 model = ServedModel(manifest, runtime, settings, metrics.for_model(found.name), executor)
                 model.start()
@@ -138,6 +139,9 @@ def _load_version(found: ModelVersionDir, settings: Settings) -> tuple[Manifest,
     return manifest, runtime
 
 
-def _failed(found: ModelVersionDir, reason: str) -> ModelStatus:
+def _failed(found: ModelVersionDir, reason: str, settings: Settings) -> ModelStatus:
+    """A not-ready status; the reason names files relative to the repository and stays one short line."""
+    reason = reason.replace(f"{settings.models.resolve()}/", "").replace(f"{settings.models}/", "")
+    reason = " ".join(reason.split())[:300]
     log.error("not serving %s version %d: %s", found.name, found.version, reason)
     return ModelStatus(found.name, found.version, False, reason, None, None)
