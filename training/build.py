@@ -11,7 +11,8 @@ from training.checkpoint import Checkpoint, save_checkpoint
 from training.config import ModelConfig, TrainConfig, config_to_dict
 from training.export import check_destination, export_model
 from training.plots import curves_png
-from training.tasks import Task, make_task
+from training.task import Task
+from training.tasks import make_task
 from training.train import History, fit
 
 log = logging.getLogger("training")
@@ -46,13 +47,6 @@ SHIPPED: tuple[ShippedModel, ...] = (
 )
 
 
-def find_spec(name: str) -> ShippedModel:
-    for spec in SHIPPED:
-        if spec.name == name:
-            return spec
-    raise KeyError(name)
-
-
 def history_png(name: str, task: Task, history: History) -> bytes:
     def col(key: str) -> list[float]:
         return [row[key] for row in history.epochs]
@@ -66,11 +60,20 @@ def history_png(name: str, task: Task, history: History) -> bytes:
     return curves_png(name, panels)
 
 
-def training_record(task: Task, spec: ShippedModel, history: History) -> TrainingRecord:
+def training_record(task: Task, mcfg: ModelConfig, tcfg: TrainConfig, history: History) -> TrainingRecord:
     metrics = {k: round(v, 6) for k, v in history.final.items() if k != "epoch"}
-    return TrainingRecord(task=task.name, dataset=task.dataset, source=task.source, seed=spec.train.seed,
-                          epochs=spec.train.epochs, metrics=metrics,
-                          config={"model": config_to_dict(spec.model), "train": config_to_dict(spec.train)})
+    return TrainingRecord(task=task.name, dataset=task.dataset, source=task.source, seed=tcfg.seed,
+                          epochs=len(history.epochs), metrics=metrics,
+                          config={"model": config_to_dict(mcfg), "train": config_to_dict(tcfg)})
+
+
+def export_trained(ckpt: Checkpoint, task: Task, root: Path, name: str, version: int, description: str,
+                   force: bool) -> Manifest:
+    """Exports a trained model with its training record and curves into `root/name/version/`."""
+    return export_model(ckpt.model, root, name, version, labels=task.labels,
+                        training=training_record(task, ckpt.model.cfg, ckpt.train_config, ckpt.history),
+                        description=description, extra={CURVES_FILE: history_png(name, task, ckpt.history)},
+                        force=force)
 
 
 def build(spec: ShippedModel, root: Path, runs: Path, force: bool, progress: bool = True) -> Manifest:
@@ -78,10 +81,9 @@ def build(spec: ShippedModel, root: Path, runs: Path, force: bool, progress: boo
     check_destination(Path(root) / spec.name / str(spec.version), force)
     task = make_task(spec.task)
     model, history = fit(task, spec.model, spec.train, progress=progress)
-    save_checkpoint(Path(runs) / spec.name / "checkpoint.pt", Checkpoint(task.name, model, spec.train, history))
-    manifest = export_model(model, root, spec.name, spec.version, labels=task.labels,
-                            training=training_record(task, spec, history), description=spec.description,
-                            extra={CURVES_FILE: history_png(spec.name, task, history)}, force=force)
+    ckpt = Checkpoint(task.name, model, spec.train, history)
+    save_checkpoint(Path(runs) / spec.name / "checkpoint.pt", ckpt)
+    manifest = export_trained(ckpt, task, root, spec.name, spec.version, spec.description, force)
     log.info("%s: wrote %s/%s/%d %s", spec.name, root, spec.name, spec.version, manifest.training.metrics
              if manifest.training else {})
     return manifest

@@ -69,6 +69,8 @@ class TrainConfig:
     clip: float = 1.0
     seed: int = 0
     weight_decay: float = 0.0
+    input_noise: float = 0.0  # std of Gaussian noise added to the normalised inputs while training
+    cosine: bool = True  # anneal the learning rate to 0 over the run (cosine); False keeps it constant
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -77,6 +79,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
+        if self.input_noise < 0 or self.weight_decay < 0:
+            raise ConfigError("input_noise and weight_decay must be >= 0")
         if self.clip < 0:
             raise ConfigError(f"clip must be >= 0 (0 disables clipping), got {self.clip!r}")
 

@@ -7,44 +7,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from training.adding import AddingTask
 from training.data import SUNSPOTS, VOWELS_TEST, VOWELS_TRAIN, LabelledSequences, load_monthly_table, load_ts
 from training.errors import ConfigError
 from training.model import SequenceModel
+from training.task import Batch, Task
 
 VOWELS_SOURCE = (
     "UCI Japanese Vowels (Kudo, Toyama, Shimbo 1999; CC BY 4.0), .ts files from the sktime 1.2.0 wheel (BSD-3)"
 )
 SUNSPOTS_SOURCE = "SIDC monthly mean sunspot numbers 1749-2009, sunspots_monthly.dat from the statsmodels wheel (BSD-3)"
-
-
-@dataclass(frozen=True)
-class Batch:
-    x: Tensor  # (B, T, F) raw features, zero-padded
-    lengths: Tensor  # (B,) int64
-    target: Tensor  # (B,) class indices, or (B, T, F) next values
-
-
-class Task(Protocol):
-    name: str
-    dataset: str
-    source: str
-    input_size: int
-    output_size: int
-    head: str
-    labels: list[str] | None
-
-    def normalization(self) -> tuple[Tensor, Tensor]: ...
-    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]: ...
-    def loss(self, model: SequenceModel, batch: Batch) -> Tensor: ...
-    def evaluate(self, model: SequenceModel) -> dict[str, float]: ...
 
 
 def _pad(sequences: list[np.ndarray]) -> tuple[Tensor, Tensor]:
@@ -84,11 +62,14 @@ class VowelsTask:
             yield Batch(x, lengths, torch.from_numpy(self.train.labels[idx]))
 
     def loss(self, model: SequenceModel, batch: Batch) -> Tensor:
-        """Cross-entropy at every valid frame: a streaming client gets a useful answer after any chunk."""
+        """Cross-entropy at every valid frame, weighted by (t + 1) / length: a streaming client gets a useful
+        answer after any chunk, and the later frames, which have heard more of the utterance, count most."""
         logits = model.forward_padded(batch.x, batch.lengths)  # (B, T, C)
         mask = _frame_mask(batch.lengths, logits.shape[1])  # (B, T)
+        weight = (torch.arange(1, logits.shape[1] + 1)[None, :] / batch.lengths[:, None]) * mask  # (B, T)
         target = batch.target[:, None].expand(mask.shape)  # (B, T)
-        return F.cross_entropy(logits[mask], target[mask])
+        ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")  # (B, T)
+        return (ce * weight).sum() / weight.sum()
 
     def evaluate(self, model: SequenceModel) -> dict[str, float]:
         x, lengths = _pad(self.test.sequences)
@@ -157,10 +138,14 @@ def _rmse(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.sqrt(np.mean((pred - target) ** 2)))
 
 
-TASKS: dict[str, type[VowelsTask] | type[SunspotsTask]] = {"vowels": VowelsTask, "sunspots": SunspotsTask}
+TASK_NAMES = ("vowels", "sunspots", "adding")
 
 
 def make_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ConfigError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}")
-    return TASKS[name]()
+    if name == "vowels":
+        return VowelsTask()
+    if name == "sunspots":
+        return SunspotsTask()
+    if name == "adding":
+        return AddingTask()
+    raise ConfigError(f"unknown task {name!r}; expected one of {', '.join(TASK_NAMES)}")

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LRScheduler
 from tqdm import tqdm
 
 from training.config import ModelConfig, TrainConfig
 from training.model import SequenceModel
-from training.tasks import Task
+from training.task import Task
 
 log = logging.getLogger("training")
 
@@ -41,18 +42,21 @@ def build_model(task: Task, cfg: ModelConfig) -> SequenceModel:
     return model
 
 
-def train_epoch(model: SequenceModel, task: Task, opt: torch.optim.Optimizer, tcfg: TrainConfig,
-                rng: np.random.Generator, progress: tqdm | None) -> tuple[float, float]:
+def train_epoch(model: SequenceModel, task: Task, opt: torch.optim.Optimizer, sched: LRScheduler,
+                tcfg: TrainConfig, rng: np.random.Generator, progress: tqdm | None) -> tuple[float, float]:
     """One pass over the task's batches; returns (mean loss, mean pre-clipping gradient norm)."""
     model.train()
     losses, norms = [], []
-    for batch in task.batches(tcfg.batch_size, rng):
+    for clean in task.batches(tcfg.batch_size, rng):
+        noise = tcfg.input_noise * model.std * torch.randn_like(clean.x)  # (B, T, F), raw units
+        batch = replace(clean, x=clean.x + noise) if tcfg.input_noise > 0 else clean
         opt.zero_grad(set_to_none=True)
         loss = task.loss(model, batch)
         loss.backward()
         max_norm = tcfg.clip if tcfg.clip > 0 else math.inf
         norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)))
         opt.step()
+        sched.step()
         losses.append(loss.item())
         if progress is not None:
             progress.update(1)
@@ -72,9 +76,10 @@ def fit(task: Task, mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     history = History()
     steps = tcfg.epochs * sum(1 for _ in task.batches(tcfg.batch_size, np.random.default_rng(0)))
+    sched = CosineAnnealingLR(opt, T_max=steps) if tcfg.cosine else ConstantLR(opt, factor=1.0)
     with tqdm(total=steps, desc=f"{task.name}/{mcfg.cell}", disable=not progress, leave=False) as bar:
         for epoch in range(1, tcfg.epochs + 1):
-            loss, grad_norm = train_epoch(model, task, opt, tcfg, rng, bar)
+            loss, grad_norm = train_epoch(model, task, opt, sched, tcfg, rng, bar)
             row = {"epoch": float(epoch), "train_loss": loss, "grad_norm": grad_norm, **evaluate(model, task)}
             history.epochs.append(row)
             log.info("epoch %d/%d %s", epoch, tcfg.epochs,

@@ -1,0 +1,114 @@
+"""Command line: `python -m training {train,export,evaluate,build-all,report}`; errors are one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from training.build import SHIPPED, build, export_trained
+from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from training.config import CELLS, ModelConfig, TrainConfig
+from training.errors import TrainingError
+from training.report import ReportSettings, run_report
+from training.tasks import TASK_NAMES, make_task
+from training.train import evaluate, fit
+
+log = logging.getLogger("training")
+
+
+def _train(args: argparse.Namespace) -> None:
+    task = make_task(args.task)
+    mcfg = ModelConfig(cell=args.cell, input_size=task.input_size, hidden_size=args.hidden, layers=args.layers,
+                       output_size=task.output_size, dropout=args.dropout, bidirectional=args.bidirectional,
+                       forget_bias=args.forget_bias, head=task.head)
+    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, clip=args.clip, seed=args.seed,
+                       input_noise=args.input_noise)
+    model, history = fit(task, mcfg, tcfg, progress=not args.no_progress)
+    save_checkpoint(args.out, Checkpoint(task.name, model, tcfg, history))
+    print(json.dumps({"checkpoint": str(args.out), **history.final}))
+
+
+def _export(args: argparse.Namespace) -> None:
+    ckpt = load_checkpoint(args.checkpoint)
+    manifest = export_trained(ckpt, make_task(ckpt.task), args.models, args.name, args.version, args.description,
+                              args.force)
+    print(manifest.model_dump_json(include={"name", "version", "verification", "onnx"}))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    ckpt = load_checkpoint(args.checkpoint)
+    print(json.dumps(evaluate(ckpt.model, make_task(ckpt.task))))
+
+
+def _build_all(args: argparse.Namespace) -> None:
+    for spec in SHIPPED:
+        if not args.only or spec.name in args.only:
+            build(spec, args.models, args.runs, args.force, progress=not args.no_progress)
+
+
+def _report(args: argparse.Namespace) -> None:
+    md = run_report(args.out, ReportSettings(length=args.length, epochs=args.epochs), progress=not args.no_progress)
+    print(md.read_text(encoding="utf-8"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train one model on a task and save a checkpoint")
+    train.add_argument("--task", choices=TASK_NAMES, default="vowels")
+    train.add_argument("--cell", default="lstm", help=f"one of {', '.join(CELLS)}")
+    train.add_argument("--hidden", type=int, default=32)
+    train.add_argument("--layers", type=int, default=1)
+    train.add_argument("--dropout", type=float, default=0.0, help="between stacked layers")
+    train.add_argument("--bidirectional", action="store_true")
+    train.add_argument("--forget-bias", type=float, default=1.0, help="LSTM forget-gate bias at initialisation")
+    train.add_argument("--epochs", type=int, default=40)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--lr", type=float, default=3e-3)
+    train.add_argument("--clip", type=float, default=1.0, help="max global gradient norm; 0 disables clipping")
+    train.add_argument("--input-noise", type=float, default=0.0)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", type=Path, default=Path("runs/checkpoint.pt"))
+    train.set_defaults(func=_train)
+    export = sub.add_parser("export", help="export a checkpoint to models/<name>/<version>/ (verified)")
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("--name", required=True)
+    export.add_argument("--version", type=int, default=1)
+    export.add_argument("--models", type=Path, default=Path("models"))
+    export.add_argument("--description", default="")
+    export.add_argument("--force", action="store_true", help="replace an existing version folder")
+    export.set_defaults(func=_export)
+    ev = sub.add_parser("evaluate", help="test metrics of a checkpoint on its task")
+    ev.add_argument("checkpoint", type=Path)
+    ev.set_defaults(func=_evaluate)
+    build_all = sub.add_parser("build-all", help="retrain and export every shipped model")
+    build_all.add_argument("--models", type=Path, default=Path("models"))
+    build_all.add_argument("--runs", type=Path, default=Path("runs"), help="where checkpoints go")
+    build_all.add_argument("--only", nargs="*", help="names of shipped models to build (default: all)")
+    build_all.add_argument("--force", action="store_true")
+    build_all.set_defaults(func=_build_all)
+    report = sub.add_parser("report", help="the adding-problem study (about 20 minutes)")
+    report.add_argument("--out", type=Path, default=Path("docs/report"))
+    report.add_argument("--length", type=int, default=100)
+    report.add_argument("--epochs", type=int, default=40)
+    report.set_defaults(func=_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    torch.set_num_threads(args.threads)
+    try:
+        args.func(args)
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
