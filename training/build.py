@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelrepo import Manifest, TrainingRecord
@@ -29,20 +29,21 @@ class ShippedModel:
     description: str
 
 
+_VOWELS_TRAINING = TrainConfig(epochs=40, batch_size=16, weight_decay=1e-3, input_noise=0.3, seed=1)
 SHIPPED: tuple[ShippedModel, ...] = (
-    ShippedModel("vowels_lstm", 1, "vowels", ModelConfig(cell="lstm", hidden_size=64, input_size=12, output_size=9),
-                 TrainConfig(epochs=30, batch_size=16, seed=1),
+    ShippedModel("vowels_lstm", 1, "vowels", ModelConfig(cell="lstm", hidden_size=48, input_size=12, output_size=9),
+                 replace(_VOWELS_TRAINING, input_noise=0.5),
                  "JapaneseVowels speaker classifier (LSTM), streaming: logits after every frame"),
-    ShippedModel("vowels_gru", 1, "vowels", ModelConfig(cell="gru", hidden_size=64, input_size=12, output_size=9),
-                 TrainConfig(epochs=30, batch_size=16, seed=1),
+    ShippedModel("vowels_gru", 1, "vowels", ModelConfig(cell="gru", hidden_size=32, input_size=12, output_size=9),
+                 _VOWELS_TRAINING,
                  "JapaneseVowels speaker classifier (GRU), streaming: logits after every frame"),
     ShippedModel("vowels_bigru", 1, "vowels",
-                 ModelConfig(cell="gru", hidden_size=48, bidirectional=True, input_size=12, output_size=9),
-                 TrainConfig(epochs=30, batch_size=16, seed=1),
+                 ModelConfig(cell="gru", hidden_size=32, bidirectional=True, input_size=12, output_size=9),
+                 _VOWELS_TRAINING,
                  "JapaneseVowels speaker classifier (bidirectional GRU), whole utterances only"),
     ShippedModel("forecast_sunspots", 1, "sunspots",
                  ModelConfig(cell="lstm", hidden_size=32, input_size=1, output_size=1, head="forecast"),
-                 TrainConfig(epochs=30, batch_size=32, seed=1),
+                 TrainConfig(epochs=60, batch_size=32, lr=1e-3, seed=1),
                  "monthly sunspot number, one-step-ahead forecast at every step (LSTM)"),
 )
 

@@ -1,0 +1,54 @@
+"""Every shipped model under models/: loads in onnxruntime, manifest valid, sha256 recorded, graph as declared."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelrepo import Manifest, ModelVersionDir, latest_versions
+from training.verify import TOLERANCE, OrtModel
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+SHIPPED = sorted(latest_versions(MODELS).values(), key=lambda d: d.name)
+
+
+def test_the_shipped_set_is_complete() -> None:
+    names = {d.name for d in SHIPPED}
+    assert {"vowels_lstm", "vowels_gru", "vowels_bigru"} <= names
+    assert any(n.startswith("forecast_") for n in names)
+
+
+@pytest.mark.parametrize("found", SHIPPED, ids=lambda d: d.name)
+def test_shipped_model_matches_its_manifest(found: ModelVersionDir) -> None:
+    manifest = Manifest.load(found.manifest_path)
+    onnx_bytes = found.model_path.read_bytes()
+    assert manifest.name == found.name and manifest.version == found.version
+    assert hashlib.sha256(onnx_bytes).hexdigest() == manifest.onnx.sha256
+    assert len(onnx_bytes) < 5 * 2**20
+    assert not list(found.path.glob("*.onnx.data"))
+    assert manifest.onnx.recurrent_ops == [manifest.architecture.cell.upper()]
+    assert manifest.verification is not None and manifest.training is not None and manifest.training.metrics
+    ort_model = OrtModel(onnx_bytes, [s.input for s in manifest.state])
+    session = ort_model.session
+    assert [i.name for i in session.get_inputs()] == [manifest.input.name, *(s.input for s in manifest.state)]
+    assert [o.name for o in session.get_outputs()] == [o.name for o in manifest.outputs] + [
+        s.output for s in manifest.state]
+    x = np.random.default_rng(0).standard_normal((2, 5, manifest.input.features)).astype(np.float32)
+    state = [np.full((2, *s.shape), s.initial, dtype=np.float32) for s in manifest.state]
+    outputs = ort_model(x, state)
+    assert outputs[0].shape == (2, 5, manifest.outputs[0].size)
+    assert [o.shape[1:] for o in outputs[1:]] == [tuple(s.shape) for s in manifest.state]
+    if manifest.streamable:  # two chunks with carried state == one run
+        first, *carried = ort_model(x[:, :2], state)
+        second, *_ = ort_model(x[:, 2:], carried)
+        assert np.max(np.abs(np.concatenate([first, second], axis=1) - outputs[0])) <= TOLERANCE
+
+
+def test_shipped_vowels_classifiers_meet_the_accuracy_target() -> None:
+    for name in ("vowels_lstm", "vowels_gru"):
+        manifest = Manifest.load(MODELS / name / str(latest_versions(MODELS)[name].version) / "manifest.json")
+        assert manifest.training is not None
+        assert manifest.training.metrics["test_accuracy"] >= 0.95, name
