@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from training.build import SHIPPED, build, export_trained
+from training.catalog import write_catalog
 from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.config import CELLS, ModelConfig, TrainConfig
 from training.errors import TrainingError
@@ -49,6 +50,7 @@ def _build_all(args: argparse.Namespace) -> None:
     for spec in SHIPPED:
         if not args.only or spec.name in args.only:
             build(spec, args.models, args.runs, args.force, progress=not args.no_progress)
+    log.info("wrote %s", write_catalog(args.models))
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from modelrepo import Manifest, ModelVersionDir, latest_versions
+from training.catalog import catalog_markdown
 from training.verify import TOLERANCE, OrtModel
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -52,3 +53,7 @@ def test_shipped_vowels_classifiers_meet_the_accuracy_target() -> None:
         manifest = Manifest.load(MODELS / name / str(latest_versions(MODELS)[name].version) / "manifest.json")
         assert manifest.training is not None
         assert manifest.training.metrics["test_accuracy"] >= 0.95, name
+
+
+def test_models_readme_table_is_current() -> None:
+    assert (MODELS / "README.md").read_text(encoding="utf-8") == catalog_markdown(MODELS)
