@@ -1,4 +1,4 @@
-"""Bad input: a one-line error and a non-zero exit, nothing half-written."""
+"""The command line: train and evaluate; bad input gives a one-line error, a non-zero exit, nothing half-written."""
 
 from __future__ import annotations
 
@@ -77,3 +77,12 @@ def test_export_into_an_existing_version_needs_force(capsys: pytest.CaptureFixtu
     assert {p.name: p.read_bytes() for p in version_dir.iterdir()} == before
     assert sorted(p.name for p in (tmp_path / "repo" / "m").iterdir()) == ["1"]  # no temporary folder left over
     assert main([*argv, "--force"]) == 0
+
+
+def test_train_then_evaluate_through_the_command_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    ckpt = tmp_path / "c.pt"
+    argv = ["--no-progress", "--threads", "1", "train", "--task", "vowels", "--cell", "rnn", "--hidden", "4",
+            "--epochs", "1", "--out", str(ckpt)]
+    assert main(argv) == 0
+    assert main(["evaluate", str(ckpt)]) == 0
+    assert '"test_accuracy"' in capsys.readouterr().out.splitlines()[-1]
