@@ -1,0 +1,148 @@
+"""The docker-compose topology without containers: `python -m service` replicas and nginx from deploy/nginx.conf.
+
+Replicas bind port 0 and report their ports in their start-up log, which a reader thread follows (so nothing
+polls and no port is guessed); readiness is the grpc.health.v1 `Watch` stream reaching SERVING. The balancer runs
+the repository's own `deploy/nginx.conf` (linked, not copied) with this topology's two include files beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from concurrent.futures import Future
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NGINX_CONF = REPO_ROOT / "deploy" / "nginx.conf"
+START_TIMEOUT_S = 120.0
+SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+
+
+def wait_serving(target: str, timeout: float = START_TIMEOUT_S) -> None:
+    """Block until `target`'s health service says SERVING (raises grpc.RpcError on timeout)."""
+    with grpc.insecure_channel(target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=timeout, wait_for_ready=True
+        )
+        for reply in watch:
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                watch.cancel()
+                return
+
+
+class _LogWatcher(threading.Thread):
+    """Follows a child's stderr: keeps every line, resolves one future per pattern's first match."""
+
+    def __init__(self, stream: object, patterns: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self._stream = stream
+        self._patterns = {name: re.compile(p) for name, p in patterns.items()}
+        self.found: dict[str, Future[str]] = {name: Future() for name in patterns}
+        self.lines: list[str] = []
+
+    def run(self) -> None:
+        for line in self._stream:  # type: ignore[attr-defined]
+            self.lines.append(line)
+            for name, pattern in self._patterns.items():
+                match = pattern.search(line)
+                if match and not self.found[name].done():
+                    self.found[name].set_result(match.group(1))
+        for future in self.found.values():
+            if not future.done():
+                future.set_exception(RuntimeError("process ended before logging it:\n" + "".join(self.lines[-30:])))
+
+
+class Replica:
+    """One `python -m service` process on free ports, serving `models` on CPU."""
+
+    def __init__(self, models: Path, *extra_args: str) -> None:
+        argv = [sys.executable, "-m", "service", "--models", str(models), "--host", "127.0.0.1", "--port", "0",
+                "--metrics-port", "0", "--device", "cpu", "--intra-op-threads", "1", *extra_args]
+        self.process = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env={**os.environ, **SINGLE_THREADED}, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        self._log = _LogWatcher(self.process.stderr, {
+            "port": r"gRPC serving on \S+:(\d+)", "metrics": r"metrics on http://\S+:(\d+)/metrics",
+        })
+        self._log.start()
+        self.port = int(self._log.found["port"].result(START_TIMEOUT_S))
+        self.metrics_port = int(self._log.found["metrics"].result(START_TIMEOUT_S))
+        self.target = f"127.0.0.1:{self.port}"
+        wait_serving(self.target)
+
+    def active_sessions(self) -> float:
+        """Sum of the `seqserve_active_sessions` gauge over models, read from this replica's /metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("seqserve_active_sessions{"))
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> int:
+        """Send `sig` and wait for the process to end; returns its exit code."""
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=60)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.kill(signal.SIGKILL)
+        self._log.join(timeout=10)
+        self.process.stderr.close()  # type: ignore[union-attr]
+
+
+class Balancer:
+    """nginx with the repository's deploy/nginx.conf, listening on a free local port, in front of `upstreams`."""
+
+    def __init__(self, workdir: Path, upstreams: list[str], binary: str) -> None:
+        conf_dir = workdir / "nginx"
+        (conf_dir / "seqserve").mkdir(parents=True)
+        (conf_dir / "nginx.conf").symlink_to(NGINX_CONF)
+        self.port = _free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        (conf_dir / "seqserve" / "listen.conf").write_text(f"listen {self.target} http2;\n")
+        (conf_dir / "seqserve" / "upstream.conf").write_text(
+            "".join(f"server {u} max_fails=1 fail_timeout=5s;\n" for u in upstreams)
+        )
+        argv = [binary, "-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf"), "-e", "stderr",
+                "-g", f"daemon off; pid {conf_dir / 'nginx.pid'};"]
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+        self._log = _LogWatcher(self.process.stderr, {})
+        self._log.start()
+        wait_serving(self.target)
+
+    @property
+    def log(self) -> str:
+        return "".join(self._log.lines)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)  # graceful: workers finish, then the master exits
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        self._log.join(timeout=10)
+        self.process.stderr.close()  # type: ignore[union-attr]
+
+
+def _free_port() -> int:
+    """A port nothing listens on now (nginx cannot bind port 0 and report it like the replicas do)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
