@@ -1,0 +1,1 @@
+"""`python -m bench` (what `make bench` runs): seqserve against its compute and transport ceilings."""

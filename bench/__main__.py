@@ -1,0 +1,62 @@
+"""`python -m bench [--quick] [--no-large] [--no-memory]`: writes `bench/results/<timestamp>.{json,md,png}`.
+
+The full run (what `make bench` does) takes about 5 to 10 minutes on 2 cores; `--quick` is a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from bench import render
+from bench.memory import measure_idle_sessions
+from bench.models import SHIPPED, prepare_repository
+from bench.plan import Plan, run_matrix
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument("--models", type=Path, default=Path("models"), help="where the shipped models are")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 and 8 streams, 1 s each, no large model")
+    p.add_argument("--no-large", action="store_true", help="skip the 3x512 LSTM")
+    p.add_argument("--no-memory", action="store_true", help="skip the 10,000 idle sessions check")
+    p.add_argument("--duration", type=float, default=4.0, help="measured seconds per load run")
+    p.add_argument("--processes", type=int, default=1, help="client processes per load run")
+    p.add_argument("--sessions", type=int, default=10_000, help="idle sessions for the memory check")
+    a = p.parse_args(argv)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="seqserve-bench-") as tmp:
+        root = Path(tmp)
+        names = prepare_repository(root, a.models, large=not (a.quick or a.no_large))
+        plan = Plan(root, names, duration_s=1.0 if a.quick else a.duration, processes=a.processes,
+                    streams=(1, 8) if a.quick else (1, 8, 64, 256), warmup_s=0.5 if a.quick else 1.0)
+        rows = run_matrix(plan)
+        memory = None
+        if not (a.quick or a.no_memory):
+            memory = measure_idle_sessions(root, SHIPPED[0], a.sessions)
+    elapsed = time.monotonic() - began
+    a.out.mkdir(parents=True, exist_ok=True)
+    title = f"seqserve bench {stamp} (chunk {plan.chunk}, {plan.duration_s:g} s per run, CPU, {elapsed:.0f} s total)"
+    data = {"timestamp": stamp, "plan": {**asdict(plan), "models_root": None}, "elapsed_s": elapsed,
+            "rows": [r.to_json() for r in rows], "memory": memory.to_json() if memory else None}
+    (a.out / f"{stamp}.json").write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    table = render.markdown(rows, memory, title)
+    (a.out / f"{stamp}.md").write_text(table, encoding="utf-8")
+    render.chart(rows, a.out / f"{stamp}.png")
+    print(table)
+    print(f"[bench] wrote {a.out / stamp}.{{json,md,png}}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The compute ceiling: the model run in-process by onnxruntime (`service/runtime.py`, same thread settings as the
+server) at the batch sizes the server actually formed, back to back, with nothing else in the way.
+
+ceiling (chunks/s) = sum(runs_b * size_b) / sum(runs_b * time_of_one_run(size_b))
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from modelrepo import Manifest
+from service.runtime import Runtime
+
+MIN_RUNS = 5
+MIN_SECONDS = 0.3
+
+
+class ModelTimer:
+    """Times one model at a given batch size and chunk length; results are cached per batch size."""
+
+    def __init__(self, model_dir: Path, chunk: int, intra_op_threads: int) -> None:
+        self.manifest = Manifest.load(model_dir / "manifest.json")
+        pairs = {s.input: s.output for s in self.manifest.state}
+        self._runtime = Runtime(model_dir / "model.onnx", "cpu", intra_op_threads, self.manifest.name, pairs)
+        self._chunk = chunk
+        self._cache: dict[int, float] = {}
+
+    def seconds_per_run(self, batch: int) -> float:
+        if batch not in self._cache:
+            self._cache[batch] = self._measure(batch)
+        return self._cache[batch]
+
+    def _measure(self, batch: int) -> float:
+        m = self.manifest
+        rng = np.random.default_rng(batch)
+        x = rng.standard_normal((batch, self._chunk, m.input.features)).astype(np.float32)
+        state = {s.input: np.full((batch, *s.shape), s.initial, np.float32) for s in m.state}
+        inputs = {m.input.name: x}
+        self._runtime.run(inputs, state)  # warm-up: first-run allocations
+        runs, began = 0, time.perf_counter()
+        while runs < MIN_RUNS or time.perf_counter() - began < MIN_SECONDS:
+            _, state = self._runtime.run(inputs, state)  # type: ignore[assignment]
+            runs += 1
+        return (time.perf_counter() - began) / runs
+
+
+def ceiling_chunks_per_s(timer: ModelTimer, batch_sizes: dict[int, int]) -> float:
+    """Chunks/s if the server did nothing but run the model at the batch sizes it formed."""
+    chunks = sum(size * runs for size, runs in batch_sizes.items())
+    seconds = sum(timer.seconds_per_run(size) * runs for size, runs in batch_sizes.items())
+    return chunks / seconds if seconds else 0.0
