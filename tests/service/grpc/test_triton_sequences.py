@@ -216,3 +216,25 @@ def test_native_stream_and_triton_sequence_on_one_model_at_once(
             if k < len(tri.chunks):
                 tri.outputs.append(first_output(triton_client.infer(**tri.request(k))))
     assert_parity([native, tri], reference)
+
+
+def test_stream_reuses_an_id_right_after_end(
+    start_server: Callable[..., RunningServer], reference: Reference
+) -> None:
+    """Sent without waiting: A's chunks, A's END, then a new sequence B on the same id starting at once."""
+    client = triton.InferenceServerClient(start_server().target)
+    first, second = make_sequences(reference, ["vowels_lstm"], 2, seed=9)
+    second.sequence_id = first.sequence_id
+    answers = StreamAnswers()
+    client.start_stream(callback=answers)
+    sends = [(s, k) for s in (first, second) for k in range(len(s.chunks))]
+    for s, k in sends:
+        client.async_stream_infer(**{**s.request(k), "request_id": f"{id(s)}:{k}"})
+    arrived = answers.take(len(sends))
+    client.stop_stream()
+    by_key = {str(id(first)): first, str(id(second)): second}
+    for result, error in arrived:
+        assert error is None, error
+        assert result is not None
+        by_key[result.get_response().id.split(":")[0]].outputs.append(first_output(result))
+    assert_parity([first, second], reference)
