@@ -100,7 +100,9 @@ export PYTHON_IMAGE NGINX_IMAGE SEQSERVE_IMAGE=seqserve:cpu
 
 say "CPU image from the wheelhouse"
 ls wheelhouse/seqserve-*.whl >/dev/null 2>&1 || make wheelhouse
-DOCKER_BUILDKIT=1 nice "$(build_client)" build --quiet --build-arg PYTHON_IMAGE="$PYTHON_IMAGE" \
+# --network host: BuildKit's RUN steps would otherwise need docker0, which --bridge=none leaves out (the build
+# itself downloads nothing).
+DOCKER_BUILDKIT=1 nice "$(build_client)" build --quiet --network host --build-arg PYTHON_IMAGE="$PYTHON_IMAGE" \
     --build-arg REVISION="$(git rev-parse --short HEAD)" -t "$SEQSERVE_IMAGE" .
 docker image ls "$SEQSERVE_IMAGE" --format 'image {{.Repository}}:{{.Tag}} size {{.Size}}'
 
