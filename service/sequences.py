@@ -75,7 +75,9 @@ class Sequences:
         previous = self._tails.get(key)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tails[key] = done
-        return asyncio.create_task(self._run(key, previous, done, model, flags, x, then, want_state))
+        task = asyncio.create_task(self._run(previous, key, model, flags, x, then, want_state))
+        task.add_done_callback(lambda _: self._finish(key, previous, done))  # also when cancelled before starting
+        return task
 
     def close(self) -> None:
         """End every sequence and free its session."""
@@ -85,21 +87,17 @@ class Sequences:
 
     async def _run(
         self,
-        key: _Key,
         previous: asyncio.Future[None] | None,
-        done: asyncio.Future[None],
+        key: _Key,
         model: ServedModel,
         flags: SequenceFlags,
         x: np.ndarray,
         then: Callable[[StepResult], T],
         want_state: bool,
     ) -> T:
-        try:
-            if previous is not None:
-                await asyncio.wait([previous])  # never cancels `previous`, unlike awaiting it
-            return then(await self._step(key, model, flags, x, want_state))
-        finally:
-            self._finish(key, previous, done)
+        if previous is not None:
+            await asyncio.wait([previous])  # never cancels `previous`, unlike awaiting it
+        return then(await self._step(key, model, flags, x, want_state))
 
     async def _step(
         self, key: _Key, model: ServedModel, flags: SequenceFlags, x: np.ndarray, want_state: bool
