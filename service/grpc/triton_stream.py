@@ -4,7 +4,8 @@ The reader starts each request as it arrives (which takes its place in its seque
 and answers it from a done-callback of its task: the tasks of one sequence complete in request order, so
 their answers are queued in request order. The writer yields the answers. A failed request is answered with
 its `error_message` and the stream goes on. At most `window` requests are read but not yet answered
-(backpressure: a client that stops reading stops being read).
+(backpressure: a client that stops reading stops being read). When the client goes away, the requests already
+started still run to the end, unanswered: sequences outlive streams, as in Triton.
 """
 
 from __future__ import annotations
@@ -85,6 +86,4 @@ async def _read(
         if in_flight:
             await asyncio.wait(set(in_flight))
     finally:
-        for future in in_flight:
-            future.cancel()
-        answers.put_nowait(None)
+        answers.put_nowait(None)  # requests in flight still finish (their sequences' state stays consistent)

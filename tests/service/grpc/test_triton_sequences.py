@@ -238,3 +238,19 @@ def test_stream_reuses_an_id_right_after_end(
         assert result is not None
         by_key[result.get_response().id.split(":")[0]].outputs.append(first_output(result))
     assert_parity([first, second], reference)
+
+
+def test_a_sequence_outlives_its_stream(start_server: Callable[..., RunningServer], reference: Reference) -> None:
+    """Streamed chunks, the stream cancelled, then the sequence finished with unary calls: still one sequence."""
+    server = start_server()
+    client = triton.InferenceServerClient(server.target)
+    (s,) = make_sequences(reference, ["vowels_lstm"], 1, seed=10)
+    answers = StreamAnswers()
+    client.start_stream(callback=answers)
+    for k in range(len(s.chunks) - 1):
+        client.async_stream_infer(**s.request(k))
+    s.outputs = [first_output(result) for result, _ in answers.take(len(s.chunks) - 1)]
+    client.stop_stream(cancel_requests=True)
+    s.outputs.append(first_output(client.infer(**s.request(len(s.chunks) - 1))))
+    assert_parity([s], reference)
+    assert server.active_sessions("vowels_lstm") == 0
