@@ -95,10 +95,12 @@ class Driver:
         data = np.random.default_rng(self._rng.randrange(2**32)).standard_normal((self.config.chunk, self.features))
         return protocol.ChunkRequests(data.astype(np.float32))
 
-    def _more(self, sent: int, deadline: float) -> bool:
+    def _more(self, sent: int, deadline: float, now: float) -> bool:
+        """Whether a chunk due at `now` is still part of the run (open loop: `now` is the intended send time,
+        so a backlog built up before the deadline is still sent and measured)."""
         if self.config.chunks is not None and sent >= self.config.chunks:
             return False
-        return self.config.duration_s is None or time.monotonic() < deadline
+        return self.config.duration_s is None or now < deadline
 
     def _answer(self, data: bytes, sent_at: float) -> None:
         self.progress.value += 1
@@ -112,7 +114,7 @@ class Driver:
 
     async def _closed(self, stream: _Stream, deadline: float) -> None:
         requests, seq = self._chunks(), 1
-        while self._more(seq - 1, deadline):
+        while self._more(seq - 1, deadline, time.monotonic()):
             sent_at = time.monotonic()
             await stream.call.write(requests.build(seq))
             self._answer(await stream.read(), sent_at)
@@ -132,7 +134,7 @@ class Driver:
         at, seq = time.monotonic(), 1
         while True:
             at += self._rng.expovariate(per_stream)
-            if not self._more(seq - 1, deadline) or (self.config.duration_s is not None and at >= deadline):
+            if not self._more(seq - 1, deadline, at):
                 break
             await asyncio.sleep(max(0.0, at - time.monotonic()))
             intended.append(at)
