@@ -13,6 +13,10 @@ import tritonclient.grpc as triton
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from modelrepo import Manifest
+from service.errors import InvalidInput
+from service.grpc.generated.inference import grpc_service_pb2 as ours
+from service.grpc.triton_convert import request_to_call
+from service.sequences import SequenceFlags
 
 if TYPE_CHECKING:
     from tests.service.grpc.conftest import Reference, RunningServer
@@ -156,3 +160,20 @@ def test_fp16_is_refused_by_an_fp32_model(start_server: Callable[..., RunningSer
         client.infer("vowels_lstm", [tensor])
     assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert "FP32" in caught.value.message()
+
+
+def test_fp16_raw_input_is_accepted_where_the_model_takes_it(manifests: dict[str, Manifest]) -> None:
+    """No shipped model takes FP16, so the conversion is checked on a manifest that says it does."""
+    lstm = manifests["vowels_lstm"]
+    fp16 = lstm.model_copy(update={"input": lstm.input.model_copy(update={"dtype": "float16"})})
+    x = np.arange(2 * 3 * 12, dtype=np.float16).reshape(2, 3, 12)
+    request = service_pb2.ModelInferRequest(model_name="vowels_lstm", raw_input_contents=[x.astype("<f2").tobytes()])
+    request.inputs.add(name="input", datatype="FP16", shape=x.shape)
+    request.parameters["sequence_id"].string_param = "s"
+    request.parameters["sequence_start"].bool_param = True
+    call = request_to_call(ours.ModelInferRequest.FromString(request.SerializeToString()), fp16)
+    assert call.x.dtype == np.float16
+    np.testing.assert_array_equal(call.x, x)
+    assert call.sequence == SequenceFlags("s", start=True)
+    with pytest.raises(InvalidInput, match="FP32"):
+        request_to_call(ours.ModelInferRequest.FromString(request.SerializeToString()), lstm)
