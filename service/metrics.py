@@ -19,6 +19,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._request_counters: dict[tuple[str, str], Counter] = {}
         self.requests = Counter("seqserve_requests", "Requests by model and status code", ["model", "code"], registry=r)
         self.chunk_latency = Histogram(
             "seqserve_chunk_latency_seconds", "Time from a chunk's arrival to its outputs", ["model"],
@@ -39,7 +40,10 @@ class Metrics:
 
     def count_request(self, model: str, code: str) -> None:
         """Called by the fronts once per request (chunk, infer, open) with its status code name, e.g. "OK"."""
-        self.requests.labels(model=model, code=code).inc()
+        child = self._request_counters.get((model, code))
+        if child is None:  # labels() costs microseconds on every chunk: look each pair up once
+            child = self._request_counters[(model, code)] = self.requests.labels(model=model, code=code)
+        child.inc()
 
     def for_model(self, model: str) -> ModelMetrics:
         """The label-bound children of one model plus its plain counters (label lookups done once)."""
