@@ -1,6 +1,6 @@
 """`python -m bench [--quick] [--no-large] [--no-memory]`: writes `bench/results/<timestamp>.{json,md,png}`.
 
-The full run (what `make bench` does) takes about 5 to 10 minutes on 2 cores; `--quick` is a smoke run.
+The full run (what `make bench` does) takes about 3 to 5 minutes on 2 cores; `--quick` is a smoke run.
 """
 
 from __future__ import annotations
