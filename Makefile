@@ -24,8 +24,8 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 run: $(SERVE_STAMP)
 	$(PY) -m service --models models
 
-## test: the whole suite (what .ci/run calls)
-test: $(TEST_STAMP) deploy-deps
+## test: lint (ruff, mypy) and the whole suite (what .ci/run calls)
+test: $(TEST_STAMP) deploy-deps lint
 	$(PY) -m pytest
 
 ## models: retrain and re-export every shipped model from scratch
@@ -47,7 +47,7 @@ proto: $(TEST_STAMP)
 ## lint: ruff and mypy
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy service training modelrepo
+	$(VENV)/bin/mypy service training modelrepo bench
 
 ## wheelhouse: every serving wheel, for `docker build` with --no-index (CPU image: Python 3.11, CUDA image: 3.12)
 WHEEL_PYTHONS ?= 3.11 3.12
