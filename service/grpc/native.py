@@ -29,9 +29,16 @@ class NativeServicer(pb_grpc.SeqServeServicer):
     async def Stream(self, requests: AsyncIterator[pb.StreamRequest], context: Context
                      ) -> AsyncIterator[pb.StreamResponse]:
         handler = StreamHandler(self._registry, self._metrics)
-        try:
-            async for response in handler.serve(requests):
-                yield response
+        try:  # one generator for the whole stream, one WhichOneof per request, the chunk path first
+            async for request in requests:
+                kind = request.WhichOneof("kind")
+                session = handler.session
+                if kind == "chunk" and session is not None:
+                    yield await handler.step(session, request)
+                elif kind == "end":
+                    return
+                else:
+                    yield handler.control(request, kind)
         except Exception as exc:
             await self._abort(context, handler.model_label, exc)
         finally:

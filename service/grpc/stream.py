@@ -1,4 +1,4 @@
-"""One native `Stream` RPC: its session and the answer to each request, in order.
+"""One native `Stream` RPC: its session and the answer to each request (the servicer drives the loop).
 
 Errors the stream survives (a rejected chunk, a full queue) become an in-stream `Error` echoing the request's
 `seq`; anything else propagates and ends the stream with its status (see `service/grpc/errors.py`).
@@ -6,7 +6,6 @@ Errors the stream survives (a rejected chunk, a full queue) become an in-stream 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from service.errors import FailedPrecondition, InvalidInput, ResourceExhausted
@@ -31,24 +30,34 @@ class StreamHandler:
         self._session: Session | None = None
 
     @property
+    def session(self) -> Session | None:
+        return self._session
+
+    @property
     def model_label(self) -> str:
         return self._session.model.manifest.name if self._session is not None else UNKNOWN_MODEL
 
-    async def serve(self, requests: AsyncIterator[pb.StreamRequest]) -> AsyncIterator[pb.StreamResponse]:
-        """Answer every request until `end` or half-close; the caller must call `close()` afterwards."""
-        async for request in requests:
-            kind = request.WhichOneof("kind")
-            if kind == "end":
-                return
-            if kind == "open":
-                yield self._open(request)
-            elif self._session is None:
-                raise FailedPrecondition(f"{kind or 'an empty message'} before open; open a session first")
-            elif kind == "reset":
-                self._session.reset()
-                yield pb.StreamResponse(seq=request.seq, reset=pb.ResetDone())
-            else:
-                yield await self._step(self._session, request)
+    async def step(self, session: Session, request: pb.StreamRequest) -> pb.StreamResponse:
+        """The answer to a `chunk` request once the session is open: a result, or an in-stream error."""
+        try:
+            outputs = await session.step(convert.tensor_to_array(request.chunk.input))
+        except SURVIVABLE as exc:
+            return self._error(request, exc)
+        self._metrics.count_request(self.model_label, "OK")
+        result = pb.ChunkResult()
+        convert.arrays_to_tensors(outputs, result.outputs)
+        return pb.StreamResponse(seq=request.seq, result=result)
+
+    def control(self, request: pb.StreamRequest, kind: str | None) -> pb.StreamResponse:
+        """The answer to any other request but `end`: `open`, `reset`, a chunk before open, an empty message."""
+        if kind == "open":
+            return self._open(request)
+        if self._session is None:
+            raise FailedPrecondition(f"{kind or 'an empty message'} before open; open a session first")
+        if kind == "reset":
+            self._session.reset()
+            return pb.StreamResponse(seq=request.seq, reset=pb.ResetDone())
+        return self._error(request, InvalidInput("empty stream message: set one of open, chunk, reset, end"))
 
     def close(self) -> None:
         if self._session is not None:
@@ -64,16 +73,7 @@ class StreamHandler:
                            provider=self._session.model.provider)
         return pb.StreamResponse(seq=request.seq, opened=opened)
 
-    async def _step(self, session: Session, request: pb.StreamRequest) -> pb.StreamResponse:
-        try:
-            if not request.HasField("chunk"):
-                raise InvalidInput("empty stream message: set one of open, chunk, reset, end")
-            outputs = await session.step(convert.tensor_to_array(request.chunk.input))
-        except SURVIVABLE as exc:
-            code, message = to_status(exc)
-            self._metrics.count_request(self.model_label, code.name)
-            return pb.StreamResponse(seq=request.seq, error=pb.Error(code=code.value[0], message=message))
-        self._metrics.count_request(self.model_label, "OK")
-        result = pb.ChunkResult()
-        convert.arrays_to_tensors(outputs, result.outputs)
-        return pb.StreamResponse(seq=request.seq, result=result)
+    def _error(self, request: pb.StreamRequest, exc: Exception) -> pb.StreamResponse:
+        code, message = to_status(exc)
+        self._metrics.count_request(self.model_label, code.name)
+        return pb.StreamResponse(seq=request.seq, error=pb.Error(code=code.value[0], message=message))
