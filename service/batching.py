@@ -1,7 +1,8 @@
 """The batcher of one model: gathers ready steps from many sessions into one model run.
 
-- at most one step per session per batch, at most `max_batch_size` steps, all of the same chunk length
-  (so a batched run equals the unbatched ones; other lengths go in the next batches, oldest first);
+- at most one step per session per batch (a session's steps in queue order), at most `max_batch_size` steps,
+  all of the same chunk length (so a batched run equals the unbatched ones; other lengths go in the next
+  batches, oldest first);
 - a step that arrives while no session is expected back runs at once; after a batch, the batcher waits up
   to `max_queue_delay_us` (from the oldest queued step) for the sessions it just served to send their next step;
 - the model runs off the event loop in the shared, bounded executor; one batch in flight per model;
@@ -152,14 +153,18 @@ class Batcher:
             if step.future.done():  # cancelled by its caller: dropped, its state untouched
                 continue
             owner = step.owner
-            if len(batch) >= self._max_batch or step.x.shape[0] != length or (owner is not None and owner.id in owners):
+            if owner is not None:
+                if owner.id in owners:  # an older step of the same session goes first (taken now or deferred)
+                    rest.append(step)
+                    continue
+                owners.add(owner.id)
+            if len(batch) >= self._max_batch or step.x.shape[0] != length:
                 rest.append(step)
                 continue
             if owner is not None:
                 if owner.generation < 0:
                     step.future.set_exception(FailedPrecondition("the session is closed"))
                     continue
-                owners.add(owner.id)
                 step.generation = owner.generation
             batch.append(step)
         self._queue = rest

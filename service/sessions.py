@@ -1,13 +1,13 @@
 """A session: one sequence being served, its state in one slot of the model's state pool.
 
-Steps of one session run in the order they were called (a FIFO lock), one at a time; a chunk that fails
+Steps of one session run in the order they were called, one at a time: `step` queues at once (no await before
+`enqueue`) and the batcher takes each session's queued steps in queue order, one per batch. A chunk that fails
 validation never reaches the pool, so the state is untouched. `generation` changes on reset and becomes
 -1 on close or expiry, which tells the batcher not to write back a step that was in flight meanwhile.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 
 class Session:
-    __slots__ = ("_batcher", "_lock", "_metrics", "_on_close", "_pool", "expired", "generation", "id", "model", "slot")
+    __slots__ = (
+        "_batcher", "_inflight", "_metrics", "_on_close", "_pool", "expired", "generation", "id", "model", "slot"
+    )
 
     def __init__(
         self,
@@ -45,7 +47,7 @@ class Session:
         self._batcher = batcher
         self._metrics = metrics
         self._on_close = on_close
-        self._lock = asyncio.Lock()
+        self._inflight = 0  # steps queued or running
 
     @property
     def closed(self) -> bool:
@@ -54,7 +56,7 @@ class Session:
     @property
     def busy(self) -> bool:
         """A step is queued or running."""
-        return self._lock.locked()
+        return self._inflight > 0
 
     async def step(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Run one chunk `(time, features)`; outputs `{name: (time, size)}`; the state advances."""
@@ -63,11 +65,12 @@ class Session:
         try:
             chunk = self.model.validate_chunk(x)
             self._check_open()
-            async with self._lock:
-                self._check_open()
-                self._pool.touch(self.slot, time.monotonic())
-                (future,) = self._batcher.enqueue([(chunk, self, None)])
+            (future,) = self._batcher.enqueue([(chunk, self, None)])
+            self._inflight += 1  # busy: the idle reaper leaves the session alone until the step is done
+            try:
                 outputs, _ = await future
+            finally:
+                self._inflight -= 1
                 self._pool.touch(self.slot, time.monotonic())
             ok = True
             return outputs

@@ -211,3 +211,18 @@ async def test_close_answers_steps_in_flight_then_frees_everything(registry: Reg
     assert metrics.registry.get_sample_value("seqserve_active_sessions", {"model": name}) == 0
     with pytest.raises(Unavailable):
         model.open_session()
+
+
+async def test_steps_of_one_session_submitted_at_once_run_in_call_order(registry: Registry) -> None:
+    name = STREAMABLE[0]
+    model = registry.get(name)
+    x = sequence(model.manifest, 2, 12, seed=3)
+    first, second = model.open_session(), model.open_session()
+    other = asyncio.ensure_future(second.step(x[1, :5]))  # sets the first batch's length: 5
+    bounds = [(0, 2), (2, 7), (7, 12)]  # the 2-step chunk waits for a later batch, and so must the 5-step ones
+    steps = [asyncio.ensure_future(first.step(x[0, a:b])) for a, b in bounds]
+    parts = await asyncio.gather(*steps)
+    await other
+    out = model.manifest.outputs[0].name
+    got = np.concatenate([p[out] for p in parts])
+    np.testing.assert_allclose(got, reference(name, x)[out][0], atol=1e-4)
