@@ -32,6 +32,7 @@ class ServedModel:
         self.session_idle_timeout = settings.session_idle_timeout
         self.draining = False
         self._reject_nonfinite = settings.reject_nonfinite
+        self._input_dtype = np.dtype(manifest.input.dtype)  # built once: `_check` runs on every chunk
         self._metrics = metrics
         self._pool = StatePool(manifest.state, settings.max_sessions)
         self._batcher = Batcher(
@@ -115,7 +116,7 @@ class ServedModel:
         spec = self.manifest.input
         if not isinstance(x, np.ndarray):
             raise InvalidInput(f"expected an array, got {type(x).__name__}")
-        if x.dtype != np.dtype(spec.dtype):
+        if x.dtype != self._input_dtype:
             raise InvalidInput(f"dtype {x.dtype} not accepted; model {self.name!r} takes {spec.dtype}")
         if x.ndim != len(axes):
             raise InvalidInput(f"expected shape ({', '.join(axes)}), got rank {x.ndim} shape {list(x.shape)}")
