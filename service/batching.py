@@ -5,7 +5,8 @@
   batches, oldest first);
 - a step that arrives while no session is expected back runs at once; after a batch, the batcher waits up
   to `max_queue_delay_us` (from the oldest queued step) for the sessions it just served to send their next step;
-- the model runs off the event loop in the shared, bounded executor; one batch in flight per model;
+- the model runs off the event loop in the shared, bounded executor, or on the loop itself when its measured cost
+  predicts at most `inline_run_max_us` for the batch (cheaper than the executor hop); one batch in flight per model;
 - every future is resolved on every path: success, model error, cancellation (skipped), close (drained).
 
 Queue, futures and the state pool are only touched on the event loop thread.
@@ -57,6 +58,7 @@ class Batcher:
         max_batch_size: int,
         max_queue_delay_us: int,
         max_queued: int,
+        inline_run_max_us: int = 0,
     ) -> None:
         self._runtime = runtime
         self._input_name = input_name
@@ -67,6 +69,8 @@ class Batcher:
         self._max_batch = max_batch_size
         self._delay_ns = max_queue_delay_us * 1000
         self._max_queued = max_queued
+        self._inline_ns = inline_run_max_us * 1000
+        self._ns_per_step: float | None = None  # measured model run time per row per time step (moving average)
         self._queue: deque[Step] = deque()
         self._expected: set[int] = set()  # owners served by the last batch that have not sent their next step
         self._wake = asyncio.Event()
@@ -177,10 +181,16 @@ class Batcher:
             batch, state = self._arrange(batch)
             x = np.stack([s.x for s in batch])  # (B, T, F)
             ready = time.perf_counter_ns()
-            outputs, new_state = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._runtime.run, {self._input_name: x}, state
-            )
+            steps = x.shape[0] * x.shape[1]
+            if self._ns_per_step is not None and self._ns_per_step * steps <= self._inline_ns:
+                outputs, new_state, run_ns = self._timed_run(x, state)
+            else:
+                outputs, new_state, run_ns = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._timed_run, x, state
+                )
             ran = time.perf_counter_ns()
+            cost = run_ns / steps
+            self._ns_per_step = cost if self._ns_per_step is None else 0.8 * self._ns_per_step + 0.2 * cost
             self._finish(batch, outputs, new_state)
         except asyncio.CancelledError:
             self._fail(batch, Unavailable("the model is shutting down"))
@@ -191,6 +201,12 @@ class Batcher:
             return
         done = time.perf_counter_ns()
         self._record(batch, start, ready - start, ran - ready, done - ran)
+
+    def _timed_run(self, x: np.ndarray, state: dict[str, StateValue]) -> tuple[Arrays, dict[str, StateValue], int]:
+        """The model run and its own duration (without the executor hop), on whichever thread calls it."""
+        start = time.perf_counter_ns()
+        outputs, new_state = self._runtime.run({self._input_name: x}, state)
+        return outputs, new_state, time.perf_counter_ns() - start
 
     def _arrange(self, batch: list[Step]) -> tuple[list[Step], dict[str, StateValue]]:
         """The batch's state: the resident state as is (batch reordered to it) or gathered from the pool."""

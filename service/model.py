@@ -44,6 +44,7 @@ class ServedModel:
             max_batch_size=settings.max_batch_size,
             max_queue_delay_us=settings.max_queue_delay_us,
             max_queued=settings.max_sessions,
+            inline_run_max_us=settings.inline_run_max_us,
         )
         self._sessions: dict[int, Session] = {}  # by slot
         self._ids = itertools.count(1)

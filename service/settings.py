@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     max_queue_delay_us: int = Field(
         500, ge=0, description="how long a step may wait for company; an idle model never waits"
     )
+    inline_run_max_us: int = Field(
+        5000, ge=0, description="run a batch on the event loop, skipping the executor hop, when the model's measured "
+        "cost predicts at most this many microseconds for it; 0 always uses the executor"
+    )
     max_sessions: int = Field(1024, ge=1, description="open sessions per model; beyond: RESOURCE_EXHAUSTED")
     session_idle_timeout: float = Field(60.0, gt=0, description="seconds without a step before a session is evicted")
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest gRPC message, both ways")

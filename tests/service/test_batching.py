@@ -53,13 +53,15 @@ def make(
     max_queued: int = 256,
     max_queue_delay_us: int = 500,
     io_binding: bool = False,
+    inline_run_max_us: int = 0,
 ) -> Parts:
     pairs = {p.input: p.output for p in MANIFEST.state}
     runtime = Runtime(latest_versions(SHIPPED)[NAME].model_path, "cpu", 1, NAME, pairs, io_binding)
     pool = StatePool(MANIFEST.state, max_slots=64)
     metrics = Metrics().for_model(NAME)
     batcher = Batcher(
-        runtime, MANIFEST.input.name, pool, executor, metrics, max_batch_size, max_queue_delay_us, max_queued
+        runtime, MANIFEST.input.name, pool, executor, metrics, max_batch_size, max_queue_delay_us, max_queued,
+        inline_run_max_us,
     )
     batcher.start()
     return Parts(batcher, pool, metrics)
@@ -236,3 +238,23 @@ async def test_an_idle_model_runs_a_step_at_once_and_waits_for_the_sessions_it_s
     made.batcher.forget(b)
     await step_all(made, [(x, c)])
     await made.batcher.close()
+
+
+@pytest.mark.parametrize("inline_run_max_us", [0, 10**9], ids=["executor", "inline"])
+async def test_cheap_batches_run_on_the_loop_once_measured(inline_run_max_us: int) -> None:
+    """The first run goes through the executor and measures the model; then a batch predicted under the limit
+    runs on the event loop (so it still runs with the executor shut down), while 0 keeps every run off the loop."""
+    executor = ThreadPoolExecutor(max_workers=1)
+    made = make(executor, inline_run_max_us=inline_run_max_us)
+    (a,) = owners(made.pool, 1)
+    x = sequence(MANIFEST, 1, 6)
+    ((first, _),) = await asyncio.gather(*made.batcher.enqueue([(x[0, :3], a, None)]))
+    executor.shutdown(wait=True)
+    (second,) = await asyncio.gather(*made.batcher.enqueue([(x[0, 3:], a, None)]), return_exceptions=True)
+    await made.batcher.close()
+    if inline_run_max_us == 0:
+        assert isinstance(second, RuntimeError)
+        return
+    assert isinstance(second, tuple)
+    got = np.concatenate([first[OUT], second[0][OUT]])
+    np.testing.assert_allclose(got, reference(NAME, x)[OUT][0], atol=1e-5)
