@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -42,13 +43,21 @@ def sequence(manifest: Manifest, batch: int, steps: int, seed: int = 0) -> np.nd
     return rng.standard_normal((batch, steps, manifest.input.features)).astype(manifest.input.dtype)
 
 
-def reference(name: str, x: np.ndarray, state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """One direct onnxruntime run of the shipped graph over `x` (batch, time, features); every output by name."""
-    manifest = MANIFESTS[name]
+@functools.cache
+def _reference_session(name: str) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
     path = latest_versions(SHIPPED)[name].model_path
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def reference(name: str, x: np.ndarray, state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """One direct onnxruntime run of the shipped graph over `x` (batch, time, features); every output by name.
+
+    The parity oracle of every service test (engine and gRPC fronts alike)."""
+    manifest = MANIFESTS[name]
+    session = _reference_session(name)
     feeds = {manifest.input.name: x}
     for p in manifest.state:
         feeds[p.input] = np.full((x.shape[0], *p.shape), p.initial, p.dtype) if state is None else state[p.input]

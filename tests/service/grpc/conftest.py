@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
-from modelrepo import Manifest, latest_versions
+from modelrepo import Manifest
 from service.grpc.server import Serving, serve
 from service.metrics import Metrics
 from service.registry import Registry
 from service.settings import Settings
+from tests.service.conftest import MANIFESTS, STREAMABLE
+from tests.service.conftest import reference as onnx_reference
 
 T = TypeVar("T")
 START_TIMEOUT_S = 120.0  # a safety net against a hung start, never a timed assertion
@@ -104,39 +105,26 @@ def start_server(models_root: Path) -> Iterator[Callable[..., RunningServer]]:
 
 
 @pytest.fixture(scope="session")
-def manifests(models_root: Path) -> dict[str, Manifest]:
+def manifests() -> dict[str, Manifest]:
     """The newest manifest of every shipped model, by name."""
-    return {name: Manifest.load(d.manifest_path) for name, d in latest_versions(models_root).items()}
+    return MANIFESTS
 
 
 @pytest.fixture(scope="session")
-def streamable(manifests: dict[str, Manifest]) -> list[str]:
-    return sorted(name for name, m in manifests.items() if m.streamable)
+def streamable() -> list[str]:
+    return STREAMABLE
 
 
 class Reference:
     """Whole-sequence runs straight on onnxruntime, from the manifest's initial state: the parity oracle."""
 
-    def __init__(self, models_root: Path, manifests: dict[str, Manifest]) -> None:
+    def __init__(self, manifests: dict[str, Manifest]) -> None:
         self._manifests = manifests
-        self._sessions: dict[str, ort.InferenceSession] = {}
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        for name, version_dir in latest_versions(models_root).items():
-            self._sessions[name] = ort.InferenceSession(
-                str(version_dir.model_path), options, providers=["CPUExecutionProvider"]
-            )
 
     def run(self, model: str, x: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs `{name: (time, size)}` of one whole sequence `x` (time, features)."""
-        manifest = self._manifests[model]
-        feeds = {manifest.input.name: x[None].astype(np.float32)}
-        for pair in manifest.state:
-            feeds[pair.input] = np.full((1, *pair.shape), pair.initial, dtype=pair.dtype)
-        names = [o.name for o in manifest.outputs]
-        values = self._sessions[model].run(names, feeds)
-        return {name: value[0] for name, value in zip(names, values, strict=True)}
+        outputs = onnx_reference(model, x[None].astype(np.float32))
+        return {o.name: outputs[o.name][0] for o in self._manifests[model].outputs}
 
     def sequence(self, model: str, steps: int, rng: np.random.Generator) -> np.ndarray:
         """A random sequence `(steps, features)` for `model`."""
@@ -153,5 +141,5 @@ class Reference:
 
 
 @pytest.fixture(scope="session")
-def reference(models_root: Path, manifests: dict[str, Manifest]) -> Reference:
-    return Reference(models_root, manifests)
+def reference(manifests: dict[str, Manifest]) -> Reference:
+    return Reference(manifests)
