@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from grpc import StatusCode
 
+from service.grpc.convert import array_to_tensor, arrays_to_tensors
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 
 STREAM_METHOD = "/seqserve.v1.SeqServe/Stream"
@@ -32,8 +33,7 @@ class ChunkRequests:
     """Serialised chunk requests carrying the same (time, features) float32 payload with increasing `seq`."""
 
     def __init__(self, x: np.ndarray) -> None:
-        x = np.ascontiguousarray(x, dtype="<f4")
-        tensor = pb.Tensor(dtype=pb.DATA_TYPE_FLOAT32, shape=list(x.shape), data=x.tobytes())
+        tensor = array_to_tensor(np.asarray(x, dtype=np.float32))
         self._message = pb.StreamRequest(chunk=pb.Chunk(input=tensor))
 
     def build(self, seq: int) -> bytes:
@@ -68,8 +68,6 @@ def opened_reply(model: str) -> bytes:
 
 def result_reply(seq: int, outputs: dict[str, np.ndarray]) -> bytes:
     """A chunk result of the real size: outputs {name: (time, size) float32} (for the echo server)."""
-    tensors = {
-        name: pb.Tensor(dtype=pb.DATA_TYPE_FLOAT32, shape=list(a.shape), data=np.ascontiguousarray(a, "<f4").tobytes())
-        for name, a in outputs.items()
-    }
-    return pb.StreamResponse(seq=seq, result=pb.ChunkResult(outputs=tensors)).SerializeToString()
+    reply = pb.StreamResponse(seq=seq, result=pb.ChunkResult())
+    arrays_to_tensors({name: np.asarray(a, dtype=np.float32) for name, a in outputs.items()}, reply.result.outputs)
+    return reply.SerializeToString()
