@@ -1,7 +1,7 @@
 """`python -m service`: serve every model under `--models` over gRPC, with Prometheus metrics on the side.
 
-SIGTERM / SIGINT drain gracefully: health goes NOT_SERVING, new sessions get UNAVAILABLE, in-flight chunks
-finish, and the process exits within `--shutdown-grace` seconds.
+SIGTERM / SIGINT drain gracefully: health goes NOT_SERVING, new sessions and requests get UNAVAILABLE, open
+sessions are served until they end, and the process exits then, or within `--shutdown-grace` seconds.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("draining: finishing in-flight work for up to %.1f s", settings.shutdown_grace)
+    log.info("draining: serving open sessions until they end, for up to %.1f s", settings.shutdown_grace)
     await serving.shutdown(settings.shutdown_grace)
     metrics_http.shutdown()
     metrics_http.server_close()

@@ -47,6 +47,8 @@ class ServedModel:
             inline_run_max_us=settings.inline_run_max_us,
         )
         self._sessions: dict[int, Session] = {}  # by slot
+        self._no_sessions = asyncio.Event()  # set exactly when `_sessions` is empty
+        self._no_sessions.set()
         self._ids = itertools.count(1)
 
     def start(self) -> None:
@@ -71,8 +73,13 @@ class ServedModel:
         slot = self._pool.alloc(time.monotonic())
         session = Session(next(self._ids), self, slot, self._pool, self._batcher, self._metrics, self._forget)
         self._sessions[slot] = session
+        self._no_sessions.clear()
         self._metrics.active_sessions.inc()
         return session
+
+    async def sessions_ended(self) -> None:
+        """Return once no session is open (at once if none is)."""
+        await self._no_sessions.wait()
 
     async def infer(self, x: np.ndarray, state: Arrays | None = None) -> tuple[Arrays, Arrays]:
         """Whole sequences `(batch, time, features)` from `state` (batch-first) or the initial state; stateless.
@@ -82,6 +89,8 @@ class ServedModel:
         start = time.perf_counter_ns()
         ok = False
         try:
+            if self.draining:
+                raise Unavailable("the server is shutting down; no new requests")
             x = self._check(x, ("batch", "time", "features"))
             results = await asyncio.gather(*self._batcher.enqueue(self._rows(x, state)))
             outputs = {name: np.stack([r[0][name] for r in results]) for name in results[0][0]}
@@ -112,6 +121,8 @@ class ServedModel:
     def _forget(self, session: Session) -> None:
         if self._sessions.pop(session.slot, None) is not None:
             self._metrics.active_sessions.dec()
+            if not self._sessions:
+                self._no_sessions.set()
 
     def _check(self, x: np.ndarray, axes: tuple[str, ...]) -> np.ndarray:
         spec = self.manifest.input

@@ -104,6 +104,16 @@ class Registry:
         for model in self._models.values():
             model.draining = True
 
+    async def sessions_ended(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for every session to end (client end, cancel, END, eviction); whether they did."""
+        if not any(m.active_sessions for m in self._models.values()):
+            return True
+        try:
+            await asyncio.wait_for(asyncio.gather(*(m.sessions_ended() for m in self._models.values())), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     async def close(self) -> None:
         """Drain every batcher, close every session, stop the threads."""
         self.begin_drain()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -33,13 +34,19 @@ class Serving:
     health: health_aio.HealthServicer
 
     async def shutdown(self, grace: float) -> None:
-        """Refuse new sessions, health NOT_SERVING, let in-flight work finish within `grace`, free everything.
+        """Refuse new sessions, health NOT_SERVING, let open sessions finish within `grace`, free everything.
 
-        Draining starts before health flips, so a client that sees NOT_SERVING is sure to be refused.
+        Draining starts before health flips, so a client that sees NOT_SERVING is sure to be refused, and refused by
+        us (UNAVAILABLE, with a message): the gRPC server keeps accepting calls until every session has ended or the
+        grace is used up. Only then does `server.stop` run with what is left of the grace, because grpc core refuses
+        calls that race its shutdown with a status that depends on timing (CANCELLED or UNAVAILABLE).
         """
+        deadline = time.monotonic() + grace
         self.registry.begin_drain()
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        if not await self.registry.sessions_ended(grace):
+            log.warning("shutdown grace of %.1f s used up with sessions still open; cutting them", grace)
+        await self.server.stop(max(0.0, deadline - time.monotonic()))
         await self.registry.close()
 
 

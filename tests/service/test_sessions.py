@@ -1,5 +1,6 @@
 """Sessions through the real shipped models: chunked == whole sequence, rejected chunks leave the state
-unchanged, reset, close, idle eviction, session limit, draining; and whole-sequence `infer`."""
+unchanged, reset, close, idle eviction, session limit, draining (and waiting for the last session); and
+whole-sequence `infer`."""
 
 from __future__ import annotations
 
@@ -156,6 +157,13 @@ async def test_not_streamable_and_draining(registry: Registry) -> None:
     with pytest.raises(Unavailable, match="shutting down"):
         model.open_session()
     await session.step(sequence(model.manifest, 1, 2)[0])  # open sessions continue
+    with pytest.raises(Unavailable, match="shutting down"):
+        await model.infer(sequence(model.manifest, 1, 2))
+    assert not await registry.sessions_ended(0.0)
+    waiting = asyncio.create_task(registry.sessions_ended(60.0))
+    session.close()
+    assert await waiting
+    assert await registry.sessions_ended(0.0)
 
 
 @pytest.mark.parametrize("name", sorted(MANIFESTS))
