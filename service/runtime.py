@@ -6,6 +6,7 @@ The only module of the service that imports onnxruntime.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -33,8 +34,9 @@ class TensorInfo:
     shape: tuple[int | None, ...]
 
 
-def requested_providers(device: Device) -> list[str]:
-    return [CPU] if device == "cpu" else [CUDA, CPU]
+_ORT_DEFAULT_LOG_SEVERITY = 2  # onnxruntime's own default (warning)
+_cuda_probe = threading.Lock()
+_cuda_loads: bool | None = None  # process-wide: did onnxruntime's CUDA provider load for `auto` (None: not tried)
 
 
 def check_providers(device: Device, active: list[str], model: str) -> str:
@@ -46,9 +48,34 @@ def check_providers(device: Device, active: list[str], model: str) -> str:
             f"--device cuda: the CUDA execution provider is not active for {model} (active: {', '.join(active)}); "
             "check the GPU, the CUDA/cuDNN libraries and onnxruntime-gpu, or use --device auto|cpu"
         )
-    if device == "auto":
-        log.warning("CUDA execution provider not available for %s; serving it on CPU", model)
     return CPU
+
+
+def create_session(path: Path, options: ort.SessionOptions, device: Device) -> ort.InferenceSession:
+    """A session on the providers `device` asks for.
+
+    `cuda` lets onnxruntime print why its CUDA provider did not load (the start then fails). `auto` tries CUDA once
+    per process with onnxruntime's own logging silenced, since a missing GPU is expected there, warns once, and then
+    creates every later session on CPU only.
+    """
+    global _cuda_loads
+    if device == "cpu" or (device == "auto" and _cuda_loads is False):
+        return ort.InferenceSession(str(path), options, providers=[CPU])
+    if device == "cuda" or _cuda_loads:
+        return ort.InferenceSession(str(path), options, providers=[CUDA, CPU])
+    with _cuda_probe:
+        if _cuda_loads is not None:
+            return create_session(path, options, device)
+        ort.set_default_logger_severity(4)
+        try:
+            session = ort.InferenceSession(str(path), options, providers=[CUDA, CPU])
+        finally:
+            ort.set_default_logger_severity(_ORT_DEFAULT_LOG_SEVERITY)
+        _cuda_loads = CUDA in session.get_providers()
+        if not _cuda_loads:
+            log.warning("onnxruntime's CUDA execution provider did not load (start with --device cuda to see why); "
+                        "serving every model on CPU")
+        return session
 
 
 class Runtime:
@@ -73,7 +100,7 @@ class Runtime:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(path), options, providers=requested_providers(device))
+        self._session = create_session(path, options, device)
         self.provider = check_providers(device, self._session.get_providers(), label)
         self.inputs = [_info(a) for a in self._session.get_inputs()]
         self.outputs = [_info(a) for a in self._session.get_outputs()]

@@ -144,7 +144,9 @@ def test_device_cuda_without_a_gpu_stops_the_start_with_a_clear_message(repo_roo
 
 async def test_device_auto_falls_back_to_cpu_with_a_warning(server_process) -> None:
     server = server_process("--device", "auto")
-    assert any("WARNING" in line and "CPU" in line for line in server.log), "".join(server.log)
+    warnings = [line for line in server.log if "WARNING" in line and "CUDA" in line]
+    assert len(warnings) == 1 and "serving every model on CPU" in warnings[0], "".join(server.log)
+    assert not any("onnxruntime" in line and "[E:" in line for line in server.log), "".join(server.log)
     async with AsyncClient(server.target) as client:
         assert {m.provider for m in await client.models()} == {"CPUExecutionProvider"}
     os.kill(server.process.pid, signal.SIGTERM)
