@@ -27,7 +27,7 @@ import numpy as np
 from service.errors import FailedPrecondition, ResourceExhausted, Unavailable
 from service.metrics import ModelMetrics
 from service.resident import ResidentState, StateOwner
-from service.runtime import Runtime, StateValue, to_host
+from service.runtime import Runtime, StateValue
 from service.state import StatePool
 
 log = logging.getLogger(__name__)
@@ -209,44 +209,20 @@ class Batcher:
         return outputs, new_state, time.perf_counter_ns() - start
 
     def _arrange(self, batch: list[Step]) -> tuple[list[Step], dict[str, StateValue]]:
-        """The batch's state: the resident state as is (batch reordered to it) or gathered from the pool."""
-        order = self._resident.match([s.owner for s in batch])
-        if order is not None:
-            return [batch[j] for j in order], self._resident.values
-        self._resident.drop()
-        return batch, self._gather(batch)
-
-    def _gather(self, batch: list[Step]) -> dict[str, StateValue]:
-        owned = [i for i, s in enumerate(batch) if s.owner is not None]
-        slots = np.fromiter((batch[i].owner.slot for i in owned), dtype=np.intp, count=len(owned))  # type: ignore[union-attr]
-        pooled = self._pool.gather(slots)
-        if len(owned) == len(batch):
-            return dict(pooled)
-        state: dict[str, StateValue] = {}
-        for pair in self._pool.pairs:
-            rows = np.empty((len(batch), *pair.shape), dtype=pair.dtype)
-            rows[owned] = pooled[pair.input]
-            for i, step in enumerate(batch):
-                if step.owner is None:
-                    rows[i] = step.state[pair.input]  # type: ignore[index]
-            state[pair.input] = rows
-        return state
+        """The batch's state: the resident state as is (batch reordered to it) or gathered."""
+        order, state = self._resident.arrange([(s.owner, s.state) for s in batch])
+        return (batch if order is None else [batch[j] for j in order]), state
 
     def _finish(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue]) -> None:
-        """Keep the new state (resident, or written to the pool for live unchanged sessions); resolve futures."""
-        advance = [
-            i for i, s in enumerate(batch)
-            if s.owner is not None and s.owner.generation == s.generation and not s.future.cancelled()
-        ]
-        host: Arrays = {}
-        if len(advance) == len(batch):
-            self._resident.keep([(s.owner, s.generation) for s in batch], new_state)  # type: ignore[misc]
-        else:
-            self._resident.drop()  # rows that do not advance keep their previous state
-            host = {name: to_host(v) for name, v in new_state.items()}
-            if advance:
-                slots = np.fromiter((batch[i].owner.slot for i in advance), dtype=np.intp, count=len(advance))  # type: ignore[union-attr]
-                self._pool.scatter(slots, {name: rows[advance] for name, rows in host.items()})
+        """Keep the new state of live unchanged sessions (resident, or in the pool); resolve the futures."""
+        host = self._resident.settle(
+            [
+                (s.owner, s.generation)
+                if s.owner is not None and s.owner.generation == s.generation and not s.future.cancelled() else None
+                for s in batch
+            ],
+            new_state,
+        )
         for i, step in enumerate(batch):
             if step.owner is not None:
                 self._expected.add(step.owner.id)

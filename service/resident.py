@@ -1,13 +1,15 @@
-"""The newest state of the last batch's sessions, kept as the runtime returned it (device `OrtValue`s on CUDA).
+"""The state side of a batch: where its input state comes from and where its new state goes.
 
-When the next batch holds exactly the same sessions (the steady state of streams stepping together), the
-batcher feeds these values straight back: no gather, no scatter, and on CUDA no trip through host memory.
-Anything else first writes them back to the pool (`flush`). A row whose session was reset, closed or evicted
-since (its generation changed) is never written back.
+The newest state of the last batch's sessions is kept as the runtime returned it (device `OrtValue`s on CUDA).
+When the next batch holds exactly the same sessions (the steady state of streams stepping together), it is fed
+straight back: no gather, no scatter, and on CUDA no trip through host memory. Any other batch first writes it back
+to the pool (`flush`) and gathers its rows from the pool slots (sessions) or from explicit state rows (stateless
+requests). A row whose session was reset, closed or evicted since (its generation changed) is never written back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -24,10 +26,15 @@ class StateOwner(Protocol):
     generation: int
 
 
+Arrays = dict[str, np.ndarray]
+Version = tuple[StateOwner, int]  # a session and its generation when a state row was made
+Row = tuple[StateOwner | None, Arrays | None]  # a session, or explicit state rows (a stateless request)
+
+
 class ResidentState:
     def __init__(self, pool: StatePool) -> None:
         self._pool = pool
-        self._rows: list[tuple[StateOwner, int]] = []  # (owner, its generation when this state was made)
+        self._rows: list[Version] = []
         self.values: dict[str, StateValue] = {}  # batch-first, row i belongs to self._rows[i]
         self._dirty = False  # the pool does not hold these values yet
 
@@ -44,21 +51,59 @@ class ResidentState:
             order[i] = j
         return order
 
-    def keep(self, rows: list[tuple[StateOwner, int]], values: dict[str, StateValue]) -> None:
-        """Make a finished batch's new state the resident one (the previous one is superseded, row for row)."""
-        self._rows, self.values, self._dirty = rows, values, True
+    def arrange(self, rows: Sequence[Row]) -> tuple[list[int] | None, dict[str, StateValue]]:
+        """The state to run `(owner, explicit state rows)` rows with, and the order to run them in (None: as given)."""
+        order = self.match([owner for owner, _ in rows])
+        if order is not None:
+            return order, self.values
+        self.drop()
+        return None, self._gather(rows)
+
+    def settle(self, advancing: list[Version | None], values: dict[str, StateValue]) -> Arrays:
+        """Keep a finished batch's new state for the rows that advance (None: a row that does not).
+
+        When every row advances, the state stays resident; otherwise the advancing rows are written to the pool and
+        the whole new state is returned on the host (the rows of stateless requests are answered from it).
+        """
+        if all(version is not None for version in advancing):
+            self._rows, self.values, self._dirty = advancing, values, True  # type: ignore[assignment]
+            return {}
+        self.drop()  # rows that do not advance keep their previous state
+        host = {name: to_host(v) for name, v in values.items()}
+        self._write([i for i, version in enumerate(advancing) if version is not None], advancing, host)  # type: ignore[arg-type]
+        return host
 
     def flush(self) -> None:
         """Write the resident state back to the pool (rows of unchanged sessions only)."""
         if not self._dirty:
             return
         keep = [i for i, (owner, generation) in enumerate(self._rows) if owner.generation == generation]
-        if keep:
-            slots = np.fromiter((self._rows[i][0].slot for i in keep), dtype=np.intp, count=len(keep))
-            self._pool.scatter(slots, {name: to_host(v)[keep] for name, v in self.values.items()})
+        self._write(keep, self._rows, {name: to_host(v) for name, v in self.values.items()})
         self._dirty = False
 
     def drop(self) -> None:
         """Flush, then forget: the next batch gathers from the pool."""
         self.flush()
         self._rows, self.values = [], {}
+
+    def _write(self, keep: list[int], rows: Sequence[Version], host: Arrays) -> None:
+        """Scatter rows `keep` of `host` to their sessions' pool slots."""
+        if keep:
+            slots = np.fromiter((rows[i][0].slot for i in keep), dtype=np.intp, count=len(keep))
+            self._pool.scatter(slots, {name: v[keep] for name, v in host.items()})
+
+    def _gather(self, rows: Sequence[Row]) -> dict[str, StateValue]:
+        owned = [i for i, (owner, _) in enumerate(rows) if owner is not None]
+        slots = np.fromiter((rows[i][0].slot for i in owned), dtype=np.intp, count=len(owned))  # type: ignore[union-attr]
+        pooled = self._pool.gather(slots)
+        if len(owned) == len(rows):
+            return dict(pooled)
+        state: dict[str, StateValue] = {}
+        for pair in self._pool.pairs:
+            values = np.empty((len(rows), *pair.shape), dtype=pair.dtype)
+            values[owned] = pooled[pair.input]
+            for i, (owner, explicit) in enumerate(rows):
+                if owner is None:
+                    values[i] = explicit[pair.input]  # type: ignore[index]
+            state[pair.input] = values
+        return state
