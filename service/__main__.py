@@ -1,7 +1,8 @@
 """`python -m service`: serve every model under `--models` over gRPC, with Prometheus metrics on the side.
 
 SIGTERM / SIGINT drain gracefully: health goes NOT_SERVING, new sessions and requests get UNAVAILABLE, open
-sessions are served until they end, and the process exits then, or within `--shutdown-grace` seconds.
+sessions are served until they end, and the process exits then; streams still open when `--shutdown-grace` is used
+up are ended with UNAVAILABLE first.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from types import TracebackType
 
@@ -100,7 +101,7 @@ class AsyncStream:
             await self._call.write(request)
         except grpc.RpcError as exc:
             raise ServerError.from_rpc(exc) from None
-        except grpc.aio.UsageError:
+        except (grpc.aio.UsageError, asyncio.InvalidStateError):  # the stream has already ended: say how
             raise await self._ended() from None
 
     async def _read(self) -> pb.StreamResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
@@ -9,6 +10,7 @@ import grpc
 
 from service.errors import ModelNotFound
 from service.grpc import convert
+from service.grpc.cut import OpenStreams
 from service.grpc.errors import to_status
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
@@ -22,27 +24,36 @@ Context: TypeAlias = grpc.aio.ServicerContext
 
 
 class NativeServicer(pb_grpc.SeqServeServicer):
-    def __init__(self, registry: Registry, metrics: Metrics) -> None:
+    def __init__(self, registry: Registry, metrics: Metrics, streams: OpenStreams) -> None:
         self._registry = registry
         self._metrics = metrics
+        self._streams = streams
 
     async def Stream(self, requests: AsyncIterator[pb.StreamRequest], context: Context
                      ) -> AsyncIterator[pb.StreamResponse]:
         handler = StreamHandler(self._registry, self._metrics)
-        try:  # one generator for the whole stream, one WhichOneof per request, the chunk path first
-            async for request in requests:
-                kind = request.WhichOneof("kind")
-                session = handler.session
-                if kind == "chunk" and session is not None:
-                    yield await handler.step(session, request)
-                elif kind == "end":
-                    return
-                else:
-                    yield handler.control(request, kind)
-        except Exception as exc:
-            await self._abort(context, handler.model_label, exc)
-        finally:
-            handler.close()
+        with self._streams.watch() as watch:
+            try:  # one generator for the whole stream, one WhichOneof per request, the chunk path first
+                async for request in requests:
+                    kind = request.WhichOneof("kind")
+                    session = handler.session
+                    if kind == "chunk" and session is not None:
+                        response = await handler.step(session, request)
+                    elif kind == "end":
+                        return
+                    else:
+                        response = handler.control(request, kind)
+                    watch.writing = True
+                    yield response
+                    watch.written()
+            except asyncio.CancelledError:
+                if (cut := watch.was_cut()) is None:
+                    raise
+                await self._abort(context, handler.model_label, cut)
+            except Exception as exc:
+                await self._abort(context, handler.model_label, exc)
+            finally:
+                handler.close()
 
     async def Infer(self, request: pb.InferRequest, context: Context) -> pb.InferResponse:
         try:

@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from service.grpc.cut import OpenStreams
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 from service.grpc.native import NativeServicer
@@ -21,6 +22,11 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+CUT_TIMEOUT_S = 5.0  # for the handlers of cut streams to send their status (they do at once unless stuck)
+# grpc's own stop, once no stream is left: with a grace it says GOAWAY and lets the connections close in order,
+# returning as soon as no call is left (at once, unless a unary call is still running); with 0 it cancels and drops
+# them at once, and a proxy may then reset a stream whose status it had not read yet (clients see INTERNAL).
+STOP_GRACE_S = 1.0
 
 
 @dataclass
@@ -32,26 +38,30 @@ class Serving:
     registry: Registry
     metrics: Metrics
     health: health_aio.HealthServicer
+    streams: OpenStreams
 
     async def shutdown(self, grace: float) -> None:
         """Refuse new sessions, health NOT_SERVING, let open sessions finish within `grace`, free everything.
 
-        Draining starts before health flips, so a client that sees NOT_SERVING is sure to be refused, and refused by
-        us (UNAVAILABLE, with a message): the gRPC server keeps accepting calls until every session has ended or the
-        grace is used up. Only then does `server.stop` run with what is left of the grace, because grpc core refuses
-        calls that race its shutdown with a status that depends on timing (CANCELLED or UNAVAILABLE).
+        Every refusal and every cut is ours, UNAVAILABLE with a message, never grpc core's, whose status depends on
+        timing (CANCELLED or UNAVAILABLE for a call racing its shutdown; a reset through a proxy for a call it
+        cancels). So: drain first (health flips after it, so a client that sees NOT_SERVING is sure to be refused),
+        wait until every session has ended or the grace is used up, end the stream RPCs still open ourselves, and
+        only then stop the gRPC server, with what is left of the grace (at least `STOP_GRACE_S`) for unary calls.
         """
         deadline = time.monotonic() + grace
         self.registry.begin_drain()
         await self.health.enter_graceful_shutdown()
         if not await self.registry.sessions_ended(grace):
             log.warning("shutdown grace of %.1f s used up with sessions still open; cutting them", grace)
-        await self.server.stop(max(0.0, deadline - time.monotonic()))
+        if cut := await self.streams.cut(CUT_TIMEOUT_S):
+            log.info("ended %d open streams with UNAVAILABLE", cut)
+        await self.server.stop(max(STOP_GRACE_S, deadline - time.monotonic()))
         await self.registry.close()
 
 
-def add_native(server: grpc.aio.Server, registry: Registry, metrics: Metrics) -> str:
-    pb_grpc.add_SeqServeServicer_to_server(NativeServicer(registry, metrics), server)
+def add_native(server: grpc.aio.Server, registry: Registry, metrics: Metrics, streams: OpenStreams) -> str:
+    pb_grpc.add_SeqServeServicer_to_server(NativeServicer(registry, metrics, streams), server)
     return pb.DESCRIPTOR.services_by_name["SeqServe"].full_name
 
 
@@ -63,8 +73,9 @@ async def serve(settings: Settings) -> Serving:
     server = grpc.aio.server(
         options=[("grpc.max_send_message_length", limits), ("grpc.max_receive_message_length", limits)]
     )
-    services = [add_native(server, registry, metrics)]
-    services.append(add_triton(server, registry, settings, metrics))  # Triton/KServe v2: inference.GRPCInferenceService
+    streams = OpenStreams()
+    services = [add_native(server, registry, metrics, streams)]
+    services.append(add_triton(server, registry, settings, metrics, streams))  # Triton/KServe v2
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection([*services, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
@@ -76,7 +87,7 @@ async def serve(settings: Settings) -> Serving:
     for name in ("", *services):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC serving on %s:%d (%s)", settings.host, port, ", ".join(services))
-    return Serving(server, port, registry, metrics, health)
+    return Serving(server, port, registry, metrics, health, streams)
 
 
 async def create_server(settings: Settings) -> tuple[grpc.aio.Server, int, Registry]:

@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 
 from service.errors import InvalidInput, SeqServeError
+from service.grpc.cut import OpenStreams
 from service.grpc.errors import to_status
 from service.grpc.generated.inference import grpc_service_pb2 as pb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as pb_grpc
@@ -36,9 +37,11 @@ R = TypeVar("R")
 EXTENSIONS = ("model_configuration", "statistics", "parameters", "sequence", "sequence(string_id)")
 
 
-def add_triton(server: grpc.aio.Server, registry: Registry, settings: Settings, metrics: Metrics) -> str:
+def add_triton(
+    server: grpc.aio.Server, registry: Registry, settings: Settings, metrics: Metrics, streams: OpenStreams
+) -> str:
     """Serve the Triton protocol on `server`; returns the service's full name."""
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(TritonServicer(registry, settings, metrics), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(TritonServicer(registry, settings, metrics, streams), server)
     return pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
@@ -60,10 +63,11 @@ def status_on_error(rpc: Callable[[Any, Any, Context], Awaitable[R]]) -> Callabl
 
 
 class TritonServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, registry: Registry, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, registry: Registry, settings: Settings, metrics: Metrics, streams: OpenStreams) -> None:
         self._registry = registry
         self._settings = settings
         self._metrics = metrics
+        self._streams = streams
         self._sequences = Sequences()
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
@@ -117,8 +121,18 @@ class TritonServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        async for answer in serve_stream(requests, self._start, self._count, self._settings.stream_queue_size):
-            yield answer
+        with self._streams.watch() as watch:
+            try:
+                async for answer in serve_stream(requests, self._start, self._count, self._settings.stream_queue_size):
+                    watch.writing = True
+                    yield answer
+                    watch.written()
+            except asyncio.CancelledError:
+                if (cut := watch.was_cut()) is None:
+                    raise
+                await context.abort(*to_status(cut))
+            except Exception as exc:  # in-stream errors are answers; this ends the stream (a cut, a bug)
+                await context.abort(*to_status(exc))
 
     def _start(self, request: pb.ModelInferRequest) -> asyncio.Future[pb.ModelInferResponse]:
         """Start one inference; a sequence request takes its place in its sequence before this returns."""

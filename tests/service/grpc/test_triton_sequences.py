@@ -254,3 +254,21 @@ def test_a_sequence_outlives_its_stream(start_server: Callable[..., RunningServe
     s.outputs.append(first_output(client.infer(**s.request(len(s.chunks) - 1))))
     assert_parity([s], reference)
     assert server.active_sessions("vowels_lstm") == 0
+
+
+def test_a_stream_still_open_at_shutdown_is_ended_by_the_server_with_unavailable(
+    start_server: Callable[..., RunningServer], reference: Reference, streamable: list[str]
+) -> None:
+    server = start_server()
+    client = triton.InferenceServerClient(server.target)
+    (sequence,) = make_sequences(reference, streamable[:1], 1, seed=8)
+    answers = StreamAnswers()
+    client.start_stream(callback=answers)
+    client.async_stream_infer(**{**sequence.request(0), "sequence_end": False})  # the sequence stays open
+    ((_, error),) = answers.take(1)
+    assert error is None, error
+    server.stop(grace=0.0)  # the grace is used up at once: the open sequence's stream is cut
+    ((result, error),) = answers.take(1)
+    assert result is None and isinstance(error, triton.InferenceServerException)
+    assert error.status() == "StatusCode.UNAVAILABLE" and "shutting down" in (error.message() or ""), error
+    client.stop_stream()

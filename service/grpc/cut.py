@@ -1,0 +1,76 @@
+"""Stream RPCs in progress, so that a shutdown ends the ones still open itself, with UNAVAILABLE.
+
+Left to `server.stop`, grpc core cancels the calls as it closes the connections, and a proxy in between (nginx)
+may see the connection go before the status and reset the stream (its clients then see INTERNAL, not UNAVAILABLE).
+So once the sessions have ended (or the grace is used up), `cut` ends every open stream with a status of its own,
+and only then does the server stop.
+
+A handler is cut where it waits in its own code (reading a request, waiting for a step): its task is cancelled
+and the handler turns that into the status. A handler whose response grpc is writing at that moment is not
+cancelled (grpc would swallow it); it sees `watch.cut` as soon as the write is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from service.errors import Unavailable
+
+CUT_MESSAGE = "the server is shutting down and has ended this stream"
+
+
+@dataclass(eq=False)
+class Watch:
+    """One stream RPC: its task, whether grpc is writing one of its responses, whether it was cut."""
+
+    task: asyncio.Task[object]
+    writing: bool = False
+    cut: bool = False
+
+    def was_cut(self) -> Unavailable | None:
+        """Where a cancellation was caught: the error to end the stream with if it was cut (then the cancellation
+        is absorbed), else None (re-raise it: the client went away)."""
+        if not self.cut:
+            return None
+        self.task.uncancel()
+        return Unavailable(CUT_MESSAGE)
+
+    def written(self) -> None:
+        """A response is out: raise `Unavailable` if the stream was cut while grpc was writing it."""
+        self.writing = False
+        if self.cut:
+            raise Unavailable(CUT_MESSAGE)
+
+
+class OpenStreams:
+    def __init__(self) -> None:
+        self._open: set[Watch] = set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[Watch]:
+        """Track the calling stream RPC (run it inside the handler, on its task) until the block ends."""
+        task = asyncio.current_task()
+        assert task is not None, "a stream handler runs in a task"
+        watch = Watch(task)
+        self._open.add(watch)
+        try:
+            yield watch
+        finally:
+            self._open.discard(watch)
+
+    async def cut(self, timeout: float) -> int:
+        """End every open stream with UNAVAILABLE; wait up to `timeout` s for their handlers; how many were open."""
+        watches = list(self._open)
+        for watch in watches:
+            watch.cut = True
+            if not watch.writing:
+                watch.task.cancel()
+        if watches:
+            await asyncio.wait([w.task for w in watches], timeout=timeout)
+        return len(watches)
