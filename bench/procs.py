@@ -3,30 +3,46 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import grpc
-
-from service.healthcheck import probe
-
 READY_TIMEOUT_S = 120.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class LogWatcher(threading.Thread):
+    """Follows a child's output: keeps every line, resolves one future per pattern with its first match's group 1.
+
+    Servers started on port 0 log the ports they bound, so nothing guesses a port and nothing polls: a caller
+    waits on `found[name]`, which fails with the output's tail if the process ends without logging the line.
+    """
+
+    def __init__(self, stream: IO[str], patterns: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self._stream = stream
+        self._patterns = {name: re.compile(p) for name, p in patterns.items()}
+        self.found: dict[str, Future[str]] = {name: Future() for name in patterns}
+        self.lines: list[str] = []
+
+    def run(self) -> None:
+        for line in self._stream:
+            self.lines.append(line)
+            for name, pattern in self._patterns.items():
+                match = pattern.search(line)
+                if match and not self.found[name].done():
+                    self.found[name].set_result(match.group(1))
+        for future in self.found.values():
+            if not future.done():
+                future.set_exception(RuntimeError("process ended before logging it:\n" + "".join(self.lines[-30:])))
 
 
 @dataclass(frozen=True)
@@ -44,58 +60,44 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], target: str, health: bool, log: IO[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            tail = log.read().decode(errors="replace")[-2000:]
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before serving:\n{tail}")
-        try:
-            if not health:
-                with grpc.insecure_channel(target) as channel:
-                    grpc.channel_ready_future(channel).result(timeout=1.0)
-                return
-            if probe(target, timeout=1.0) == "SERVING":
-                return
-        except (grpc.RpcError, grpc.FutureTimeoutError):
-            pass
-        time.sleep(0.2)  # polling a subprocess that is still loading models
-    raise RuntimeError(f"{target} not ready after {READY_TIMEOUT_S:.0f} s")
-
-
 @contextmanager
-def _process(argv: Sequence[str], target: str, metrics_url: str | None, health: bool) -> Iterator[Running]:
+def _process(argv: Sequence[str], patterns: dict[str, str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """Start `argv`, wait for each pattern's line in its output; yields (pid, {name: group 1}); stops it at exit."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    watcher = LogWatcher(proc.stdout, patterns)  # type: ignore[arg-type]
+    watcher.start()
+    try:
+        yield proc.pid, {name: future.result(READY_TIMEOUT_S) for name, future in watcher.found.items()}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         try:
-            _wait_ready(proc, target, health, log)
-            yield Running(proc.pid, target, metrics_url)
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        watcher.join(timeout=10)
+        proc.stdout.close()  # type: ignore[union-attr]
 
 
 @contextmanager
 def real_server(models: Path, extra: Sequence[str] = ()) -> Iterator[Running]:
-    """`python -m service` on free ports, CPU, with the flags in `extra` (e.g. `--max-batch-size 1`)."""
-    port, metrics_port = free_port(), free_port()
-    argv = [sys.executable, "-m", "service", "--models", str(models), "--host", "127.0.0.1", "--port", str(port),
-            "--metrics-port", str(metrics_port), "--device", "cpu", "--log-level", "WARNING", *extra]
-    with _process(argv, f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics", health=True) as running:
-        yield running
+    """`python -m service` on ports it picks itself, CPU, with the flags in `extra` (e.g. `--max-batch-size 1`).
+
+    Ready once it has logged its gRPC port (after every model is warm and health says SERVING) and its metrics port.
+    """
+    argv = [sys.executable, "-m", "service", "--models", str(models), "--host", "127.0.0.1", "--port", "0",
+            "--metrics-port", "0", "--device", "cpu", "--log-level", "INFO", *extra]
+    patterns = {"port": r"gRPC serving on \S+:(\d+)", "metrics": r"metrics on (http://\S+/metrics)"}
+    with _process(argv, patterns) as (pid, found):
+        yield Running(pid, f"127.0.0.1:{found['port']}", found["metrics"])
 
 
 @contextmanager
 def echo_server(models: Path, model: str, chunk: int) -> Iterator[Running]:
-    port = free_port()
     argv = [sys.executable, "-m", "service.loadtest.echo", "--models", str(models), "--model", model,
-            "--chunk", str(chunk), "--port", str(port)]
-    with _process(argv, f"127.0.0.1:{port}", None, health=False) as running:
-        yield running
+            "--chunk", str(chunk), "--port", "0"]
+    with _process(argv, {"port": r"echo listening on (\d+)"}) as (pid, found):
+        yield Running(pid, f"127.0.0.1:{found['port']}", None)

@@ -106,8 +106,8 @@ class ServedModel:
         for slot in self._pool.idle_slots(now - self.session_idle_timeout):
             session = self._sessions.get(slot)
             if session is not None and not session.busy:
+                self._metrics.evictions.inc()  # counted first: whoever sees the session gone sees it counted
                 session.expire()
-                self._metrics.evictions.inc()
                 evicted += 1
         return evicted
 

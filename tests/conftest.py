@@ -1,12 +1,19 @@
-"""Fixtures shared by every test folder: where the repository and its shipped models live."""
+"""Fixtures shared by every test folder: where the repository and its shipped models live.
+
+The server reads `SEQSERVE_*` variables, and every server a test starts (in-process or as a subprocess) would
+inherit them: they are cleared here, before any test runs, so the suite sees the documented defaults.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+for _name in [name for name in os.environ if name.startswith("SEQSERVE_")]:
+    del os.environ[_name]
 
 
 @pytest.fixture(scope="session")

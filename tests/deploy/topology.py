@@ -8,19 +8,18 @@ the repository's own `deploy/nginx.conf` (linked, not copied) with this topology
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import urllib.request
-from concurrent.futures import Future
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.procs import LogWatcher
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx.conf"
@@ -44,28 +43,6 @@ def wait_serving(target: str, timeout: float = START_TIMEOUT_S) -> None:
                 return
 
 
-class _LogWatcher(threading.Thread):
-    """Follows a child's stderr: keeps every line, resolves one future per pattern's first match."""
-
-    def __init__(self, stream: object, patterns: dict[str, str]) -> None:
-        super().__init__(daemon=True)
-        self._stream = stream
-        self._patterns = {name: re.compile(p) for name, p in patterns.items()}
-        self.found: dict[str, Future[str]] = {name: Future() for name in patterns}
-        self.lines: list[str] = []
-
-    def run(self) -> None:
-        for line in self._stream:  # type: ignore[attr-defined]
-            self.lines.append(line)
-            for name, pattern in self._patterns.items():
-                match = pattern.search(line)
-                if match and not self.found[name].done():
-                    self.found[name].set_result(match.group(1))
-        for future in self.found.values():
-            if not future.done():
-                future.set_exception(RuntimeError("process ended before logging it:\n" + "".join(self.lines[-30:])))
-
-
 class Replica:
     """One `python -m service` process on free ports, serving `models` on CPU."""
 
@@ -76,7 +53,7 @@ class Replica:
             argv, cwd=REPO_ROOT, env={**os.environ, **SINGLE_THREADED}, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        self._log = _LogWatcher(self.process.stderr, {
+        self._log = LogWatcher(self.process.stderr, {
             "port": r"gRPC serving on \S+:(\d+)", "metrics": r"metrics on http://\S+:(\d+)/metrics",
         })
         self._log.start()
@@ -121,7 +98,7 @@ class Balancer:
                 "-g", f"daemon off; pid {conf_dir / 'nginx.pid'};"]
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)
-        self._log = _LogWatcher(self.process.stderr, {})
+        self._log = LogWatcher(self.process.stderr, {})
         self._log.start()
         wait_serving(self.target)
 

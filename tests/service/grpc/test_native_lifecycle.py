@@ -87,7 +87,8 @@ def test_a_client_that_disappears_frees_the_slot(
 def test_idle_sessions_are_evicted_and_their_stream_is_told(
     start_server: Callable, session_closed: threading.Condition
 ) -> None:
-    server = start_server(session_idle_timeout=0.2)
+    # Long enough that a loaded machine does not evict the session between its open and its first chunk.
+    server = start_server(session_idle_timeout=1.0)
     with Client(server.target) as client:
         stream = client.stream(MODEL)
         stream.send(np.zeros((3, 12), np.float32))

@@ -5,12 +5,10 @@ while the open sessions finish; the process exits 0 once they have)."""
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.procs import LogWatcher
 from service.client import AsyncClient, ServerError
 
 MODEL = "vowels_lstm"
@@ -34,21 +33,17 @@ class ServerProcess:
     process: subprocess.Popen[str]
     target: str
     metrics_url: str
-    log: list[str]
-    reader: threading.Thread
+    watcher: LogWatcher
+
+    @property
+    def log(self) -> list[str]:
+        return self.watcher.lines
 
     def wait(self) -> int:
         """The exit code, once the process has exited and its whole log has been read."""
         code = self.process.wait(timeout=SAFETY_TIMEOUT_S)
-        self.reader.join(timeout=SAFETY_TIMEOUT_S)
+        self.watcher.join(timeout=SAFETY_TIMEOUT_S)
         return code
-
-
-def read_lines(stream, lines: queue.Queue[str | None], log: list[str]) -> None:
-    for line in stream:
-        log.append(line)
-        lines.put(line)
-    lines.put(None)
 
 
 @pytest.fixture
@@ -59,17 +54,11 @@ def server_process(repo_root: Path, models_root: Path) -> Iterator[Callable]:
         command = [sys.executable, "-m", "service", "--models", str(models_root), "--host", "127.0.0.1",
                    "--port", "0", "--metrics-port", "0", "--device", "cpu", *flags]
         process = subprocess.Popen(command, cwd=repo_root, stderr=subprocess.PIPE, text=True)
-        lines: queue.Queue[str | None] = queue.Queue()
-        log: list[str] = []
-        reader = threading.Thread(target=read_lines, args=(process.stderr, lines, log), daemon=True)
-        reader.start()
-        port = url = None
-        while port is None or url is None:
-            line = lines.get(timeout=SAFETY_TIMEOUT_S)
-            assert line is not None, "".join(log)
-            port = port or (m.group(1) if (m := SERVING.search(line)) else None)
-            url = url or (m.group(1) if (m := METRICS.search(line)) else None)
-        server = ServerProcess(process, f"127.0.0.1:{port}", url, log, reader)
+        watcher = LogWatcher(process.stderr, {"port": SERVING, "metrics": METRICS})  # type: ignore[arg-type]
+        watcher.start()
+        port = watcher.found["port"].result(SAFETY_TIMEOUT_S)
+        url = watcher.found["metrics"].result(SAFETY_TIMEOUT_S)
+        server = ServerProcess(process, f"127.0.0.1:{port}", url, watcher)
         started.append(server)
         return server
 
