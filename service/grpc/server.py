@@ -22,7 +22,7 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-CUT_TIMEOUT_S = 5.0  # for the handlers of cut streams to send their status (they do at once unless stuck)
+CUT_TIMEOUT_S = 2.0  # for the handlers of cut streams to send their status (they do at once unless stuck)
 # grpc's own stop, once no stream is left: with a grace it says GOAWAY and lets the connections close in order,
 # returning as soon as no call is left (at once, unless a unary call is still running); with 0 it cancels and drops
 # them at once, and a proxy may then reset a stream whose status it had not read yet (clients see INTERNAL).
