@@ -5,16 +5,17 @@ may see the connection go before the status and reset the stream (its clients th
 So once the sessions have ended (or the grace is used up), `cut` ends every open stream with a status of its own,
 and only then does the server stop.
 
-A handler is cut where it waits in its own code (reading a request, waiting for a step): its task is cancelled
-and the handler turns that into the status. A handler whose response grpc is writing at that moment is not
-cancelled (grpc would swallow it); it sees `watch.cut` as soon as the write is done.
+By default a handler is cut where it waits in its own code (reading a request, waiting for a step): its task is
+cancelled and the handler turns that into the status. A handler whose response grpc is writing at that moment is
+not cancelled (grpc would swallow it); it sees `watch.cut` as soon as the write is done. A handler can instead say
+how it is cut (`on_cut`): the Triton stream stops reading and still answers every request it has started.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from service.errors import Unavailable
@@ -24,9 +25,11 @@ CUT_MESSAGE = "the server is shutting down and has ended this stream"
 
 @dataclass(eq=False)
 class Watch:
-    """One stream RPC: its task, whether grpc is writing one of its responses, whether it was cut."""
+    """One stream RPC: its task, whether grpc is writing one of its responses, whether it was cut, and how to cut
+    it (`on_cut`; by default its task is cancelled, unless grpc is writing)."""
 
     task: asyncio.Task[object]
+    on_cut: Callable[[], None] | None = None
     writing: bool = False
     cut: bool = False
 
@@ -53,11 +56,11 @@ class OpenStreams:
         return len(self._open)
 
     @contextlib.contextmanager
-    def watch(self) -> Iterator[Watch]:
+    def watch(self, on_cut: Callable[[], None] | None = None) -> Iterator[Watch]:
         """Track the calling stream RPC (run it inside the handler, on its task) until the block ends."""
         task = asyncio.current_task()
         assert task is not None, "a stream handler runs in a task"
-        watch = Watch(task)
+        watch = Watch(task, on_cut)
         self._open.add(watch)
         try:
             yield watch
@@ -69,7 +72,9 @@ class OpenStreams:
         watches = list(self._open)
         for watch in watches:
             watch.cut = True
-            if not watch.writing:
+            if watch.on_cut is not None:
+                watch.on_cut()
+            elif not watch.writing:
                 watch.task.cancel()
         if watches:
             await asyncio.wait([w.task for w in watches], timeout=timeout)

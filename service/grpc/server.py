@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import grpc
@@ -23,9 +22,10 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 CUT_TIMEOUT_S = 2.0  # for the handlers of cut streams to send their status (they do at once unless stuck)
-# grpc's own stop, once no stream is left: with a grace it says GOAWAY and lets the connections close in order,
-# returning as soon as no call is left (at once, unless a unary call is still running); with 0 it cancels and drops
-# them at once, and a proxy may then reset a stream whose status it had not read yet (clients see INTERNAL).
+# grpc's own stop, once our streams are ended: with a grace it says GOAWAY and lets the connections close in order,
+# returning as soon as no call is left (unary calls finishing; streams that are not ours, such as a health Watch,
+# are cancelled when it runs out); with 0 it cancels and drops them at once, and a proxy may then reset a stream
+# whose status it had not read yet (clients see INTERNAL).
 STOP_GRACE_S = 1.0
 
 
@@ -47,16 +47,15 @@ class Serving:
         timing (CANCELLED or UNAVAILABLE for a call racing its shutdown; a reset through a proxy for a call it
         cancels). So: drain first (health flips after it, so a client that sees NOT_SERVING is sure to be refused),
         wait until every session has ended or the grace is used up, end the stream RPCs still open ourselves, and
-        only then stop the gRPC server, with what is left of the grace (at least `STOP_GRACE_S`) for unary calls.
+        only then stop the gRPC server, giving the calls left (unary ones, a health Watch) `STOP_GRACE_S`.
         """
-        deadline = time.monotonic() + grace
         self.registry.begin_drain()
         await self.health.enter_graceful_shutdown()
         if not await self.registry.sessions_ended(grace):
             log.warning("shutdown grace of %.1f s used up with sessions still open; cutting them", grace)
         if cut := await self.streams.cut(CUT_TIMEOUT_S):
             log.info("ended %d open streams with UNAVAILABLE", cut)
-        await self.server.stop(max(STOP_GRACE_S, deadline - time.monotonic()))
+        await self.server.stop(STOP_GRACE_S)
         await self.registry.close()
 
 

@@ -7,6 +7,7 @@ sequence extension) live in a `Sequences` table; requests without a sequence_id 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import wraps
 from importlib.metadata import version
@@ -15,15 +16,15 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import grpc
 import numpy as np
 
-from service.errors import InvalidInput, SeqServeError
-from service.grpc.cut import OpenStreams
+from service.errors import InvalidInput, SeqServeError, Unavailable
+from service.grpc.cut import CUT_MESSAGE, OpenStreams
 from service.grpc.errors import to_status
 from service.grpc.generated.inference import grpc_service_pb2 as pb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as pb_grpc
 from service.grpc.stream import UNKNOWN_MODEL
 from service.grpc.triton_config import model_config, model_metadata, model_statistics, repository_index
 from service.grpc.triton_convert import InferCall, outputs_to_response, parse_version, request_to_call
-from service.grpc.triton_stream import serve_stream
+from service.grpc.triton_stream import TritonStream
 from service.sequences import Sequences, StepResult
 
 if TYPE_CHECKING:
@@ -121,18 +122,16 @@ class TritonServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        with self._streams.watch() as watch:
+        stream = TritonStream(requests, self._start, self._count, self._settings.stream_queue_size)
+        with self._streams.watch(on_cut=stream.stop_reading):
             try:
-                async for answer in serve_stream(requests, self._start, self._count, self._settings.stream_queue_size):
-                    watch.writing = True
-                    yield answer
-                    watch.written()
-            except asyncio.CancelledError:
-                if (cut := watch.was_cut()) is None:
-                    raise
-                await context.abort(*to_status(cut))
-            except Exception as exc:  # in-stream errors are answers; this ends the stream (a cut, a bug)
+                async with contextlib.aclosing(stream.answers()) as answers:
+                    async for answer in answers:
+                        yield answer
+            except Exception as exc:  # in-stream errors are answers; this ends the stream (a bug)
                 await context.abort(*to_status(exc))
+            if stream.stopped:  # cut by a shutdown: every request read was answered; the rest never will be
+                await context.abort(*to_status(Unavailable(CUT_MESSAGE)))
 
     def _start(self, request: pb.ModelInferRequest) -> asyncio.Future[pb.ModelInferResponse]:
         """Start one inference; a sequence request takes its place in its sequence before this returns."""

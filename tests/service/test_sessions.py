@@ -161,7 +161,9 @@ async def test_not_streamable_and_draining(registry: Registry) -> None:
         await model.infer(sequence(model.manifest, 1, 2))
     assert not await registry.sessions_ended(0.0)
     waiting = asyncio.create_task(registry.sessions_ended(60.0))
-    session.close()
+    await asyncio.sleep(0)  # one loop turn: the waiter runs and blocks on the open session
+    assert not waiting.done()
+    session.close()  # ... and the last session ending wakes it
     assert await waiting
     assert await registry.sessions_ended(0.0)
 

@@ -272,3 +272,29 @@ def test_a_stream_still_open_at_shutdown_is_ended_by_the_server_with_unavailable
     assert result is None and isinstance(error, triton.InferenceServerException)
     assert error.status() == "StatusCode.UNAVAILABLE" and "shutting down" in (error.message() or ""), error
     client.stop_stream()
+
+
+def test_a_shutdown_answers_every_request_of_the_sequences_it_lets_finish(
+    start_server: Callable[..., RunningServer], reference: Reference, streamable: list[str]
+) -> None:
+    server = start_server()
+    client = triton.InferenceServerClient(server.target)
+    sequences = make_sequences(reference, streamable, 4, seed=9)
+    answers = StreamAnswers()
+    client.start_stream(callback=answers)
+    for s in sequences:  # every sequence is open (its START answered) before the shutdown starts
+        client.async_stream_infer(**{**s.request(0), "sequence_end": len(s.chunks) == 1})
+    starts = answers.take(len(sequences))
+    rest = [(s, k) for s in sequences for k in range(1, len(s.chunks))]
+    for s, k in rest:  # pipelined: most are still in flight when the drain begins
+        client.async_stream_infer(**s.request(k))
+    server.stop(grace=60.0)  # open sequences may finish; the stream is ended once their sessions have
+    arrived = starts + answers.take(len(rest))
+    assert [error for _, error in arrived] == [None] * len(arrived)
+    for result, _ in arrived:
+        key, k = result.get_response().id.rsplit(":", 1)  # type: ignore[union-attr]
+        next(s for s in sequences if str(s.sequence_id) == key).outputs.append(first_output(result))  # type: ignore[arg-type]
+    assert_parity(sequences, reference)
+    ((result, error),) = answers.take(1)
+    assert result is None and "shutting down" in str(error), error
+    client.stop_stream()
