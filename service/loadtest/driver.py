@@ -122,30 +122,41 @@ class Driver:
 
     async def _open_loop(self, stream: _Stream, deadline: float) -> None:
         requests, per_stream = self._chunks(), self.config.rate / self.config.streams  # type: ignore[operator]
-        intended: deque[float] = deque()
-        writing_done = asyncio.Event()
+        intended: deque[float] = deque()  # intended send times of the chunks sent and not yet answered
+        writing_done = False
+        sent = asyncio.Event()  # set whenever a chunk is sent or the sending ends
 
         async def reader() -> None:
-            while intended or not writing_done.is_set():
+            # Reads only while an answer is due: cancelling a pending grpc read would cancel the whole call.
+            while True:
+                if not intended:
+                    if writing_done:
+                        return
+                    sent.clear()
+                    await sent.wait()
+                    continue
                 data = await stream.read()
                 self._answer(data, intended.popleft())
 
         read_task = asyncio.ensure_future(reader())
-        at, seq = time.monotonic(), 1
-        while True:
-            at += self._rng.expovariate(per_stream)
-            if not self._more(seq - 1, deadline, at):
-                break
-            await asyncio.sleep(max(0.0, at - time.monotonic()))
-            intended.append(at)
-            await stream.call.write(requests.build(seq))
-            seq += 1
-        writing_done.set()
-        if not intended:  # the reader may be parked on a read that no reply will satisfy
+        try:
+            at, seq = time.monotonic(), 1
+            while True:
+                at += self._rng.expovariate(per_stream)
+                if not self._more(seq - 1, deadline, at):
+                    break
+                await asyncio.sleep(max(0.0, at - time.monotonic()))  # the Poisson schedule, not synchronisation
+                intended.append(at)
+                sent.set()
+                await stream.call.write(requests.build(seq))
+                seq += 1
+        except BaseException:  # the call failed (or we are cancelled): its pending read goes too
             read_task.cancel()
-        await asyncio.gather(read_task, return_exceptions=True)
-        if read_task.done() and not read_task.cancelled() and read_task.exception() is not None:
-            raise read_task.exception()  # type: ignore[misc]
+            await asyncio.gather(read_task, return_exceptions=True)
+            raise
+        writing_done = True
+        sent.set()
+        await read_task
 
     async def _run_stream(self, stream: _Stream, deadline: float) -> None:
         body = self._closed if self.config.rate is None else self._open_loop
