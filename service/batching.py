@@ -26,13 +26,12 @@ import numpy as np
 
 from service.errors import FailedPrecondition, ResourceExhausted, Unavailable
 from service.metrics import ModelMetrics
-from service.resident import ResidentState, StateOwner
+from service.resident import Arrays, ResidentState, StateOwner
 from service.runtime import Runtime, StateValue
 from service.state import StatePool
 
 log = logging.getLogger(__name__)
 
-Arrays = dict[str, np.ndarray]
 StepResult = tuple[Arrays, Arrays]  # (outputs {name: (T, size)}, new state rows {name: shape}; empty for sessions)
 Row = tuple[np.ndarray, StateOwner | None, Arrays | None]  # (x (T, F), owner, explicit state rows)
 

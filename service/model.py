@@ -10,15 +10,13 @@ from concurrent.futures import Executor
 import numpy as np
 
 from modelrepo import Manifest
-from service.batching import Batcher, Row
+from service.batching import Arrays, Batcher, Row
 from service.errors import FailedPrecondition, InvalidInput, Unavailable
 from service.metrics import ModelMetrics, ModelStats
 from service.runtime import Runtime
 from service.sessions import Session
 from service.settings import Settings
 from service.state import StatePool
-
-Arrays = dict[str, np.ndarray]
 
 
 class ServedModel:

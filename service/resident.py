@@ -26,7 +26,7 @@ class StateOwner(Protocol):
     generation: int
 
 
-Arrays = dict[str, np.ndarray]
+Arrays = dict[str, np.ndarray]  # name -> array, shared by the engine modules
 Version = tuple[StateOwner, int]  # a session and its generation when a state row was made
 Row = tuple[StateOwner | None, Arrays | None]  # a session, or explicit state rows (a stateless request)
 
@@ -38,7 +38,7 @@ class ResidentState:
         self.values: dict[str, StateValue] = {}  # batch-first, row i belongs to self._rows[i]
         self._dirty = False  # the pool does not hold these values yet
 
-    def match(self, owners: list[StateOwner | None]) -> list[int] | None:
+    def _match(self, owners: list[StateOwner | None]) -> list[int] | None:
         """How to order `owners` so that row i is resident row i; None unless they are exactly the resident ones."""
         if not self._rows or len(owners) != len(self._rows):
             return None
@@ -53,7 +53,7 @@ class ResidentState:
 
     def arrange(self, rows: Sequence[Row]) -> tuple[list[int] | None, dict[str, StateValue]]:
         """The state to run `(owner, explicit state rows)` rows with, and the order to run them in (None: as given)."""
-        order = self.match([owner for owner, _ in rows])
+        order = self._match([owner for owner, _ in rows])
         if order is not None:
             return order, self.values
         self.drop()

@@ -52,9 +52,6 @@ class OpenStreams:
     def __init__(self) -> None:
         self._open: set[Watch] = set()
 
-    def __len__(self) -> int:
-        return len(self._open)
-
     @contextlib.contextmanager
     def watch(self, on_cut: Callable[[], None] | None = None) -> Iterator[Watch]:
         """Track the calling stream RPC (run it inside the handler, on its task) until the block ends."""
