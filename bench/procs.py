@@ -17,6 +17,9 @@ from typing import IO
 
 READY_TIMEOUT_S = 120.0
 ROOT = Path(__file__).resolve().parent.parent
+# What `python -m service` logs once it serves, for a `LogWatcher`: its gRPC port (logged after every model is warm
+# and health says SERVING) and its metrics port.
+SERVER_PORTS = {"port": r"gRPC serving on \S+:(\d+)", "metrics": r"metrics on http://\S+:(\d+)/metrics"}
 
 
 class LogWatcher(threading.Thread):
@@ -90,9 +93,8 @@ def real_server(models: Path, extra: Sequence[str] = ()) -> Iterator[Running]:
     """
     argv = [sys.executable, "-m", "service", "--models", str(models), "--host", "127.0.0.1", "--port", "0",
             "--metrics-port", "0", "--device", "cpu", "--log-level", "INFO", *extra]
-    patterns = {"port": r"gRPC serving on \S+:(\d+)", "metrics": r"metrics on (http://\S+/metrics)"}
-    with _process(argv, patterns) as (pid, found):
-        yield Running(pid, f"127.0.0.1:{found['port']}", found["metrics"])
+    with _process(argv, SERVER_PORTS) as (pid, found):
+        yield Running(pid, f"127.0.0.1:{found['port']}", f"http://127.0.0.1:{found['metrics']}/metrics")
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.procs import LogWatcher
+from bench.procs import SERVER_PORTS, LogWatcher
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx.conf"
@@ -53,9 +53,7 @@ class Replica:
             argv, cwd=REPO_ROOT, env={**os.environ, **SINGLE_THREADED}, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        self._log = LogWatcher(self.process.stderr, {
-            "port": r"gRPC serving on \S+:(\d+)", "metrics": r"metrics on http://\S+:(\d+)/metrics",
-        })
+        self._log = LogWatcher(self.process.stderr, SERVER_PORTS)  # type: ignore[arg-type]
         self._log.start()
         self.port = int(self._log.found["port"].result(START_TIMEOUT_S))
         self.metrics_port = int(self._log.found["metrics"].result(START_TIMEOUT_S))

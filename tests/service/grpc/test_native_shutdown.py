@@ -5,7 +5,6 @@ while the open sessions finish; the process exits 0 once they have)."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -19,13 +18,11 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.procs import LogWatcher
+from bench.procs import SERVER_PORTS, LogWatcher
 from service.client import AsyncClient, ServerError
 
 MODEL = "vowels_lstm"
 SAFETY_TIMEOUT_S = 120.0  # only against a hang
-SERVING = re.compile(r"gRPC serving on [\d.]+:(\d+)")
-METRICS = re.compile(r"metrics on (http://\S+/metrics)")
 
 
 @dataclass
@@ -54,11 +51,11 @@ def server_process(repo_root: Path, models_root: Path) -> Iterator[Callable]:
         command = [sys.executable, "-m", "service", "--models", str(models_root), "--host", "127.0.0.1",
                    "--port", "0", "--metrics-port", "0", "--device", "cpu", *flags]
         process = subprocess.Popen(command, cwd=repo_root, stderr=subprocess.PIPE, text=True)
-        watcher = LogWatcher(process.stderr, {"port": SERVING, "metrics": METRICS})  # type: ignore[arg-type]
+        watcher = LogWatcher(process.stderr, SERVER_PORTS)  # type: ignore[arg-type]
         watcher.start()
         port = watcher.found["port"].result(SAFETY_TIMEOUT_S)
-        url = watcher.found["metrics"].result(SAFETY_TIMEOUT_S)
-        server = ServerProcess(process, f"127.0.0.1:{port}", url, watcher)
+        metrics_port = watcher.found["metrics"].result(SAFETY_TIMEOUT_S)
+        server = ServerProcess(process, f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics", watcher)
         started.append(server)
         return server
 
