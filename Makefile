@@ -57,7 +57,7 @@ wheelhouse: $(SERVE_STAMP)
 	ort=$$($(PY) -c 'import onnxruntime; print(onnxruntime.__version__)') && for py in $(WHEEL_PYTHONS); do \
 		$(PIP) download --quiet --dest wheelhouse --only-binary=:all: --python-version $$py \
 			--platform manylinux_2_28_$$(uname -m) --platform manylinux_2_17_$$(uname -m) --platform manylinux2014_$$(uname -m) \
-			wheelhouse/seqserve-*.whl onnxruntime==$$ort || exit 1; \
+			"$$(ls wheelhouse/seqserve-*.whl)[loadtest]" onnxruntime==$$ort || exit 1; \
 	done
 
 ## deploy-deps: nginx for tests/deploy (apt-get install where missing and root; the test skips otherwise)

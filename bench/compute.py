@@ -1,5 +1,5 @@
-"""The compute ceiling: the model run in-process by onnxruntime (`service/runtime.py`, same thread settings as the
-server) at the batch sizes the server actually formed, back to back, with nothing else in the way.
+"""The compute ceiling: the model run in-process by onnxruntime (`service/engine/runtime.py`, same thread settings
+as the server) at the batch sizes the server actually formed, back to back, with nothing else in the way.
 
 ceiling (chunks/s) = sum(runs_b * size_b) / sum(runs_b * time_of_one_run(size_b))
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from modelrepo import Manifest
-from service.runtime import Runtime
+from service.engine.runtime import Runtime
 
 MIN_RUNS = 5
 MIN_SECONDS = 0.3

@@ -10,7 +10,8 @@ venv="$3"
 
 python3 -m venv "$venv"
 pip="$venv/bin/pip"
-"$pip" install --no-cache-dir --no-index --find-links "$wheels" "$wheels"/seqserve-*.whl
+wheel=$(ls "$wheels"/seqserve-*.whl)  # with the load generator extra: the compose `loadtest` service runs this image
+"$pip" install --no-cache-dir --no-index --find-links "$wheels" "$wheel[loadtest]"
 if [ "$device" = cpu ] && "$pip" show onnxruntime-gpu >/dev/null 2>&1; then
     release=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("onnxruntime-gpu"))')
     "$pip" uninstall --yes onnxruntime-gpu

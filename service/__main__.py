@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from prometheus_client import start_http_server
 
-from service.errors import ConfigurationError
+from service.engine.errors import ConfigurationError
 from service.grpc.server import serve
 from service.settings import Settings
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 import grpc
 import numpy as np
 
-from service.grpc import convert
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
+from service.grpc.native import convert
 
 DEFAULT_TARGET = "127.0.0.1:8001"
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024

@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from service.errors import Unavailable
+from service.engine.errors import Unavailable
 
 CUT_MESSAGE = "the server is shutting down and has ended this stream"
 

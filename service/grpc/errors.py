@@ -10,7 +10,7 @@ import logging
 
 import grpc
 
-from service.errors import (
+from service.engine.errors import (
     FailedPrecondition,
     InvalidInput,
     ModelNotFound,

@@ -10,13 +10,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from service.engine.metrics import Metrics
+from service.engine.registry import Registry
 from service.grpc.cut import OpenStreams
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
-from service.grpc.native import NativeServicer
-from service.grpc.triton import add_triton
-from service.metrics import Metrics
-from service.registry import Registry
+from service.grpc.native.servicer import NativeServicer
+from service.grpc.triton.servicer import add_triton
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from topology import Balancer, Replica, nginx_binary
+from tests.deploy.topology import Balancer, Replica, nginx_binary
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import signal
 
 import grpc
-from check_results import TOLERANCE, open_runs
-from topology import Balancer, Replica
+from tests.deploy.check_results import TOLERANCE, open_runs
+from tests.deploy.topology import Balancer, Replica
 
 from service.client import Client, ServerError
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from topology import REPO_ROOT, Replica
+from tests.deploy.topology import REPO_ROOT, Replica
 
 
 def run_probe(*args: str) -> subprocess.CompletedProcess[str]:

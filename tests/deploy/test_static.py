@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from topology import REPO_ROOT
+from tests.deploy.topology import REPO_ROOT
 
 
 def tool(name: str) -> str:

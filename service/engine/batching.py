@@ -1,0 +1,248 @@
+"""The batcher of one model: gathers ready steps from many sessions into one model run.
+
+- at most one step per session per batch (a session's steps in queue order), at most `max_batch_size` steps,
+  all of the same chunk length (so a batched run equals the unbatched ones; other lengths go in the next
+  batches, oldest first);
+- a step that arrives while no session is expected back runs at once; after a batch, the batcher waits up
+  to `max_queue_delay_us` (from the oldest queued step) for the sessions it just served to send their next step;
+- the model runs off the event loop in the shared, bounded executor, or on the loop itself when its measured cost
+  predicts at most `inline_run_max_us` for the batch (cheaper than the executor hop); one batch in flight per model;
+- every future is resolved on every path: success, model error, cancellation (skipped), close (drained).
+
+Queue, futures and the state pool are only touched on the event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.engine.errors import FailedPrecondition, ResourceExhausted, Unavailable
+from service.engine.metrics import ModelMetrics
+from service.engine.runtime import Runtime, StateValue
+from service.engine.state.pool import StatePool
+from service.engine.state.resident import Arrays, ResidentState, StateOwner
+
+log = logging.getLogger(__name__)
+
+StepResult = tuple[Arrays, Arrays]  # (outputs {name: (T, size)}, new state rows {name: shape}; empty for sessions)
+Row = tuple[np.ndarray, StateOwner | None, Arrays | None]  # (x (T, F), owner, explicit state rows)
+
+
+@dataclass(eq=False)
+class Step:
+    x: np.ndarray  # (T, F)
+    owner: StateOwner | None  # state from the owner's pool slot, written back after the run
+    state: Arrays | None  # or explicit state rows {name: shape} (stateless whole-sequence requests)
+    future: asyncio.Future[StepResult]
+    enqueued_ns: int = field(default_factory=time.perf_counter_ns)
+    generation: int = 0
+
+
+class Batcher:
+    def __init__(
+        self,
+        runtime: Runtime,
+        input_name: str,
+        pool: StatePool,
+        executor: Executor,
+        metrics: ModelMetrics,
+        max_batch_size: int,
+        max_queue_delay_us: int,
+        max_queued: int,
+        inline_run_max_us: int = 0,
+    ) -> None:
+        self._runtime = runtime
+        self._input_name = input_name
+        self._pool = pool
+        self._resident = ResidentState(pool)
+        self._executor = executor
+        self._metrics = metrics
+        self._max_batch = max_batch_size
+        self._delay_ns = max_queue_delay_us * 1000
+        self._max_queued = max_queued
+        self._inline_ns = inline_run_max_us * 1000
+        self._ns_per_step: float | None = None  # measured model run time per row per time step (moving average)
+        self._queue: deque[Step] = deque()
+        self._expected: set[int] = set()  # owners served by the last batch that have not sent their next step
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queued(self) -> int:
+        """Steps waiting for a batch (not counting the batch in flight)."""
+        return len(self._queue)
+
+    def forget(self, owner: StateOwner) -> None:
+        """A closed session will send no more steps: do not wait for it."""
+        if owner.id in self._expected:
+            self._expected.discard(owner.id)
+            self._wake.set()
+
+    def sync_state(self) -> None:
+        """Bring the pool up to date (call before reading a slot from outside the batcher)."""
+        self._resident.flush()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
+
+    def enqueue(self, rows: Sequence[Row]) -> list[asyncio.Future[StepResult]]:
+        """Queue `(x, owner, explicit state)` rows, all or none; each future resolves to that row's result."""
+        if self._closing:
+            raise Unavailable("the model is shutting down")
+        if len(self._queue) + len(rows) > self._max_queued:
+            raise ResourceExhausted(f"the model's queue is full ({self._max_queued} steps)")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[StepResult]] = []
+        for x, owner, state in rows:
+            step = Step(x, owner, state, loop.create_future())
+            if owner is not None:
+                self._expected.discard(owner.id)
+            self._queue.append(step)
+            futures.append(step.future)
+        self._wake.set()
+        return futures
+
+    async def close(self) -> None:
+        """Stop admitting steps, run what is queued, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def _loop(self) -> None:
+        try:
+            while self._queue or not self._closing:
+                if not self._queue:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                await self._wait_for_company()
+                batch = self._take_batch()
+                if batch:
+                    await self._run(batch)
+        finally:  # also when the loop dies of a bug: nothing may wait for it forever
+            self._closing = True
+            self._fail(list(self._queue), Unavailable("the model is shutting down"))
+            self._queue.clear()
+
+    async def _wait_for_company(self) -> None:
+        deadline = self._queue[0].enqueued_ns + self._delay_ns
+        while len(self._queue) < self._max_batch and self._expected and not self._closing:
+            remaining = deadline - time.perf_counter_ns()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining / 1e9)
+            except TimeoutError:
+                return
+
+    def _take_batch(self) -> list[Step]:
+        """The oldest live step and up to `max_batch_size - 1` more of the same length from other sessions."""
+        length = self._queue[0].x.shape[0]
+        batch: list[Step] = []
+        owners: set[int] = set()
+        rest: deque[Step] = deque()
+        for step in self._queue:
+            if step.future.done():  # cancelled by its caller: dropped, its state untouched
+                continue
+            owner = step.owner
+            if owner is not None:
+                if owner.id in owners:  # an older step of the same session goes first (taken now or deferred)
+                    rest.append(step)
+                    continue
+                owners.add(owner.id)
+            if len(batch) >= self._max_batch or step.x.shape[0] != length:
+                rest.append(step)
+                continue
+            if owner is not None:
+                if owner.generation < 0:
+                    step.future.set_exception(FailedPrecondition("the session is closed"))
+                    continue
+                step.generation = owner.generation
+            batch.append(step)
+        self._queue = rest
+        self._expected.clear()
+        return batch
+
+    async def _run(self, batch: list[Step]) -> None:
+        start = time.perf_counter_ns()
+        try:
+            batch, state = self._arrange(batch)
+            x = np.stack([s.x for s in batch])  # (B, T, F)
+            ready = time.perf_counter_ns()
+            steps = x.shape[0] * x.shape[1]
+            if self._ns_per_step is not None and self._ns_per_step * steps <= self._inline_ns:
+                outputs, new_state, run_ns = self._timed_run(x, state)
+            else:
+                outputs, new_state, run_ns = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._timed_run, x, state
+                )
+            ran = time.perf_counter_ns()
+            cost = run_ns / steps
+            self._ns_per_step = cost if self._ns_per_step is None else 0.8 * self._ns_per_step + 0.2 * cost
+            self._finish(batch, outputs, new_state)
+        except asyncio.CancelledError:
+            self._fail(batch, Unavailable("the model is shutting down"))
+            raise
+        except Exception as exc:
+            log.exception("model run failed (batch of %d)", len(batch))
+            self._fail(batch, RuntimeError("model run failed"), cause=exc)
+            return
+        done = time.perf_counter_ns()
+        self._record(batch, start, ready - start, ran - ready, done - ran)
+
+    def _timed_run(self, x: np.ndarray, state: dict[str, StateValue]) -> tuple[Arrays, dict[str, StateValue], int]:
+        """The model run and its own duration (without the executor hop), on whichever thread calls it."""
+        start = time.perf_counter_ns()
+        outputs, new_state = self._runtime.run({self._input_name: x}, state)
+        return outputs, new_state, time.perf_counter_ns() - start
+
+    def _arrange(self, batch: list[Step]) -> tuple[list[Step], dict[str, StateValue]]:
+        """The batch's state: the resident state as is (batch reordered to it) or gathered."""
+        order, state = self._resident.arrange([(s.owner, s.state) for s in batch])
+        return (batch if order is None else [batch[j] for j in order]), state
+
+    def _finish(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue]) -> None:
+        """Keep the new state of live unchanged sessions (resident, or in the pool); resolve the futures."""
+        host = self._resident.settle(
+            [
+                (s.owner, s.generation)
+                if s.owner is not None and s.owner.generation == s.generation and not s.future.cancelled() else None
+                for s in batch
+            ],
+            new_state,
+        )
+        for i, step in enumerate(batch):
+            if step.owner is not None:
+                self._expected.add(step.owner.id)
+            if not step.future.done():
+                rows = {} if step.owner is not None else {name: v[i] for name, v in host.items()}
+                step.future.set_result(({name: v[i] for name, v in outputs.items()}, rows))
+
+    def _record(self, batch: list[Step], start: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
+        m = self._metrics
+        waits = [start - s.enqueued_ns for s in batch]
+        for wait in waits:
+            m.queue_wait.observe(wait / 1e9)
+        m.batch_size.observe(len(batch))
+        m.model_run.observe(infer_ns / 1e9)
+        m.counters.record_queue(len(batch), sum(waits))
+        m.counters.record_batch(len(batch), input_ns, infer_ns, output_ns)
+
+    @staticmethod
+    def _fail(steps: list[Step], exc: Exception, cause: BaseException | None = None) -> None:
+        for step in steps:
+            if not step.future.done():
+                err = type(exc)(*exc.args)
+                err.__cause__ = cause
+                step.future.set_exception(err)

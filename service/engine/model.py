@@ -1,0 +1,156 @@
+"""A served model version: manifest, runtime, state pool, batcher and its open sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from concurrent.futures import Executor
+
+import numpy as np
+
+from modelrepo import Manifest
+from service.engine.batching import Arrays, Batcher, Row
+from service.engine.errors import FailedPrecondition, InvalidInput, Unavailable
+from service.engine.metrics import ModelMetrics, ModelStats
+from service.engine.runtime import Runtime
+from service.engine.sessions import Session
+from service.engine.state.pool import StatePool
+from service.settings import Settings
+
+
+class ServedModel:
+    def __init__(
+        self, manifest: Manifest, runtime: Runtime, settings: Settings, metrics: ModelMetrics, executor: Executor
+    ) -> None:
+        self.manifest = manifest
+        self.name = manifest.name
+        self.version = manifest.version
+        self.provider = runtime.provider
+        self.session_idle_timeout = settings.session_idle_timeout
+        self.draining = False
+        self._reject_nonfinite = settings.reject_nonfinite
+        self._input_dtype = np.dtype(manifest.input.dtype)  # built once: `_check` runs on every chunk
+        self._metrics = metrics
+        self._pool = StatePool(manifest.state, settings.max_sessions)
+        self._batcher = Batcher(
+            runtime,
+            manifest.input.name,
+            self._pool,
+            executor,
+            metrics,
+            max_batch_size=settings.max_batch_size,
+            max_queue_delay_us=settings.max_queue_delay_us,
+            max_queued=settings.max_sessions,
+            inline_run_max_us=settings.inline_run_max_us,
+        )
+        self._sessions: dict[int, Session] = {}  # by slot
+        self._no_sessions = asyncio.Event()  # set exactly when `_sessions` is empty
+        self._no_sessions.set()
+        self._ids = itertools.count(1)
+
+    def start(self) -> None:
+        self._batcher.start()
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self._sessions)
+
+    def stats(self) -> ModelStats:
+        return self._metrics.counters.snapshot()
+
+    def validate_chunk(self, x: np.ndarray) -> np.ndarray:
+        """A chunk `(time >= 1, features)` of the model's dtype, finite unless allowed; `InvalidInput` otherwise."""
+        return self._check(x, ("time", "features"))
+
+    def open_session(self) -> Session:
+        if self.draining:
+            raise Unavailable("the server is shutting down; no new sessions")
+        if not self.manifest.streamable:
+            raise FailedPrecondition(f"model {self.name!r} is not streamable; send whole sequences with Infer")
+        slot = self._pool.alloc(time.monotonic())
+        session = Session(next(self._ids), self, slot, self._pool, self._batcher, self._metrics, self._forget)
+        self._sessions[slot] = session
+        self._no_sessions.clear()
+        self._metrics.active_sessions.inc()
+        return session
+
+    async def sessions_ended(self) -> None:
+        """Return once no session is open (at once if none is)."""
+        await self._no_sessions.wait()
+
+    async def infer(self, x: np.ndarray, state: Arrays | None = None) -> tuple[Arrays, Arrays]:
+        """Whole sequences `(batch, time, features)` from `state` (batch-first) or the initial state; stateless.
+
+        Returns `({output: (batch, time, size)}, {state input: (batch, *shape)})`.
+        """
+        start = time.perf_counter_ns()
+        ok = False
+        try:
+            if self.draining:
+                raise Unavailable("the server is shutting down; no new requests")
+            x = self._check(x, ("batch", "time", "features"))
+            results = await asyncio.gather(*self._batcher.enqueue(self._rows(x, state)))
+            outputs = {name: np.stack([r[0][name] for r in results]) for name in results[0][0]}
+            new_state = {p.input: np.stack([r[1][p.input] for r in results]) for p in self.manifest.state}
+            ok = True
+            return outputs, new_state
+        finally:
+            self._metrics.counters.record_request(ok, time.perf_counter_ns() - start)
+
+    def evict_idle(self, now: float) -> int:
+        """Expire sessions idle since before `now - session_idle_timeout` (and not busy); how many."""
+        evicted = 0
+        for slot in self._pool.idle_slots(now - self.session_idle_timeout):
+            session = self._sessions.get(slot)
+            if session is not None and not session.busy:
+                self._metrics.evictions.inc()  # counted first: whoever sees the session gone sees it counted
+                session.expire()
+                evicted += 1
+        return evicted
+
+    async def close(self) -> None:
+        """Refuse new sessions, finish the queued steps, close every session."""
+        self.draining = True
+        await self._batcher.close()
+        for session in list(self._sessions.values()):
+            session.close()
+
+    def _forget(self, session: Session) -> None:
+        if self._sessions.pop(session.slot, None) is not None:
+            self._metrics.active_sessions.dec()
+            if not self._sessions:
+                self._no_sessions.set()
+
+    def _check(self, x: np.ndarray, axes: tuple[str, ...]) -> np.ndarray:
+        spec = self.manifest.input
+        if not isinstance(x, np.ndarray):
+            raise InvalidInput(f"expected an array, got {type(x).__name__}")
+        if x.dtype != self._input_dtype:
+            raise InvalidInput(f"dtype {x.dtype} not accepted; model {self.name!r} takes {spec.dtype}")
+        if x.ndim != len(axes):
+            raise InvalidInput(f"expected shape ({', '.join(axes)}), got rank {x.ndim} shape {list(x.shape)}")
+        if x.shape[-1] != spec.features:
+            raise InvalidInput(f"expected {spec.features} features on the last axis, got {x.shape[-1]}")
+        if x.size == 0:
+            raise InvalidInput(f"empty input, shape {list(x.shape)}; every axis must be >= 1")
+        if self._reject_nonfinite and not np.isfinite(x).all():
+            raise InvalidInput("input holds NaN or Inf values")
+        return np.ascontiguousarray(x)
+
+    def _rows(self, x: np.ndarray, state: Arrays | None) -> list[Row]:
+        """One batcher row per sequence, each with its explicit state (the initial state when `state` is None)."""
+        pairs = self.manifest.state
+        batch = x.shape[0]
+        if state is None:
+            state = {p.input: np.full((batch, *p.shape), p.initial, dtype=p.dtype) for p in pairs}
+        elif set(state) != {p.input for p in pairs}:
+            raise InvalidInput(f"state must hold exactly {sorted(p.input for p in pairs)}, got {sorted(state)}")
+        for p in pairs:
+            value = state[p.input]
+            want = (batch, *p.shape)
+            if not isinstance(value, np.ndarray) or value.dtype != np.dtype(p.dtype) or value.shape != want:
+                raise InvalidInput(f"state {p.input!r} must be {p.dtype} of shape {list(want)}")
+            if self._reject_nonfinite and not np.isfinite(value).all():
+                raise InvalidInput(f"state {p.input!r} holds NaN or Inf values")
+        return [(x[i], None, {p.input: state[p.input][i] for p in pairs}) for i in range(batch)]

@@ -1,0 +1,114 @@
+"""A session: one sequence being served, its state in one slot of the model's state pool.
+
+Steps of one session run in the order they were called, one at a time: `step` queues at once (no await before
+`enqueue`) and the batcher takes each session's queued steps in queue order, one per batch. A chunk that fails
+validation never reaches the pool, so the state is untouched. `generation` changes on reset and becomes
+-1 on close or expiry, which tells the batcher not to write back a step that was in flight meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from service.engine.batching import Batcher
+from service.engine.errors import FailedPrecondition
+from service.engine.metrics import ModelMetrics
+from service.engine.state.pool import StatePool
+
+if TYPE_CHECKING:
+    from service.engine.model import ServedModel
+
+
+class Session:
+    __slots__ = (
+        "_batcher", "_inflight", "_metrics", "_on_close", "_pool", "expired", "generation", "id", "model", "slot"
+    )
+
+    def __init__(
+        self,
+        session_id: int,
+        model: ServedModel,
+        slot: int,
+        pool: StatePool,
+        batcher: Batcher,
+        metrics: ModelMetrics,
+        on_close: Callable[[Session], None],
+    ) -> None:
+        self.id = session_id
+        self.model = model
+        self.slot = slot
+        self.generation = 0
+        self.expired = False
+        self._pool = pool
+        self._batcher = batcher
+        self._metrics = metrics
+        self._on_close = on_close
+        self._inflight = 0  # steps queued or running
+
+    @property
+    def closed(self) -> bool:
+        return self.generation < 0
+
+    @property
+    def busy(self) -> bool:
+        """A step is queued or running."""
+        return self._inflight > 0
+
+    async def step(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run one chunk `(time, features)`; outputs `{name: (time, size)}`; the state advances."""
+        start = time.perf_counter_ns()
+        ok = False
+        try:
+            chunk = self.model.validate_chunk(x)
+            self._check_open()
+            (future,) = self._batcher.enqueue([(chunk, self, None)])
+            self._inflight += 1  # busy: the idle reaper leaves the session alone until the step is done
+            try:
+                outputs, _ = await future
+            finally:
+                self._inflight -= 1
+                self._pool.touch(self.slot, time.monotonic())
+            ok = True
+            return outputs
+        finally:
+            elapsed = time.perf_counter_ns() - start
+            self._metrics.counters.record_request(ok, elapsed)
+            if ok:
+                self._metrics.chunk_latency.observe(elapsed / 1e9)
+
+    def reset(self) -> None:
+        """Back to the manifest's initial state (a step in flight still answers, but its state is dropped)."""
+        self._check_open()
+        self.generation += 1
+        self._pool.reset(self.slot)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """A copy of the current state, keyed by state input name (shape without the batch axis)."""
+        self._check_open()
+        self._batcher.sync_state()
+        return self._pool.read(self.slot)
+
+    def close(self) -> None:
+        """Free the slot at once; idempotent."""
+        if not self.closed:
+            self.generation = -1
+            self._pool.free(self.slot)
+            self._batcher.forget(self)
+            self._on_close(self)
+
+    def expire(self) -> None:
+        """Idle eviction: close, and say so to a later step."""
+        if not self.closed:
+            self.expired = True
+            self.close()
+
+    def _check_open(self) -> None:
+        if self.expired:
+            timeout = self.model.session_idle_timeout
+            raise FailedPrecondition(f"session expired after {timeout:g} s without a step; open a new one")
+        if self.closed:
+            raise FailedPrecondition("the session is closed")

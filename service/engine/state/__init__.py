@@ -1,0 +1,1 @@
+"""Session state: the slot-first local pool (and, later, the session store)."""

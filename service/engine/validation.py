@@ -1,0 +1,74 @@
+"""Checks that an exported graph is what its manifest says: file hash, tensor names, dtypes, ranks, sizes.
+
+Each check raises `ModelInvalid` with a one-line reason that `Registry.statuses()` reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from modelrepo import Manifest
+from service.engine.runtime import Runtime, TensorInfo, to_host
+
+Expected = tuple[str, tuple[int | None, ...]]  # (dtype, shape with None for dynamic axes)
+
+
+class ModelInvalid(Exception):
+    """The model version cannot be served; `str(exc)` says why."""
+
+
+def check_sha256(path: Path, expected: str) -> None:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise ModelInvalid(f"sha256 of {path.name} is {digest.hexdigest()}, the manifest says {expected}")
+
+
+def check_graph(manifest: Manifest, runtime: Runtime) -> None:
+    """The graph's inputs and outputs match the manifest exactly (names, dtypes, ranks, static sizes)."""
+    spec = manifest.input
+    want_in: dict[str, Expected] = {spec.name: (spec.dtype, (None, None, spec.features))}
+    want_out: dict[str, Expected] = {o.name: (o.dtype, (None, None, o.size)) for o in manifest.outputs}
+    for pair in manifest.state:
+        want_in[pair.input] = (pair.dtype, (None, *pair.shape))
+        want_out[pair.output] = (pair.dtype, (None, *pair.shape))
+    _match("input", want_in, runtime.inputs)
+    _match("output", want_out, runtime.outputs)
+
+
+def warm_up(manifest: Manifest, runtime: Runtime) -> None:
+    """One run of a batch of 2 sequences of 3 steps from the initial state; shapes and values must be sane."""
+    batch, steps = 2, 3
+    x = np.zeros((batch, steps, manifest.input.features), dtype=manifest.input.dtype)
+    state = {p.input: np.full((batch, *p.shape), p.initial, dtype=p.dtype) for p in manifest.state}
+    try:
+        outputs, new_state = runtime.run({manifest.input.name: x}, state)
+    except Exception as exc:
+        raise ModelInvalid(f"warm-up run failed: {type(exc).__name__}") from exc
+    for o in manifest.outputs:
+        got = np.asarray(outputs[o.name])
+        if got.shape != (batch, steps, o.size) or not np.isfinite(got).all():
+            raise ModelInvalid(f"warm-up: output {o.name!r} has shape {list(got.shape)} or non-finite values")
+    for p in manifest.state:
+        shape = to_host(new_state[p.input]).shape
+        if shape != (batch, *p.shape):
+            raise ModelInvalid(f"warm-up: state {p.output!r} has shape {list(shape)}")
+
+
+def _match(kind: str, want: dict[str, Expected], got: list[TensorInfo]) -> None:
+    names = {t.name for t in got}
+    if names != set(want):
+        raise ModelInvalid(f"graph {kind}s are {sorted(names)}, the manifest says {sorted(want)}")
+    for tensor in got:
+        dtype, shape = want[tensor.name]
+        if tensor.dtype != dtype:
+            raise ModelInvalid(f"graph {kind} {tensor.name!r} is {tensor.dtype}, the manifest says {dtype}")
+        if len(tensor.shape) != len(shape) or any(
+            w is not None and g is not None and g != w for g, w in zip(tensor.shape, shape, strict=True)
+        ):
+            raise ModelInvalid(f"graph {kind} {tensor.name!r} has shape {list(tensor.shape)}, expected {list(shape)}")

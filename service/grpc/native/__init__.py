@@ -1,0 +1,1 @@
+"""The native `seqserve.v1.SeqServe` front."""

@@ -1,0 +1,260 @@
+"""The batcher on a real shipped graph: batched == unbatched (mixed lengths), one step per session per batch,
+every future resolved on model error, cancellation and close, and the queue bound."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from modelrepo import latest_versions
+from service.engine.batching import Batcher
+from service.engine.errors import ResourceExhausted, Unavailable
+from service.engine.metrics import Metrics, ModelMetrics
+from service.engine.runtime import Runtime
+from service.engine.state.pool import StatePool
+from tests.service.helpers import MANIFESTS, SHIPPED, STREAMABLE, reference, sequence
+
+NAME = STREAMABLE[0]
+MANIFEST = MANIFESTS[NAME]
+OUT = MANIFEST.outputs[0].name
+
+
+@dataclass
+class Owner:
+    """What the batcher needs from a session: an id, a pool slot and a generation."""
+
+    id: int
+    slot: int
+    generation: int = 0
+
+
+@dataclass
+class Parts:
+    batcher: Batcher
+    pool: StatePool
+    metrics: ModelMetrics
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool
+
+
+def make(
+    executor: ThreadPoolExecutor,
+    max_batch_size: int = 64,
+    max_queued: int = 256,
+    max_queue_delay_us: int = 500,
+    io_binding: bool = False,
+    inline_run_max_us: int = 0,
+) -> Parts:
+    pairs = {p.input: p.output for p in MANIFEST.state}
+    runtime = Runtime(latest_versions(SHIPPED)[NAME].model_path, "cpu", 1, NAME, pairs, io_binding)
+    pool = StatePool(MANIFEST.state, max_slots=64)
+    metrics = Metrics().for_model(NAME)
+    batcher = Batcher(
+        runtime, MANIFEST.input.name, pool, executor, metrics, max_batch_size, max_queue_delay_us, max_queued,
+        inline_run_max_us,
+    )
+    batcher.start()
+    return Parts(batcher, pool, metrics)
+
+
+@pytest.fixture(params=[False, True], ids=["run", "io_binding"])
+async def parts(executor: ThreadPoolExecutor, request: pytest.FixtureRequest) -> AsyncIterator[Parts]:
+    """Both run paths: plain `run`, and IOBinding with the state left as `OrtValue`s (what CUDA uses)."""
+    made = make(executor, io_binding=request.param)
+    yield made
+    await made.batcher.close()
+
+
+def owners(pool: StatePool, n: int) -> list[Owner]:
+    return [Owner(i, pool.alloc(now=0.0)) for i in range(n)]
+
+
+def batch_sizes(metrics: ModelMetrics) -> dict[int, int]:
+    return {b.batch_size: b.count for b in metrics.counters.snapshot().batches}
+
+
+async def test_batched_equals_unbatched_with_mixed_chunk_lengths(parts: Parts) -> None:
+    lengths = [3, 5, 3, 1, 5, 3, 2, 1]
+    sessions = owners(parts.pool, len(lengths))
+    seqs = [sequence(MANIFEST, 1, 2 * t, seed=i)[0] for i, t in enumerate(lengths)]
+    results = []
+    for half in (0, 1):  # two steps per session: the second starts from the scattered state
+        rows = [(s[half * t : (half + 1) * t], o, None) for s, t, o in zip(seqs, lengths, sessions, strict=True)]
+        results.append(await asyncio.gather(*parts.batcher.enqueue(rows)))
+    for i, seq in enumerate(seqs):
+        got = np.concatenate([results[0][i][0][OUT], results[1][i][0][OUT]])
+        np.testing.assert_allclose(got, reference(NAME, seq[None])[OUT][0], atol=1e-5)
+    # one batch per chunk length per round: lengths {3: 3, 5: 2, 1: 2, 2: 1}
+    assert batch_sizes(parts.metrics) == {3: 2, 2: 4, 1: 2}
+
+
+async def test_one_step_per_session_per_batch(parts: Parts) -> None:
+    a, b = owners(parts.pool, 2)
+    x = sequence(MANIFEST, 3, 4)
+    futures = parts.batcher.enqueue([(x[0], a, None), (x[1], a, None), (x[2], b, None)])
+    results = await asyncio.gather(*futures)
+    assert batch_sizes(parts.metrics) == {2: 1, 1: 1}
+    expected = reference(NAME, x[:2].reshape(1, 8, -1))[OUT][0]  # a's two steps in order == one run of 8
+    np.testing.assert_allclose(np.concatenate([results[0][0][OUT], results[1][0][OUT]]), expected, atol=1e-5)
+
+
+async def test_explicit_state_rows_return_their_new_state(parts: Parts) -> None:
+    x = sequence(MANIFEST, 2, 6)
+    whole = reference(NAME, x)
+    initial = {p.input: np.full(p.shape, p.initial, p.dtype) for p in MANIFEST.state}
+    first = await asyncio.gather(*parts.batcher.enqueue([(row[:2], None, initial) for row in x]))
+    second = await asyncio.gather(*parts.batcher.enqueue([(x[i, 2:], None, first[i][1]) for i in range(2)]))
+    for i in range(2):
+        np.testing.assert_allclose(np.concatenate([first[i][0][OUT], second[i][0][OUT]]), whole[OUT][i], atol=1e-5)
+        for p in MANIFEST.state:
+            np.testing.assert_allclose(second[i][1][p.input], whole[p.output][i], atol=1e-5)
+
+
+async def test_model_error_fails_every_future_and_leaves_state(parts: Parts) -> None:
+    sessions = owners(parts.pool, 3)
+    before = [parts.pool.read(o.slot) for o in sessions]
+    bad = np.zeros((2, MANIFEST.input.features + 1), np.float32)  # the graph refuses this feature size
+    results = await asyncio.gather(*parts.batcher.enqueue([(bad, o, None) for o in sessions]), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) and str(r) == "model run failed" for r in results)
+    for o, state in zip(sessions, before, strict=True):
+        for name, value in state.items():
+            np.testing.assert_array_equal(parts.pool.read(o.slot)[name], value)
+    (ok,) = await asyncio.gather(*parts.batcher.enqueue([(sequence(MANIFEST, 1, 2)[0], sessions[0], None)]))
+    assert ok[0][OUT].shape == (2, MANIFEST.outputs[0].size)  # the batcher survived
+
+
+async def test_cancelled_step_is_skipped_and_state_untouched(parts: Parts) -> None:
+    a, b = owners(parts.pool, 2)
+    x = sequence(MANIFEST, 2, 3)
+    fa, fb = parts.batcher.enqueue([(x[0], a, None), (x[1], b, None)])
+    fa.cancel()
+    await fb
+    assert all(np.all(v == 0.0) for v in parts.pool.read(a.slot).values())
+    assert batch_sizes(parts.metrics) == {1: 1}
+
+
+async def test_stale_generation_is_not_written_back(executor: ThreadPoolExecutor) -> None:
+    made = make(executor)
+    (a,) = owners(made.pool, 1)
+    release = threading.Event()
+    blocker = executor.submit(release.wait)  # holds the only worker, so the step stays in flight
+    (future,) = made.batcher.enqueue([(sequence(MANIFEST, 1, 3)[0], a, None)])
+    while made.batcher.queued:  # until the batcher has taken the step (yields, no timing)
+        await asyncio.sleep(0)
+    a.generation += 1  # a reset while the step is in flight
+    release.set()
+    blocker.result()
+    outputs, _ = await future
+    assert outputs[OUT].shape == (3, MANIFEST.outputs[0].size)  # still answered
+    assert all(np.all(v == 0.0) for v in made.pool.read(a.slot).values())  # but its state dropped
+    await made.batcher.close()
+
+
+async def test_close_runs_queued_steps_then_refuses(executor: ThreadPoolExecutor) -> None:
+    made = make(executor, max_batch_size=2)
+    sessions = owners(made.pool, 5)
+    futures = made.batcher.enqueue([(sequence(MANIFEST, 1, 2, seed=i)[0], o, None) for i, o in enumerate(sessions)])
+    await made.batcher.close()
+    assert all(f.done() and f.exception() is None for f in futures)
+    with pytest.raises(Unavailable):
+        made.batcher.enqueue([(sequence(MANIFEST, 1, 2)[0], sessions[0], None)])
+
+
+async def test_queue_bound_admits_all_or_nothing(executor: ThreadPoolExecutor) -> None:
+    made = make(executor, max_queued=3)
+    sessions = owners(made.pool, 4)
+    rows = [(sequence(MANIFEST, 1, 2)[0], o, None) for o in sessions]
+    with pytest.raises(ResourceExhausted, match="queue is full"):
+        made.batcher.enqueue(rows)
+    assert made.metrics.counters.snapshot().execution_count == 0
+    await asyncio.gather(*made.batcher.enqueue(rows[:3]))
+    await made.batcher.close()
+
+
+async def step_all(parts: Parts, rows: list[tuple[np.ndarray, Owner]]) -> list[np.ndarray]:
+    results = await asyncio.gather(*parts.batcher.enqueue([(x, o, None) for x, o in rows]))
+    return [r[0][OUT] for r in results]
+
+
+async def test_same_sessions_again_reuse_the_resident_state(parts: Parts) -> None:
+    sessions = owners(parts.pool, 3)
+    x = sequence(MANIFEST, 3, 9)
+    expected = reference(NAME, x)
+    got = [await step_all(parts, [(x[i, 3 * k : 3 * k + 3], sessions[i]) for i in (2, 0, 1)]) for k in range(3)]
+    assert batch_sizes(parts.metrics) == {3: 3}
+    for pos, i in enumerate((2, 0, 1)):
+        np.testing.assert_allclose(np.concatenate([g[pos] for g in got]), expected[OUT][i], atol=1e-5)
+    assert all(np.all(v == 0.0) for v in parts.pool.read(sessions[0].slot).values())  # not written back yet
+    parts.batcher.sync_state()
+    for i, o in enumerate(sessions):
+        for p in MANIFEST.state:
+            np.testing.assert_allclose(parts.pool.read(o.slot)[p.input], expected[p.output][i], atol=1e-5)
+
+
+async def test_a_different_batch_flushes_the_resident_state_first(parts: Parts) -> None:
+    a, b, c = owners(parts.pool, 3)
+    x = sequence(MANIFEST, 3, 6)
+    expected = reference(NAME, x)
+    first = await step_all(parts, [(x[0, :2], a), (x[1, :2], b), (x[2, :2], c)])
+    c.generation += 1  # c is reset: its resident row must not be written back
+    parts.pool.reset(c.slot)
+    second = await step_all(parts, [(x[0, 2:], a), (x[2, 2:], c)])  # b sits this one out
+    third = await step_all(parts, [(x[1, 2:], b)])
+    np.testing.assert_allclose(np.concatenate([first[0], second[0]]), expected[OUT][0], atol=1e-5)
+    np.testing.assert_allclose(np.concatenate([first[1], third[0]]), expected[OUT][1], atol=1e-5)
+    np.testing.assert_allclose(second[1], reference(NAME, x[2:, 2:])[OUT][0], atol=1e-5)  # from the initial state
+
+
+HOUR_US = 3600 * 1_000_000
+
+
+@pytest.mark.timeout(60)
+async def test_an_idle_model_runs_a_step_at_once_and_waits_for_the_sessions_it_served(
+    executor: ThreadPoolExecutor,
+) -> None:
+    made = make(executor, max_queue_delay_us=HOUR_US)  # a step that waited for company would hang the test
+    a, b, c = owners(made.pool, 3)
+    x = sequence(MANIFEST, 1, 2)[0]
+    await step_all(made, [(x, a)])  # idle: no wait at all
+    await step_all(made, [(x, a), (x, b)])
+    (fa,) = made.batcher.enqueue([(x, a, None)])
+    for _ in range(20):  # let the batcher run: it must hold a's step until b is back
+        await asyncio.sleep(0)
+    assert made.batcher.queued == 1
+    (fb,) = made.batcher.enqueue([(x, b, None)])
+    await asyncio.gather(fa, fb)
+    assert batch_sizes(made.metrics) == {1: 1, 2: 2}
+    made.batcher.forget(a)  # a and b closed: c does not wait for them
+    made.batcher.forget(b)
+    await step_all(made, [(x, c)])
+    await made.batcher.close()
+
+
+@pytest.mark.parametrize("inline_run_max_us", [0, 10**9], ids=["executor", "inline"])
+async def test_cheap_batches_run_on_the_loop_once_measured(inline_run_max_us: int) -> None:
+    """The first run goes through the executor and measures the model; then a batch predicted under the limit
+    runs on the event loop (so it still runs with the executor shut down), while 0 keeps every run off the loop."""
+    executor = ThreadPoolExecutor(max_workers=1)
+    made = make(executor, inline_run_max_us=inline_run_max_us)
+    (a,) = owners(made.pool, 1)
+    x = sequence(MANIFEST, 1, 6)
+    ((first, _),) = await asyncio.gather(*made.batcher.enqueue([(x[0, :3], a, None)]))
+    executor.shutdown(wait=True)
+    (second,) = await asyncio.gather(*made.batcher.enqueue([(x[0, 3:], a, None)]), return_exceptions=True)
+    await made.batcher.close()
+    if inline_run_max_us == 0:
+        assert isinstance(second, RuntimeError)
+        return
+    assert isinstance(second, tuple)
+    got = np.concatenate([first[OUT], second[0][OUT]])
+    np.testing.assert_allclose(got, reference(NAME, x)[OUT][0], atol=1e-5)
