@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 UNKNOWN_MODEL = "unknown"  # the metrics label of a request naming no known model: clients cannot mint labels
 Arrays = dict[str, np.ndarray]
 T = TypeVar("T")
+EXTENSIONS = ("model_configuration", "statistics", "parameters", "sequence", "sequence(string_id)")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,13 @@ class DataPlane:
         self._names = frozenset(status.name for status in registry.statuses())
 
     # -- server and model state --------------------------------------------------------------------------------
+    def live(self) -> bool:
+        return True
+
+    def server_metadata(self) -> tuple[str, str, tuple[str, ...]]:
+        """(name, version, protocol extensions)."""
+        return "seqserve", version("seqserve"), EXTENSIONS
+
     def ready(self) -> bool:
         return not self.registry.draining
 

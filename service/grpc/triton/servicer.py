@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from importlib.metadata import version
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 import grpc
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 
 Context: TypeAlias = grpc.aio.ServicerContext
 R = TypeVar("R", bound=pb.ModelInferResponse)
-EXTENSIONS = ("model_configuration", "statistics", "parameters", "sequence", "sequence(string_id)")
 
 
 def add_triton(server: grpc.aio.Server, dataplane: DataPlane, settings: Settings, streams: OpenStreams) -> str:
@@ -47,7 +45,7 @@ class TritonServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._streams = streams
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
+        return pb.ServerLiveResponse(live=self._dataplane.live())
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self._dataplane.ready())
@@ -56,7 +54,8 @@ class TritonServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelReadyResponse(ready=self._dataplane.model_ready(request.name, parse_version(request.version)))
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name="seqserve", version=version("seqserve"), extensions=EXTENSIONS)
+        name, release, extensions = self._dataplane.server_metadata()
+        return pb.ServerMetadataResponse(name=name, version=release, extensions=extensions)
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> pb.ModelMetadataResponse:
         model = self._model(request.name, request.version)
