@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.engine.company import Company
 from service.engine.errors import FailedPrecondition, ModelRunFailed, ResourceExhausted, Unavailable
 from service.engine.metrics import ModelMetrics
 from service.engine.runtime import Runtime, StateValue
@@ -72,7 +73,7 @@ class Batcher:
         self._inline_ns = inline_run_max_us * 1000
         self._ns_per_step: float | None = None  # measured model run time per row per time step (moving average)
         self._queue: deque[Step] = deque()
-        self._expected: set[int] = set()  # owners served by the last batch that have not sent their next step
+        self._company = Company(self._delay_ns)  # the sessions a batch waits for, and for how long
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -84,8 +85,7 @@ class Batcher:
 
     def forget(self, owner: StateOwner) -> None:
         """A closed session will send no more steps: do not wait for it."""
-        if owner.id in self._expected:
-            self._expected.discard(owner.id)
+        if self._company.forget(owner.id):
             self._wake.set()
 
     def sync_state(self) -> None:
@@ -103,10 +103,10 @@ class Batcher:
             raise ResourceExhausted(f"the model's queue is full ({self._max_queued} steps)")
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[StepResult]] = []
+        now = time.perf_counter_ns()
         for x, owner, state in rows:
-            step = Step(x, owner, state, loop.create_future())
-            if owner is not None:
-                self._expected.discard(owner.id)
+            step = Step(x, owner, state, loop.create_future(), now)
+            self._company.arrived(None if owner is None else owner.id, now)
             self._queue.append(step)
             futures.append(step.future)
         self._wake.set()
@@ -136,11 +136,12 @@ class Batcher:
             self._queue.clear()
 
     async def _wait_for_company(self) -> None:
-        deadline = self._queue[0].enqueued_ns + self._delay_ns
-        while len(self._queue) < self._max_batch and self._expected and not self._closing:
-            remaining = deadline - time.perf_counter_ns()
-            if remaining <= 0:
+        while len(self._queue) < self._max_batch and not self._closing:
+            now = time.perf_counter_ns()
+            deadline = self._company.deadline(self._queue[0].enqueued_ns, now)
+            if deadline is None or deadline <= now:
                 return
+            remaining = deadline - now
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), remaining / 1e9)
@@ -172,7 +173,6 @@ class Batcher:
                 step.generation = owner.generation
             batch.append(step)
         self._queue = rest
-        self._expected.clear()
         return batch
 
     async def _run(self, batch: list[Step]) -> None:
@@ -223,9 +223,10 @@ class Batcher:
             ],
             new_state,
         )
+        now = time.perf_counter_ns()
         for i, step in enumerate(batch):
             if step.owner is not None:
-                self._expected.add(step.owner.id)
+                self._company.served(step.owner.id, now)
             if not step.future.done():
                 rows = {} if step.owner is not None else {name: v[i] for name, v in host.items()}
                 step.future.set_result(({name: v[i] for name, v in outputs.items()}, rows))

@@ -5,6 +5,7 @@ Malformed requests raise `InvalidInput`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 
@@ -48,61 +49,70 @@ def fill_response(
         response.raw_output_contents.append(np.ascontiguousarray(array, dtype=DATATYPES[datatype]).tobytes())
 
 
+@functools.cache
+def _accepted(model_dtype: str) -> tuple[list[str], np.dtype]:
+    """The datatypes an input of `model_dtype` may travel as, and the numpy dtype it is served in (per model)."""
+    return sorted({ALWAYS_ACCEPTED, datatype_name(model_dtype)}), np.dtype(model_dtype)
+
+
 def _input_array(request: pb.ModelInferRequest, manifest: Manifest) -> np.ndarray:
     expected = manifest.input.name
-    names = [tensor.name for tensor in request.inputs]
-    if names != [expected]:
+    inputs = request.inputs
+    if len(inputs) != 1 or inputs[0].name != expected:
+        names = [tensor.name for tensor in inputs]
         raise InvalidInput(f"model {manifest.name!r} takes exactly one input {expected!r}, got {names}")
-    if request.raw_input_contents and len(request.raw_input_contents) != 1:
-        raise InvalidInput(f"{len(request.raw_input_contents)} raw_input_contents entries for 1 input")
-    tensor = request.inputs[0]
-    accepted = sorted({ALWAYS_ACCEPTED, datatype_name(manifest.input.dtype)})
-    if tensor.datatype not in accepted:
-        raise InvalidInput(f"input {expected!r}: datatype {tensor.datatype or '(none)'} not accepted; use {accepted}")
-    dtype = DATATYPES[tensor.datatype]
+    raw = request.raw_input_contents
+    if raw and len(raw) != 1:
+        raise InvalidInput(f"{len(raw)} raw_input_contents entries for 1 input")
+    tensor = inputs[0]
+    accepted, served = _accepted(manifest.input.dtype)
+    datatype = tensor.datatype
+    if datatype not in accepted:
+        raise InvalidInput(f"input {expected!r}: datatype {datatype or '(none)'} not accepted; use {accepted}")
+    dtype = DATATYPES[datatype]
     shape = tuple(tensor.shape)
     if len(shape) != 3 or any(d < 0 for d in shape):
         raise InvalidInput(f"input {expected!r}: shape {list(shape)} is not (batch, time, {manifest.input.features})")
     count = math.prod(shape)
-    if request.raw_input_contents:
-        data = request.raw_input_contents[0]
+    if raw:
+        data = raw[0]  # read once: every access returns a fresh copy of the bytes
         if len(data) != count * dtype.itemsize:
-            raise InvalidInput(f"input {expected!r}: shape {list(shape)} {tensor.datatype} needs "
+            raise InvalidInput(f"input {expected!r}: shape {list(shape)} {datatype} needs "
                                f"{count * dtype.itemsize} bytes, got {len(data)}")
         flat = np.frombuffer(data, dtype=dtype)
     else:
-        if tensor.datatype != "FP32":
-            raise InvalidInput(f"input {expected!r}: {tensor.datatype} travels only in raw_input_contents")
+        if datatype != "FP32":
+            raise InvalidInput(f"input {expected!r}: {datatype} travels only in raw_input_contents")
         flat = np.asarray(tensor.contents.fp32_contents, dtype=np.float32)
         if flat.size != count:
             raise InvalidInput(f"input {expected!r}: shape {list(shape)} needs {count} values, got {flat.size}")
-    return flat.reshape(shape).astype(np.dtype(manifest.input.dtype), copy=False)  # FP32 -> an FP16 model's type
+    return flat.reshape(shape).astype(served, copy=False)  # FP32 -> an FP16 model's type
+
+
+_ID_KINDS = ("int64_param", "uint64_param", "string_param")
 
 
 def _sequence_flags(request: pb.ModelInferRequest) -> SequenceFlags | None:
-    params = request.parameters
-    start, end = _bool_param(params, SEQUENCE_START), _bool_param(params, SEQUENCE_END)
     sequence_id: SequenceId = 0
-    if SEQUENCE_ID in params:
-        param = params[SEQUENCE_ID]
-        kind = param.WhichOneof("parameter_choice")
-        if kind not in ("int64_param", "uint64_param", "string_param"):
-            raise InvalidInput(f"parameter {SEQUENCE_ID} must be an integer or a string, got {kind}")
-        sequence_id = getattr(param, kind)
+    start = end = False
+    for name, param in request.parameters.items():  # one pass over the map instead of a lookup per name
+        if name == SEQUENCE_ID:
+            kind = param.WhichOneof("parameter_choice")
+            if kind not in _ID_KINDS:
+                raise InvalidInput(f"parameter {SEQUENCE_ID} must be an integer or a string, got {kind}")
+            sequence_id = getattr(param, kind)
+        elif name in (SEQUENCE_START, SEQUENCE_END):
+            if param.WhichOneof("parameter_choice") != "bool_param":
+                raise InvalidInput(f"parameter {name} must be a bool")
+            if name == SEQUENCE_START:
+                start = param.bool_param
+            else:
+                end = param.bool_param
     if sequence_id in (0, ""):  # Triton: 0 and "" mean "no sequence"
         if start or end:
             raise InvalidInput(f"{SEQUENCE_START}/{SEQUENCE_END} need a non-zero {SEQUENCE_ID}")
         return None
     return SequenceFlags(sequence_id, start=start, end=end)
-
-
-def _bool_param(params: Mapping[str, pb.InferParameter], name: str) -> bool:
-    if name not in params:
-        return False
-    param = params[name]
-    if param.WhichOneof("parameter_choice") != "bool_param":
-        raise InvalidInput(f"parameter {name} must be a bool")
-    return param.bool_param
 
 
 def _requested_outputs(request: pb.ModelInferRequest, manifest: Manifest) -> tuple[str, ...]:

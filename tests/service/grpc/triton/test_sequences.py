@@ -298,3 +298,37 @@ def test_a_shutdown_answers_every_request_of_the_sequences_it_lets_finish(
     ((result, error),) = answers.take(1)
     assert result is None and "shutting down" in str(error), error
     client.stop_stream()
+
+
+def test_sequences_multiplexed_on_one_stream_batch_together(
+    start_server: Callable[..., RunningServer], reference: Reference
+) -> None:
+    """16 sequences on one `ModelStreamInfer` stream, each sending its next chunk once answered (closed loop, as a
+    voice agent multiplexing its calls does): their steps meet in the model's batches, and every output is exact."""
+    model = "vowels_lstm"
+    client = triton.InferenceServerClient(start_server().target)
+    sequences = make_sequences(reference, [model], 16, seed=8)
+    by_id = {str(s.sequence_id): s for s in sequences}
+    before = client.get_inference_statistics(model).model_stats[0]
+    answers = StreamAnswers()
+    client.start_stream(callback=answers)
+    for s in sequences:
+        client.async_stream_infer(**s.request(0))
+    pending = len(sequences)
+    while pending:
+        ((result, error),) = answers.take(1)
+        assert error is None and result is not None, error
+        key, k = result.get_response().id.rsplit(":", 1)
+        s = by_id[key]
+        s.outputs.append(first_output(result))
+        if int(k) + 1 < len(s.chunks):
+            client.async_stream_infer(**s.request(int(k) + 1))
+        else:
+            pending -= 1
+    client.stop_stream()
+    assert_parity(sequences, reference)
+    after = client.get_inference_statistics(model).model_stats[0]
+    steps = after.inference_count - before.inference_count
+    runs = after.execution_count - before.execution_count
+    assert steps == sum(len(s.chunks) for s in sequences)
+    assert steps / runs > 1  # steps of different sequences shared model runs
