@@ -230,14 +230,7 @@ class Batcher:
                 step.future.set_result(({name: v[i] for name, v in outputs.items()}, rows))
 
     def _record(self, batch: list[Step], start: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
-        m = self._metrics
-        waits = [start - s.enqueued_ns for s in batch]
-        for wait in waits:
-            m.queue_wait.observe(wait / 1e9)
-        m.batch_size.observe(len(batch))
-        m.model_run.observe(infer_ns / 1e9)
-        m.counters.record_queue(len(batch), sum(waits))
-        m.counters.record_batch(len(batch), input_ns, infer_ns, output_ns)
+        self._metrics.record_batch([start - s.enqueued_ns for s in batch], input_ns, infer_ns, output_ns)
 
     @staticmethod
     def _fail(steps: list[Step], exc: Exception, cause: BaseException | None = None) -> None:

@@ -57,7 +57,7 @@ class ServedModel:
         return len(self._sessions)
 
     def stats(self) -> ModelStats:
-        return self._metrics.counters.snapshot()
+        return self._metrics.snapshot()
 
     def validate_chunk(self, x: np.ndarray) -> np.ndarray:
         """A chunk `(time >= 1, features)` of the model's dtype, finite unless allowed; `InvalidInput` otherwise."""
@@ -72,7 +72,7 @@ class ServedModel:
         session = Session(next(self._ids), self, slot, self._pool, self._batcher, self._metrics, self._forget)
         self._sessions[slot] = session
         self._no_sessions.clear()
-        self._metrics.active_sessions.inc()
+        self._metrics.active_sessions += 1
         return session
 
     async def sessions_ended(self) -> None:
@@ -96,7 +96,7 @@ class ServedModel:
             ok = True
             return outputs, new_state
         finally:
-            self._metrics.counters.record_request(ok, time.perf_counter_ns() - start)
+            self._metrics.record_request(ok, time.perf_counter_ns() - start)
 
     def evict_idle(self, now: float) -> int:
         """Expire sessions idle since before `now - session_idle_timeout` (and not busy); how many."""
@@ -104,7 +104,7 @@ class ServedModel:
         for slot in self._pool.idle_slots(now - self.session_idle_timeout):
             session = self._sessions.get(slot)
             if session is not None and not session.busy:
-                self._metrics.evictions.inc()  # counted first: whoever sees the session gone sees it counted
+                self._metrics.evictions += 1  # counted first: whoever sees the session gone sees it counted
                 session.expire()
                 evicted += 1
         return evicted
@@ -118,7 +118,7 @@ class ServedModel:
 
     def _forget(self, session: Session) -> None:
         if self._sessions.pop(session.slot, None) is not None:
-            self._metrics.active_sessions.dec()
+            self._metrics.active_sessions -= 1
             if not self._sessions:
                 self._no_sessions.set()
 

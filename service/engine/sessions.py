@@ -75,10 +75,7 @@ class Session:
             ok = True
             return outputs
         finally:
-            elapsed = time.perf_counter_ns() - start
-            self._metrics.counters.record_request(ok, elapsed)
-            if ok:
-                self._metrics.chunk_latency.observe(elapsed / 1e9)
+            self._metrics.record_request(ok, time.perf_counter_ns() - start, chunk=True)
 
     def reset(self) -> None:
         """Back to the manifest's initial state (a step in flight still answers, but its state is dropped)."""

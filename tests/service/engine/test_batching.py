@@ -80,7 +80,7 @@ def owners(pool: StatePool, n: int) -> list[Owner]:
 
 
 def batch_sizes(metrics: ModelMetrics) -> dict[int, int]:
-    return {b.batch_size: b.count for b in metrics.counters.snapshot().batches}
+    return {b.batch_size: b.count for b in metrics.snapshot().batches}
 
 
 async def test_batched_equals_unbatched_with_mixed_chunk_lengths(parts: Parts) -> None:
@@ -176,7 +176,7 @@ async def test_queue_bound_admits_all_or_nothing(executor: ThreadPoolExecutor) -
     rows = [(sequence(MANIFEST, 1, 2)[0], o, None) for o in sessions]
     with pytest.raises(ResourceExhausted, match="queue is full"):
         made.batcher.enqueue(rows)
-    assert made.metrics.counters.snapshot().execution_count == 0
+    assert made.metrics.snapshot().execution_count == 0
     await asyncio.gather(*made.batcher.enqueue(rows[:3]))
     await made.batcher.close()
 
