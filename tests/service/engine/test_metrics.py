@@ -32,6 +32,14 @@ async def test_engine_records_batches_queue_and_latency(registry: Registry, metr
     assert sum(b.batch_size * b.count for b in stats.batches) == 8
     assert stats.compute_infer_ns > 0 and stats.last_inference_ms > 0
     assert b"seqserve_batch_size_bucket" in generate_latest(metrics.registry)
+    await model.infer(x)  # one system: the scrape is built from the same counters as `stats()`
+    stats = model.stats()
+    assert sample("seqserve_batch_size_count", labels) == stats.execution_count
+    assert sample("seqserve_batch_size_sum", labels) == stats.inference_count == 12
+    assert sample("seqserve_queue_wait_seconds_count", labels) == stats.queue_count
+    assert sample("seqserve_queue_wait_seconds_sum", labels) == pytest.approx(stats.queue_ns / 1e9)
+    assert sample("seqserve_model_run_seconds_sum", labels) == pytest.approx(stats.compute_infer_ns / 1e9)
+    assert sample("seqserve_chunk_latency_seconds_count", labels) == stats.success_count - 1  # the infer: no chunk
 
 
 def test_each_server_has_its_own_registry() -> None:
@@ -39,26 +47,6 @@ def test_each_server_has_its_own_registry() -> None:
     first.count_request("m", "OK")
     assert first.registry.get_sample_value("seqserve_requests_total", {"model": "m", "code": "OK"}) == 1
     assert second.registry.get_sample_value("seqserve_requests_total", {"model": "m", "code": "OK"}) is None
-
-
-async def test_prometheus_shows_the_numbers_model_statistics_reports(registry: Registry, metrics: Metrics) -> None:
-    """One system: the scrape is built from the same counters as `ServedModel.stats()`."""
-    name = STREAMABLE[0]
-    model = registry.get(name)
-    sessions = [model.open_session() for _ in range(3)]
-    x = sequence(model.manifest, 3, 4)
-    for _ in range(3):
-        await asyncio.gather(*(s.step(x[i]) for i, s in enumerate(sessions)))
-    await model.infer(x)
-    stats = model.stats()
-    sample = metrics.registry.get_sample_value
-    labels = {"model": name}
-    assert sample("seqserve_batch_size_count", labels) == stats.execution_count
-    assert sample("seqserve_batch_size_sum", labels) == stats.inference_count == 12
-    assert sample("seqserve_queue_wait_seconds_count", labels) == stats.queue_count
-    assert sample("seqserve_queue_wait_seconds_sum", labels) == pytest.approx(stats.queue_ns / 1e9)
-    assert sample("seqserve_model_run_seconds_sum", labels) == pytest.approx(stats.compute_infer_ns / 1e9)
-    assert sample("seqserve_chunk_latency_seconds_count", labels) == stats.success_count - 1  # the infer is no chunk
 
 
 def test_histogram_buckets_are_cumulative_and_versions_of_a_name_add_up() -> None:
