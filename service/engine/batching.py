@@ -27,8 +27,9 @@ import numpy as np
 from service.engine.errors import FailedPrecondition, ResourceExhausted, Unavailable
 from service.engine.metrics import ModelMetrics
 from service.engine.runtime import Runtime, StateValue
-from service.engine.state.pool import StatePool
-from service.engine.state.resident import Arrays, ResidentState, StateOwner
+from service.engine.state import batch as batch_state
+from service.engine.state.batch import StateOwner
+from service.engine.state.pool import Arrays, StatePool
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,6 @@ class Batcher:
         self._runtime = runtime
         self._input_name = input_name
         self._pool = pool
-        self._resident = ResidentState(pool)
         self._executor = executor
         self._metrics = metrics
         self._max_batch = max_batch_size
@@ -86,10 +86,6 @@ class Batcher:
         if owner.id in self._expected:
             self._expected.discard(owner.id)
             self._wake.set()
-
-    def sync_state(self) -> None:
-        """Bring the pool up to date (call before reading a slot from outside the batcher)."""
-        self._resident.flush()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
@@ -177,7 +173,7 @@ class Batcher:
     async def _run(self, batch: list[Step]) -> None:
         start = time.perf_counter_ns()
         try:
-            batch, state = self._arrange(batch)
+            state = batch_state.gather(self._pool, [(s.owner, s.state) for s in batch])
             x = np.stack([s.x for s in batch])  # (B, T, F)
             ready = time.perf_counter_ns()
             steps = x.shape[0] * x.shape[1]
@@ -207,20 +203,17 @@ class Batcher:
         outputs, new_state = self._runtime.run({self._input_name: x}, state)
         return outputs, new_state, time.perf_counter_ns() - start
 
-    def _arrange(self, batch: list[Step]) -> tuple[list[Step], dict[str, StateValue]]:
-        """The batch's state: the resident state as is (batch reordered to it) or gathered."""
-        order, state = self._resident.arrange([(s.owner, s.state) for s in batch])
-        return (batch if order is None else [batch[j] for j in order]), state
-
     def _finish(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue]) -> None:
-        """Keep the new state of live unchanged sessions (resident, or in the pool); resolve the futures."""
-        host = self._resident.settle(
+        """Write back the new state of live unchanged sessions; resolve the futures."""
+        host = batch_state.settle(
+            self._pool,
             [
-                (s.owner, s.generation)
-                if s.owner is not None and s.owner.generation == s.generation and not s.future.cancelled() else None
+                s.owner if s.owner is not None and s.owner.generation == s.generation and not s.future.cancelled()
+                else None
                 for s in batch
             ],
             new_state,
+            host=any(s.owner is None for s in batch),
         )
         for i, step in enumerate(batch):
             if step.owner is not None:

@@ -15,7 +15,8 @@ from service.engine.errors import FailedPrecondition, InvalidInput, Unavailable
 from service.engine.metrics import ModelMetrics, ModelStats
 from service.engine.runtime import Runtime
 from service.engine.sessions import Session
-from service.engine.state.pool import StatePool
+from service.engine.state.device import device_store
+from service.engine.state.pool import HostStore, StatePool
 from service.settings import Settings
 
 
@@ -32,7 +33,8 @@ class ServedModel:
         self._reject_nonfinite = settings.reject_nonfinite
         self._input_dtype = np.dtype(manifest.input.dtype)  # built once: `_check` runs on every chunk
         self._metrics = metrics
-        self._pool = StatePool(manifest.state, settings.max_sessions)
+        store = device_store(runtime.provider) if runtime.io_binding else HostStore  # state stays where the model runs
+        self._pool = StatePool(manifest.state, settings.max_sessions, store=store)
         self._batcher = Batcher(
             runtime,
             manifest.input.name,

@@ -86,7 +86,6 @@ class Session:
     def state(self) -> dict[str, np.ndarray]:
         """A copy of the current state, keyed by state input name (shape without the batch axis)."""
         self._check_open()
-        self._batcher.sync_state()
         return self._pool.read(self.slot)
 
     def close(self) -> None:
