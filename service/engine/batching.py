@@ -5,8 +5,9 @@
   batches, oldest first);
 - a step that arrives while no session is expected back runs at once; after a batch, the batcher waits up
   to `max_queue_delay_us` (from the oldest queued step) for the sessions it just served to send their next step;
-- the model runs off the event loop in the shared, bounded executor, or on the loop itself when its measured cost
-  predicts at most `inline_run_max_us` for the batch (cheaper than the executor hop); one batch in flight per model;
+- the model runs off the event loop in the shared, bounded executor, or on the loop itself when its predicted
+  cost is below the measured executor hop (`InlinePolicy`, service/engine/tuning.py; `inline_run_max_us` >= 0
+  is a fixed limit instead); one batch in flight per model;
 - every future is resolved on every path: success, model error, cancellation (skipped), close (drained).
 
 Queue, futures and the state pool are only touched on the event loop thread.
@@ -30,6 +31,7 @@ from service.engine.runtime import Runtime, StateValue
 from service.engine.state import batch as batch_state
 from service.engine.state.batch import StateOwner
 from service.engine.state.pool import Arrays, StatePool
+from service.engine.tuning import InlinePolicy
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class Batcher:
         max_batch_size: int,
         max_queue_delay_us: int,
         max_queued: int,
-        inline_run_max_us: int = 0,
+        inline: InlinePolicy | None = None,
     ) -> None:
         self._runtime = runtime
         self._input_name = input_name
@@ -68,8 +70,7 @@ class Batcher:
         self._max_batch = max_batch_size
         self._delay_ns = max_queue_delay_us * 1000
         self._max_queued = max_queued
-        self._inline_ns = inline_run_max_us * 1000
-        self._ns_per_step: float | None = None  # measured model run time per row per time step (moving average)
+        self.inline = InlinePolicy(0) if inline is None else inline  # default: every run in the executor
         self._queue: deque[Step] = deque()
         self._expected: set[int] = set()  # owners served by the last batch that have not sent their next step
         self._wake = asyncio.Event()
@@ -177,15 +178,16 @@ class Batcher:
             x = np.stack([s.x for s in batch])  # (B, T, F)
             ready = time.perf_counter_ns()
             steps = x.shape[0] * x.shape[1]
-            if self._ns_per_step is not None and self._ns_per_step * steps <= self._inline_ns:
+            hop_ns: int | None = None
+            if self.inline.inline(steps):
                 outputs, new_state, run_ns = self._timed_run(x, state)
             else:
                 outputs, new_state, run_ns = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self._timed_run, x, state
                 )
+                hop_ns = time.perf_counter_ns() - ready - run_ns
             ran = time.perf_counter_ns()
-            cost = run_ns / steps
-            self._ns_per_step = cost if self._ns_per_step is None else 0.8 * self._ns_per_step + 0.2 * cost
+            self.inline.observe(steps, run_ns, hop_ns)
             self._finish(batch, outputs, new_state)
         except asyncio.CancelledError:
             self._fail(batch, Unavailable("the model is shutting down"))

@@ -17,12 +17,19 @@ from service.engine.runtime import Runtime
 from service.engine.sessions import Session
 from service.engine.state.device import device_store
 from service.engine.state.pool import HostStore, StatePool
+from service.engine.tuning import InlinePolicy, Tuning
 from service.settings import Settings
 
 
 class ServedModel:
     def __init__(
-        self, manifest: Manifest, runtime: Runtime, settings: Settings, metrics: ModelMetrics, executor: Executor
+        self,
+        manifest: Manifest,
+        runtime: Runtime,
+        settings: Settings,
+        metrics: ModelMetrics,
+        executor: Executor,
+        tuning: Tuning | None = None,
     ) -> None:
         self.manifest = manifest
         self.name = manifest.name
@@ -30,6 +37,7 @@ class ServedModel:
         self.provider = runtime.provider
         self.session_idle_timeout = settings.session_idle_timeout
         self.draining = False
+        self.tuning = tuning  # the load-time decisions (None: not tuned); the live one is `self.inline`
         self._reject_nonfinite = settings.reject_nonfinite
         self._input_dtype = np.dtype(manifest.input.dtype)  # built once: `_check` runs on every chunk
         self._metrics = metrics
@@ -44,7 +52,7 @@ class ServedModel:
             max_batch_size=settings.max_batch_size,
             max_queue_delay_us=settings.max_queue_delay_us,
             max_queued=settings.max_sessions,
-            inline_run_max_us=settings.inline_run_max_us,
+            inline=InlinePolicy(settings.inline_run_max_us, None if tuning is None else tuning.ns_per_step),
         )
         self._sessions: dict[int, Session] = {}  # by slot
         self._no_sessions = asyncio.Event()  # set exactly when `_sessions` is empty
@@ -53,6 +61,11 @@ class ServedModel:
 
     def start(self) -> None:
         self._batcher.start()
+
+    @property
+    def inline(self) -> InlinePolicy:
+        """The batcher's live inline-versus-executor policy and its measured costs."""
+        return self._batcher.inline
 
     @property
     def active_sessions(self) -> int:

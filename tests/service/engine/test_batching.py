@@ -19,6 +19,7 @@ from service.engine.metrics import Metrics, ModelMetrics
 from service.engine.runtime import CPU, Runtime
 from service.engine.state.device import device_store
 from service.engine.state.pool import HostStore, StatePool
+from service.engine.tuning import InlinePolicy
 from tests.service.helpers import MANIFESTS, SHIPPED, STREAMABLE, reference, sequence
 
 NAME = STREAMABLE[0]
@@ -63,7 +64,7 @@ def make(
     metrics = Metrics().for_model(NAME)
     batcher = Batcher(
         runtime, MANIFEST.input.name, pool, executor, metrics, max_batch_size, max_queue_delay_us, max_queued,
-        inline_run_max_us,
+        InlinePolicy(inline_run_max_us),
     )
     batcher.start()
     return Parts(batcher, pool, metrics)
