@@ -124,7 +124,7 @@ class Runtime:
         else:
             values = self._run_bound({**inputs, **state})
         outputs = {name: v for name, v in values.items() if name not in self._state_outputs}
-        return outputs, {inp: values[out] for inp, out in self._state_pairs.items()}  # type: ignore[misc]
+        return outputs, {inp: values[out] for inp, out in self._state_pairs.items()}
 
     def _run_bound(self, feeds: dict[str, object]) -> dict[str, object]:
         places = {name: self._state_device if name in self._state_outputs else "cpu" for name in self._output_names}

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from modelrepo import Manifest
-from service.engine.runtime import CUDA, Runtime
+from service.engine.runtime import CUDA, Runtime, StateValue
 
 THREAD_CHOICES = (1, 2, 4)
 MIN_GAIN = 0.2  # a thread count is taken only when it cuts the run cost by at least this share
@@ -92,9 +92,11 @@ class Tuning:
 
 def _run_cost_ns(manifest: Manifest, runtime: Runtime, rows: int) -> int:
     x = np.zeros((rows, TUNE_STEPS, manifest.input.features), dtype=manifest.input.dtype)
-    state = {p.input: np.full((rows, *p.shape), p.initial, dtype=p.dtype) for p in manifest.state}
+    state: dict[str, StateValue] = {
+        p.input: np.full((rows, *p.shape), p.initial, dtype=p.dtype) for p in manifest.state
+    }
     start = time.perf_counter_ns()
-    runtime.run({manifest.input.name: x}, state)  # type: ignore[arg-type]
+    runtime.run({manifest.input.name: x}, state)
     return time.perf_counter_ns() - start
 
 

@@ -96,7 +96,9 @@ class StatePool:
         self.max_slots = max_slots
         capacity = max(1, min(initial_capacity, max_slots))
         self.store = store(self.pairs, capacity)
-        self._initial = {p.input: np.full((1, *p.shape), p.initial, dtype=p.dtype) for p in self.pairs}
+        self._initial: dict[str, StateValue] = {
+            p.input: np.full((1, *p.shape), p.initial, dtype=p.dtype) for p in self.pairs
+        }
         self._last_use = np.zeros(capacity, dtype=np.float64)
         self._in_use = np.zeros(capacity, dtype=bool)
         self._free = list(range(capacity - 1, -1, -1))  # pop() hands out the lowest slot first
@@ -133,7 +135,7 @@ class StatePool:
 
     def reset(self, slot: int) -> None:
         self._check(slot)
-        self.store.scatter(np.array([slot], dtype=np.int64), np.zeros(1, dtype=np.int64), self._initial)  # type: ignore[arg-type]
+        self.store.scatter(np.array([slot], dtype=np.int64), np.zeros(1, dtype=np.int64), self._initial)
 
     def touch(self, slot: int, now: float) -> None:
         self._last_use[slot] = now
