@@ -16,6 +16,7 @@ Queue, futures and the state pool are only touched on the event loop thread.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections import deque
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.engine.errors import FailedPrecondition, ResourceExhausted, Unavailable
+from service.engine.errors import FailedPrecondition, ModelRunFailed, ResourceExhausted, Unavailable
 from service.engine.metrics import ModelMetrics
 from service.engine.runtime import Runtime, StateValue
 from service.engine.state import batch as batch_state
@@ -193,8 +194,8 @@ class Batcher:
             self._fail(batch, Unavailable("the model is shutting down"))
             raise
         except Exception as exc:
-            log.exception("model run failed (batch of %d)", len(batch))
-            self._fail(batch, RuntimeError("model run failed"), cause=exc)
+            log.exception("model run failed (batch of %d); every step of it is refused, no state changed", len(batch))
+            self._fail(batch, ModelRunFailed(), cause=exc)
             return
         done = time.perf_counter_ns()
         self._record(batch, start, ready - start, ran - ready, done - ran)
@@ -231,6 +232,6 @@ class Batcher:
     def _fail(steps: list[Step], exc: Exception, cause: BaseException | None = None) -> None:
         for step in steps:
             if not step.future.done():
-                err = type(exc)(*exc.args)
+                err = copy.copy(exc)  # one exception object per waiter: each gets its own traceback
                 err.__cause__ = cause
                 step.future.set_exception(err)

@@ -32,6 +32,14 @@ class Unavailable(SeqServeError):
     """Model not loaded or failed to load, or the server is draining (UNAVAILABLE)."""
 
 
+class ModelRunFailed(SeqServeError):
+    """The model run of a batch failed (INTERNAL with this generic message; the batcher logs the cause once per
+    batch). Nothing of the batch was written back: every session's state is unchanged, and a stream goes on."""
+
+    def __init__(self, message: str = "the model run failed; see the server log") -> None:
+        super().__init__(message)
+
+
 class ConfigurationError(Exception):
     """The server cannot start as configured (e.g. `--device cuda` without an active CUDA provider).
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -49,7 +49,7 @@ class Sequences:
 
     def __init__(self) -> None:
         self._sessions: dict[_Key, Session] = {}
-        self._tails: dict[_Key, asyncio.Future[None]] = {}  # completion of each sequence's last submitted request
+        self._tails: dict[_Key, asyncio.Future[Any]] = {}  # each sequence's last submitted request
         self._sweep_at = _MIN_SWEEP
 
     def __len__(self) -> int:
@@ -64,20 +64,25 @@ class Sequences:
         then: Callable[[StepResult], T],
         *,
         want_state: bool = False,
-    ) -> asyncio.Task[T]:
-        """Run one step `x: (time, features)` of a sequence, then `then(result)`, in a task.
+    ) -> asyncio.Future[T]:
+        """Run one step `x: (time, features)` of a sequence: a future of `then(result)`, no task.
 
-        The request takes its place in its sequence at once: the tasks of one sequence run, and complete,
-        in submission order, each in a later event-loop iteration than the one before, so done-callbacks
-        added to them right away also run in submission order.
+        The request takes its place in its sequence at once. When the one before it is done (the common case: a
+        client waits for each answer) it is queued in the model's batcher before this returns, and errors found
+        on the way (unknown sequence, bad chunk) raise here. Otherwise it starts when the one before it is done
+        (whatever that one's outcome) and errors come through the future. The futures of one sequence complete
+        in submission order, so done-callbacks added to them right away also run in submission order.
         """
         key = (model.manifest.name, model.manifest.version, flags.sequence_id)
         previous = self._tails.get(key)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._tails[key] = done
-        task = asyncio.create_task(self._run(previous, key, model, flags, x, then, want_state))
-        task.add_done_callback(lambda _: self._finish(key, previous, done))  # also when cancelled before starting
-        return task
+        if previous is None:
+            future = self._start(key, model, flags, x, then, want_state)
+        else:
+            future = asyncio.get_running_loop().create_future()
+            previous.add_done_callback(lambda _: self._start_after(future, key, model, flags, x, then, want_state))
+        self._tails[key] = future
+        future.add_done_callback(lambda done: self._tails.pop(key) if self._tails.get(key) is done else None)
+        return future
 
     def close(self) -> None:
         """End every sequence and free its session."""
@@ -85,32 +90,67 @@ class Sequences:
             session.close()
         self._sessions.clear()
 
-    async def _run(
+    def _start_after(
         self,
-        previous: asyncio.Future[None] | None,
+        future: asyncio.Future[T],
         key: _Key,
         model: ServedModel,
         flags: SequenceFlags,
         x: np.ndarray,
         then: Callable[[StepResult], T],
         want_state: bool,
-    ) -> T:
-        if previous is not None:
-            await asyncio.wait([previous])  # never cancels `previous`, unlike awaiting it
-        return then(await self._step(key, model, flags, x, want_state))
+    ) -> None:
+        """Start a request that waited for the one before it; its outcome goes to `future`."""
+        if future.done():  # cancelled by its caller meanwhile: never runs
+            return
+        try:
+            started = self._start(key, model, flags, x, then, want_state)
+        except Exception as exc:
+            future.set_exception(exc)
+            return
+        started.add_done_callback(lambda done: _copy_outcome(done, future))
+        future.add_done_callback(lambda f: started.cancel() if f.cancelled() else None)
 
-    async def _step(
-        self, key: _Key, model: ServedModel, flags: SequenceFlags, x: np.ndarray, want_state: bool
-    ) -> StepResult:
+    def _start(
+        self,
+        key: _Key,
+        model: ServedModel,
+        flags: SequenceFlags,
+        x: np.ndarray,
+        then: Callable[[StepResult], T],
+        want_state: bool,
+    ) -> asyncio.Future[T]:
         session = self._session_for(key, model, flags)
         try:
-            outputs = await session.step(x)
-            return StepResult(outputs, session.state() if want_state else None)
-        finally:
-            if flags.end or session.closed:
-                session.close()
-                if self._sessions.get(key) is session:
-                    del self._sessions[key]
+            step = session.submit(x)
+        except BaseException:
+            self._settle(key, session, flags)
+            raise
+        result: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        def finish(done: asyncio.Future[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]) -> None:
+            try:
+                if result.cancelled():
+                    return
+                if done.cancelled():
+                    result.cancel()
+                elif (exc := done.exception()) is not None:
+                    result.set_exception(exc)
+                else:
+                    result.set_result(then(StepResult(done.result()[0], session.state() if want_state else None)))
+            finally:
+                self._settle(key, session, flags)
+
+        step.add_done_callback(finish)
+        result.add_done_callback(lambda r: step.cancel() if r.cancelled() else None)
+        return result
+
+    def _settle(self, key: _Key, session: Session, flags: SequenceFlags) -> None:
+        """After a request: END (or an engine-closed session) frees the session, whatever the outcome."""
+        if flags.end or session.closed:
+            session.close()
+            if self._sessions.get(key) is session:
+                del self._sessions[key]
 
     def _session_for(self, key: _Key, model: ServedModel, flags: SequenceFlags) -> Session:
         if not model.manifest.streamable:
@@ -144,15 +184,13 @@ class Sequences:
             del self._sessions[key]
         self._sweep_at = max(_MIN_SWEEP, 2 * len(self._sessions))
 
-    def _finish(self, key: _Key, previous: asyncio.Future[None] | None, done: asyncio.Future[None]) -> None:
-        """Mark this request done, but never before the one ahead of it (a cancelled request may overtake it)."""
 
-        def resolve(_: object = None) -> None:
-            done.set_result(None)
-            if self._tails.get(key) is done:
-                del self._tails[key]
-
-        if previous is None or previous.done():
-            resolve()
-        else:
-            previous.add_done_callback(resolve)
+def _copy_outcome(source: asyncio.Future[T], target: asyncio.Future[T]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif (exc := source.exception()) is not None:
+        target.set_exception(exc)
+    else:
+        target.set_result(source.result())

@@ -8,13 +8,15 @@ validation never reaches the pool, so the state is untouched. `generation` chang
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from service.engine.batching import Batcher
+from service.engine.batching import Batcher, StepResult
 from service.engine.errors import FailedPrecondition
 from service.engine.metrics import ModelMetrics
 from service.engine.state.pool import StatePool
@@ -60,22 +62,31 @@ class Session:
 
     async def step(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Run one chunk `(time, features)`; outputs `{name: (time, size)}`; the state advances."""
+        outputs, _ = await self.submit(x)
+        return outputs
+
+    def submit(self, x: np.ndarray) -> asyncio.Future[StepResult]:
+        """Queue one chunk `(time, features)` at once (no task): a future of `(outputs, {})`.
+
+        Validation errors and a closed session raise here, before anything is queued.
+        """
         start = time.perf_counter_ns()
-        ok = False
         try:
             chunk = self.model.validate_chunk(x)
             self._check_open()
             (future,) = self._batcher.enqueue([(chunk, self, None)])
-            self._inflight += 1  # busy: the idle reaper leaves the session alone until the step is done
-            try:
-                outputs, _ = await future
-            finally:
-                self._inflight -= 1
-                self._pool.touch(self.slot, time.monotonic())
-            ok = True
-            return outputs
-        finally:
-            self._metrics.record_request(ok, time.perf_counter_ns() - start, chunk=True)
+        except Exception:
+            self._metrics.record_request(False, time.perf_counter_ns() - start, chunk=True)
+            raise
+        self._inflight += 1  # busy: the idle reaper leaves the session alone until the step is done
+        future.add_done_callback(functools.partial(self._stepped, start))  # runs before the caller's callbacks
+        return future
+
+    def _stepped(self, start: int, future: asyncio.Future[StepResult]) -> None:
+        self._inflight -= 1
+        self._pool.touch(self.slot, time.monotonic())
+        ok = not future.cancelled() and future.exception() is None
+        self._metrics.record_request(ok, time.perf_counter_ns() - start, chunk=True)
 
     def reset(self) -> None:
         """Back to the manifest's initial state (a step in flight still answers, but its state is dropped)."""

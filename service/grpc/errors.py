@@ -14,6 +14,7 @@ from service.engine.errors import (
     FailedPrecondition,
     InvalidInput,
     ModelNotFound,
+    ModelRunFailed,
     ResourceExhausted,
     SeqServeError,
     SequenceNotFound,
@@ -29,6 +30,7 @@ STATUS_CODES: dict[type[SeqServeError], grpc.StatusCode] = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    ModelRunFailed: grpc.StatusCode.INTERNAL,  # logged once per batch by the batcher; the message is generic
 }
 INTERNAL_MESSAGE = "internal error; see the server log"
 

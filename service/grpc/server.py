@@ -10,12 +10,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from service.dataplane import DataPlane
 from service.engine.metrics import Metrics
 from service.engine.registry import Registry
 from service.grpc.cut import OpenStreams
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
-from service.grpc.native.servicer import NativeServicer
+from service.grpc.interceptors import ErrorInterceptor
+from service.grpc.native.servicer import add_native
 from service.grpc.triton.servicer import add_triton
 from service.settings import Settings
 
@@ -39,6 +39,7 @@ class Serving:
     metrics: Metrics
     health: health_aio.HealthServicer
     streams: OpenStreams
+    dataplane: DataPlane
 
     async def shutdown(self, grace: float) -> None:
         """Refuse new sessions, health NOT_SERVING, let open sessions finish within `grace`, free everything.
@@ -56,25 +57,23 @@ class Serving:
         if cut := await self.streams.cut(CUT_TIMEOUT_S):
             log.info("ended %d open streams with UNAVAILABLE", cut)
         await self.server.stop(STOP_GRACE_S)
+        self.dataplane.close()
         await self.registry.close()
-
-
-def add_native(server: grpc.aio.Server, registry: Registry, metrics: Metrics, streams: OpenStreams) -> str:
-    pb_grpc.add_SeqServeServicer_to_server(NativeServicer(registry, metrics, streams), server)
-    return pb.DESCRIPTOR.services_by_name["SeqServe"].full_name
 
 
 async def serve(settings: Settings) -> Serving:
     """Load and warm up every model, then start serving on `settings.host:settings.port` (0 = any free port)."""
     metrics = Metrics()
     registry = await Registry.load(settings, metrics)
+    dataplane = DataPlane(registry, metrics)
     limits = settings.max_message_bytes
     server = grpc.aio.server(
-        options=[("grpc.max_send_message_length", limits), ("grpc.max_receive_message_length", limits)]
+        interceptors=[ErrorInterceptor(dataplane.count)],
+        options=[("grpc.max_send_message_length", limits), ("grpc.max_receive_message_length", limits)],
     )
     streams = OpenStreams()
-    services = [add_native(server, registry, metrics, streams)]
-    services.append(add_triton(server, registry, settings, metrics, streams))  # Triton/KServe v2
+    services = [add_native(server, dataplane, streams)]
+    services.append(add_triton(server, dataplane, settings, streams))  # Triton/KServe v2
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection([*services, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
@@ -86,7 +85,7 @@ async def serve(settings: Settings) -> Serving:
     for name in ("", *services):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC serving on %s:%d (%s)", settings.host, port, ", ".join(services))
-    return Serving(server, port, registry, metrics, health, streams)
+    return Serving(server, port, registry, metrics, health, streams, dataplane)
 
 
 async def create_server(settings: Settings) -> tuple[grpc.aio.Server, int, Registry]:

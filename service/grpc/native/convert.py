@@ -43,9 +43,17 @@ def from_data_type(code: int) -> np.dtype:
 
 
 def array_to_tensor(array: np.ndarray) -> pb.Tensor:
+    tensor = pb.Tensor()
+    fill_tensor(tensor, array)
+    return tensor
+
+
+def fill_tensor(tensor: pb.Tensor, array: np.ndarray) -> None:
+    """Write `array` into a (sub)message in place: no tensor built and then copied into its parent."""
     code = to_data_type(array.dtype)
-    data = np.ascontiguousarray(array, dtype=DTYPES[code]).tobytes()
-    return pb.Tensor(dtype=code, shape=array.shape, data=data)
+    tensor.dtype = code
+    tensor.shape[:] = array.shape
+    tensor.data = np.ascontiguousarray(array, dtype=DTYPES[code]).tobytes()
 
 
 def tensor_to_array(tensor: pb.Tensor) -> np.ndarray:
@@ -54,17 +62,18 @@ def tensor_to_array(tensor: pb.Tensor) -> np.ndarray:
     shape = tuple(tensor.shape)
     if any(d < 0 for d in shape):
         raise InvalidInput(f"tensor shape {list(shape)} has a negative dimension")
+    data = tensor.data  # read once: every access returns a fresh copy of the bytes
     expected = math.prod(shape) * dtype.itemsize  # np.prod costs ~9 us per chunk
-    if len(tensor.data) != expected:
+    if len(data) != expected:
         raise InvalidInput(f"tensor of shape {list(shape)} and dtype {dtype.name} needs {expected} bytes, "
-                           f"got {len(tensor.data)}")
-    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+                           f"got {len(data)}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
 def arrays_to_tensors(arrays: Mapping[str, np.ndarray], into: MutableMapping[str, pb.Tensor]) -> None:
-    """Fill a protobuf `map<string, Tensor>` field."""
+    """Fill a protobuf `map<string, Tensor>` field in place."""
     for name, array in arrays.items():
-        into[name].CopyFrom(array_to_tensor(array))
+        fill_tensor(into[name], array)
 
 
 def tensors_to_arrays(tensors: Mapping[str, pb.Tensor]) -> dict[str, np.ndarray]:

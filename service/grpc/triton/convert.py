@@ -1,13 +1,17 @@
-"""KServe v2 / Triton inference messages <-> numpy, in paired functions. Malformed requests raise `InvalidInput`."""
+"""KServe v2 / Triton inference messages <-> the data plane's terms, in paired functions.
+
+Malformed requests raise `InvalidInput`.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
 from modelrepo.manifest import Manifest
+from service.dataplane import InferRequest
 from service.engine.errors import InvalidInput
 from service.engine.sequences import SequenceFlags, SequenceId
 from service.grpc.generated.inference import grpc_service_pb2 as pb
@@ -17,15 +21,8 @@ DATATYPES: dict[str, np.dtype] = {"FP32": np.dtype("<f4"), "FP16": np.dtype("<f2
 DATATYPE_NAMES: dict[str, str] = {dtype.name: name for name, dtype in DATATYPES.items()}  # "float32" -> "FP32"
 ALWAYS_ACCEPTED = "FP32"
 SEQUENCE_ID, SEQUENCE_START, SEQUENCE_END = "sequence_id", "sequence_start", "sequence_end"
-
-
-@dataclass(frozen=True)
-class InferCall:
-    """What a `ModelInferRequest` asks for, in engine terms."""
-
-    x: np.ndarray  # (batch, time, features), as sent
-    sequence: SequenceFlags | None  # None: a stateless run from the initial state
-    outputs: tuple[str, ...]  # output names to return, state outputs included when asked for
+_BY_DTYPE = {np.dtype(name): protocol for name, protocol in DATATYPE_NAMES.items()}  # per answer: no dtype.name
+_VERSIONS = {v: str(v) for v in range(1, 100)}
 
 
 def datatype_name(dtype: str) -> str:
@@ -33,20 +30,22 @@ def datatype_name(dtype: str) -> str:
     return DATATYPE_NAMES[np.dtype(dtype).name]
 
 
-def request_to_call(request: pb.ModelInferRequest, manifest: Manifest) -> InferCall:
-    return InferCall(_input_array(request, manifest), _sequence_flags(request), _requested_outputs(request, manifest))
+def request_to_infer(request: pb.ModelInferRequest, manifest: Manifest) -> InferRequest:
+    x = _input_array(request, manifest)
+    return InferRequest(x, _sequence_flags(request), _requested_outputs(request, manifest))
 
 
-def outputs_to_response(
-    request: pb.ModelInferRequest, manifest: Manifest, arrays: Mapping[str, np.ndarray]
-) -> pb.ModelInferResponse:
-    """The response carrying `arrays` (in the order given) as raw little-endian bytes."""
-    response = pb.ModelInferResponse(model_name=manifest.name, model_version=str(manifest.version), id=request.id)
+def fill_response(
+    response: pb.ModelInferResponse, request: pb.ModelInferRequest, manifest: Manifest, arrays: Mapping[str, np.ndarray]
+) -> None:
+    """Fill `response` in place with `arrays` (in the order given) as raw little-endian bytes."""
+    response.model_name = manifest.name
+    response.model_version = _VERSIONS.get(manifest.version) or str(manifest.version)
+    response.id = request.id
     for name, array in arrays.items():
-        datatype = datatype_name(array.dtype.name)
+        datatype = _BY_DTYPE[array.dtype]
         response.outputs.add(name=name, datatype=datatype, shape=array.shape)
         response.raw_output_contents.append(np.ascontiguousarray(array, dtype=DATATYPES[datatype]).tobytes())
-    return response
 
 
 def _input_array(request: pb.ModelInferRequest, manifest: Manifest) -> np.ndarray:
@@ -64,7 +63,7 @@ def _input_array(request: pb.ModelInferRequest, manifest: Manifest) -> np.ndarra
     shape = tuple(tensor.shape)
     if len(shape) != 3 or any(d < 0 for d in shape):
         raise InvalidInput(f"input {expected!r}: shape {list(shape)} is not (batch, time, {manifest.input.features})")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     if request.raw_input_contents:
         data = request.raw_input_contents[0]
         if len(data) != count * dtype.itemsize:

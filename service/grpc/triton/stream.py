@@ -1,17 +1,19 @@
 """One Triton `ModelStreamInfer` RPC: many requests in flight, each answered once, in order within a sequence.
 
-The reader starts each request as it arrives (which takes its place in its sequence, see `Sequences.submit`)
-and answers it from a done-callback of its task: the tasks of one sequence complete in request order, so
-their answers are queued in request order. The writer yields the answers. A failed request is answered with
-its `error_message` and the stream goes on. At most `window` requests are read but not yet answered
-(backpressure: a client that stops reading stops being read). When the client goes away, the requests already
-started still run to the end, unanswered: sequences outlive streams, as in Triton. A shutdown that cuts the
-stream stops the reader only: every request already started is still answered before the stream ends.
+One reader task per stream starts each request as it arrives (a sequence request takes its place in its sequence
+and is queued in the model's batcher at once, see `Sequences.submit`: no task per request) and answers it from a
+done-callback, which builds the answer in place and appends it to the stream's outbox; the futures of one
+sequence complete in request order, so their answers are queued in request order. The handler yields the outbox.
+A failed request is answered with its `error_message` and the stream goes on. At most `window` requests are read
+but not yet answered (backpressure: a client that stops reading stops being read). When the client goes away, the
+requests already started still run to the end, unanswered: sequences outlive streams, as in Triton. A shutdown
+that cuts the stream stops the reader only: every request already started is still answered before it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from functools import partial
 
@@ -19,31 +21,37 @@ from service.grpc.errors import to_status
 from service.grpc.generated.inference import grpc_service_pb2 as pb
 
 Answer = pb.ModelStreamInferResponse
-Start = Callable[[pb.ModelInferRequest], "asyncio.Future[pb.ModelInferResponse]"]
-Count = Callable[[pb.ModelInferRequest, str], None]
+Start = Callable[[pb.ModelInferRequest, pb.ModelInferResponse], "asyncio.Future[pb.ModelInferResponse]"]
+Count = Callable[[str, str], None]  # (model as named, status code name)
 
 
 def error_answer(request: pb.ModelInferRequest, exc: BaseException, count: Count) -> Answer:
     """The in-stream error: the status code name and the safe message, with the request's model and id."""
     code, message = to_status(exc)
-    count(request, code.name)
+    count(request.model_name, code.name)
     where = f"request {request.id!r}: " if request.id else ""
-    response = pb.ModelInferResponse(model_name=request.model_name, model_version=request.model_version, id=request.id)
-    return Answer(error_message=f"{where}{code.name}: {message}", infer_response=response)
+    answer = Answer(error_message=f"{where}{code.name}: {message}")
+    response = answer.infer_response
+    response.model_name, response.model_version, response.id = request.model_name, request.model_version, request.id
+    return answer
 
 
 class TritonStream:
     """The answers of one stream (`answers()`), and `stop_reading()` for a shutdown that cuts it."""
 
-    def __init__(
-        self, requests: AsyncIterator[pb.ModelInferRequest], start: Start, count: Count, window: int
-    ) -> None:
+    def __init__(self, requests: AsyncIterator[pb.ModelInferRequest], start: Start, count: Count, window: int) -> None:
         self._requests = requests
         self._start = start
         self._count = count
         self._window = window
+        self._outbox: deque[Answer] = deque()
+        self._ready = asyncio.Event()  # the outbox has answers, or the reader is done
+        self._unanswered = 0  # read, not yet answered
+        self._room = asyncio.Event()  # fewer than `window` unanswered
+        self._room.set()
         self._reader: asyncio.Task[None] | None = None
         self._reading = False  # the reader is in its read loop (where a stop may cancel it)
+        self._read_done = False
         self._stopping = False
         self.stopped = False  # reading stopped before the client half-closed: the stream was cut
 
@@ -58,13 +66,17 @@ class TritonStream:
         if self._stopping:  # cut before it began
             self.stopped = True
             return
-        answers: asyncio.Queue[Answer | None] = asyncio.Queue()
-        room = asyncio.Semaphore(self._window)
-        self._reader = asyncio.create_task(self._read(room, answers))
+        self._reader = asyncio.create_task(self._read())
         try:
-            while (answer := await answers.get()) is not None:
-                yield answer
-                room.release()
+            while True:
+                while self._outbox:
+                    answer = self._outbox.popleft()
+                    self._answered()
+                    yield answer
+                if self._read_done and not self._unanswered:
+                    break
+                self._ready.clear()
+                await self._ready.wait()
         finally:
             self._reader.cancel()
             await asyncio.wait([self._reader])
@@ -72,43 +84,51 @@ class TritonStream:
         if failure is not None:
             raise failure
 
-    async def _read(self, room: asyncio.Semaphore, answers: asyncio.Queue[Answer | None]) -> None:
-        in_flight: set[asyncio.Future[pb.ModelInferResponse]] = set()
+    def _answered(self) -> None:
+        self._unanswered -= 1
+        if self._unanswered < self._window:
+            self._room.set()
 
-        def answer(request: pb.ModelInferRequest, future: asyncio.Future[pb.ModelInferResponse]) -> None:
-            in_flight.discard(future)
-            if future.cancelled():
-                return
-            failure = future.exception()
-            if failure is not None:
-                answers.put_nowait(error_answer(request, failure, self._count))
-            else:
-                self._count(request, "OK")
-                answers.put_nowait(Answer(infer_response=future.result()))
+    def _post(self, answer: Answer) -> None:
+        self._outbox.append(answer)
+        self._ready.set()
 
+    def _finish(self, request: pb.ModelInferRequest, answer: Answer, future: asyncio.Future[object]) -> None:
+        if future.cancelled():
+            self._answered()  # nothing will be sent for it
+            self._ready.set()
+            return
+        failure = future.exception()
+        if failure is not None:
+            self._post(error_answer(request, failure, self._count))
+        else:
+            self._count(request.model_name, "OK")
+            self._post(answer)
+
+    async def _read(self) -> None:
         self._reading = True
         try:
             while not self._stopping:  # (a stop before this task first ran could not cancel it)
-                await room.acquire()
+                if self._unanswered >= self._window:
+                    self._room.clear()
+                    await self._room.wait()
                 request = await anext(self._requests, None)
                 if request is None:
                     break
+                self._unanswered += 1
+                answer = Answer()
                 try:
-                    future = self._start(request)
+                    future = self._start(request, answer.infer_response)
                 except Exception as exc:
-                    answers.put_nowait(error_answer(request, exc, self._count))
+                    self._post(error_answer(request, exc, self._count))
                     continue
-                in_flight.add(future)
-                future.add_done_callback(partial(answer, request))
+                future.add_done_callback(partial(self._finish, request, answer))
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
         finally:
             self._reading = False
+            self._read_done = True
+            self._ready.set()
         self.stopped = self._stopping
-        try:
-            if in_flight:
-                await asyncio.wait(set(in_flight))
-        finally:
-            answers.put_nowait(None)  # requests in flight still finish (their sequences' state stays consistent)

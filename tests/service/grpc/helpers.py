@@ -21,7 +21,9 @@ import numpy as np
 
 from modelrepo import Manifest
 from service.engine.metrics import Metrics
+from service.engine.model import ServedModel
 from service.engine.registry import Registry
+from service.engine.runtime import Runtime
 from service.grpc.server import Serving, serve
 from service.settings import Settings
 from tests.service.helpers import reference as onnx_reference
@@ -109,3 +111,8 @@ class Reference:
         return cuts
 
 
+
+
+def runtime_of(model: ServedModel) -> Runtime:
+    """The onnxruntime wrapper a served model runs on (for fault injection; the one place that knows where it is)."""
+    return model._batcher._runtime  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from modelrepo import Manifest
 from service.engine.errors import InvalidInput
 from service.engine.sequences import SequenceFlags
 from service.grpc.generated.inference import grpc_service_pb2 as ours
-from service.grpc.triton.convert import request_to_call
+from service.grpc.triton.convert import request_to_infer
 
 if TYPE_CHECKING:
     from tests.service.grpc.helpers import Reference, RunningServer
@@ -171,9 +171,9 @@ def test_fp16_raw_input_is_accepted_where_the_model_takes_it(manifests: dict[str
     request.inputs.add(name="input", datatype="FP16", shape=x.shape)
     request.parameters["sequence_id"].string_param = "s"
     request.parameters["sequence_start"].bool_param = True
-    call = request_to_call(ours.ModelInferRequest.FromString(request.SerializeToString()), fp16)
+    call = request_to_infer(ours.ModelInferRequest.FromString(request.SerializeToString()), fp16)
     assert call.x.dtype == np.float16
     np.testing.assert_array_equal(call.x, x)
     assert call.sequence == SequenceFlags("s", start=True)
     with pytest.raises(InvalidInput, match="FP32"):
-        request_to_call(ours.ModelInferRequest.FromString(request.SerializeToString()), lstm)
+        request_to_infer(ours.ModelInferRequest.FromString(request.SerializeToString()), lstm)

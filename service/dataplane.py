@@ -1,0 +1,137 @@
+"""The data plane: KServe v2 / Triton semantics over the engine, shared by every front; no protobuf.
+
+A front converts its messages into engine terms, asks the data plane, and converts the answers back: model lookup
+and readiness, whole-sequence (stateless) inference, Triton sequences (`sequence_id` with START / END, one engine
+`Session` each, in the engine's `Sequences` table) and the request counters by model and status code. The native
+`Stream` RPC opens its session here too, so every front meets the same models, sessions, batchers and limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from service.engine.errors import InvalidInput, SeqServeError
+from service.engine.sequences import SequenceFlags, Sequences, StepResult
+
+if TYPE_CHECKING:
+    from service.engine.metrics import Metrics
+    from service.engine.model import ServedModel
+    from service.engine.registry import ModelStatus, Registry
+    from service.engine.sessions import Session
+
+UNKNOWN_MODEL = "unknown"  # the metrics label of a request naming no known model: clients cannot mint labels
+Arrays = dict[str, np.ndarray]
+T = TypeVar("T")
+EXTENSIONS = ("model_configuration", "statistics", "parameters", "sequence", "sequence(string_id)")
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """One inference in engine terms: the model's input, its place in a sequence, the outputs to return."""
+
+    x: np.ndarray  # (batch, time, features) of the model's dtype
+    sequence: SequenceFlags | None  # None: a stateless run of whole sequences from the initial state
+    outputs: tuple[str, ...]  # names to return in this order; state outputs (e.g. "hn") allowed
+
+
+class DataPlane:
+    def __init__(self, registry: Registry, metrics: Metrics) -> None:
+        self.registry = registry
+        self._metrics = metrics
+        self._sequences = Sequences()
+        self._names = frozenset(status.name for status in registry.statuses())
+
+    # -- server and model state --------------------------------------------------------------------------------
+    def live(self) -> bool:
+        return True
+
+    def server_metadata(self) -> tuple[str, str, tuple[str, ...]]:
+        """(name, version, protocol extensions)."""
+        return "seqserve", version("seqserve"), EXTENSIONS
+
+    def ready(self) -> bool:
+        return not self.registry.draining
+
+    def model(self, name: str, version: int | None = None) -> ServedModel:
+        """The served version (newest ready one by default); `ModelNotFound` / `Unavailable` with the reason."""
+        return self.registry.get(name, version)
+
+    def model_ready(self, name: str, version: int | None) -> bool:
+        try:
+            self.registry.get(name, version)
+        except SeqServeError:
+            return False
+        return self.ready()
+
+    def versions(self, name: str) -> list[int]:
+        return sorted(s.version for s in self.registry.statuses() if s.name == name)
+
+    def ready_models(self) -> list[ServedModel]:
+        return self.registry.models()
+
+    def statuses(self) -> list[ModelStatus]:
+        return self.registry.statuses()
+
+    # -- inference ---------------------------------------------------------------------------------------------
+    def start(self, model: ServedModel, request: InferRequest, then: Callable[[Arrays], T]) -> asyncio.Future[T]:
+        """Start one inference: a future of `then(outputs)`, the requested outputs `{name: (batch, time, size)}`
+        in the order asked for (`then` builds the front's answer in place, on the event loop, no extra hop).
+
+        A sequence request takes its place in its sequence before this returns (see `Sequences.submit`); errors
+        found at once raise here. A stateless request runs whole sequences through the batcher.
+        """
+        if request.sequence is None:
+            return asyncio.ensure_future(self._stateless(model, request, then))
+        if request.x.shape[0] != 1:
+            raise InvalidInput(f"a sequence request carries one sequence: batch size 1, got {request.x.shape[0]}")
+        state_outputs = {pair.output for pair in model.manifest.state}
+        want_state = any(name in state_outputs for name in request.outputs)
+
+        def respond(result: StepResult) -> T:
+            outputs = {name: a[np.newaxis] for name, a in result.outputs.items()}  # (1, time, size)
+            state = {name: a[np.newaxis] for name, a in (result.state or {}).items()}
+            return then(_pick(model, request, outputs, state))
+
+        return self._sequences.submit(model, request.sequence, request.x[0], respond, want_state=want_state)
+
+    async def infer(self, model: ServedModel, request: InferRequest) -> Arrays:
+        return await self.start(model, request, _same)
+
+    async def infer_with_state(self, model: ServedModel, x: np.ndarray, state: Arrays | None) -> tuple[Arrays, Arrays]:
+        """Whole sequences from explicit state (batch-first) or the initial state: (outputs, final state)."""
+        return await model.infer(x, state)
+
+    def open_session(self, name: str, version: int | None) -> Session:
+        return self.registry.get(name, version).open_session()
+
+    async def _stateless(self, model: ServedModel, request: InferRequest, then: Callable[[Arrays], T]) -> T:
+        outputs, state = await model.infer(request.x)
+        return then(_pick(model, request, outputs, state))
+
+    # -- accounting --------------------------------------------------------------------------------------------
+    def label(self, name: str) -> str:
+        """The metrics label for a requested model name (a set lookup: on every request)."""
+        return name if name in self._names else UNKNOWN_MODEL
+
+    def count(self, name: str, code: str) -> None:
+        """One request of model `name` (as the client named it) answered with status `code` (e.g. "OK")."""
+        self._metrics.count_request(self.label(name), code)
+
+    def close(self) -> None:
+        self._sequences.close()
+
+
+def _pick(model: ServedModel, request: InferRequest, outputs: Arrays, state: Arrays) -> Arrays:
+    """The requested outputs in the order asked for; state outputs under their output names."""
+    by_output = {pair.output: state[pair.input] for pair in model.manifest.state if pair.input in state}
+    return {name: outputs[name] if name in outputs else by_output[name] for name in request.outputs}
+
+
+def _same(outputs: Arrays) -> Arrays:
+    return outputs

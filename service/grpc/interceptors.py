@@ -1,0 +1,82 @@
+"""Server interceptors applied to every RPC of every service: the error table, once.
+
+`ErrorInterceptor` wraps each method handler so that whatever it raises ends the call with the status of
+`service/grpc/errors.py`: a domain error with its code and safe message, anything else with INTERNAL and a generic
+message (the details go to the log, once). A handler that wants its failures counted by model names the model in
+`REQUEST_MODEL` as soon as it knows it; the interceptor then counts the failure under that name.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from service.grpc.errors import to_status
+
+# The model a unary request named (as sent), for counting its failure; set by the handler, read here.
+REQUEST_MODEL: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_model", default=None)
+Count = Callable[[str, str], None]  # (model as named, status code name)
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, count: Count) -> None:
+        self._count = count
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:  # an unknown method: grpc answers UNIMPLEMENTED itself
+            return handler
+        return self._wrap(handler)
+
+    def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        codec = {"request_deserializer": handler.request_deserializer,
+                 "response_serializer": handler.response_serializer}
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary), **codec)
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary), **codec)
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(self._streaming(handler.unary_stream), **codec)
+        return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream), **codec)
+
+    def _unary(self, behavior: Callable[..., Any]) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+        async def mapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await behavior(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await self._abort(context, exc)
+
+        return mapped
+
+    def _streaming(self, behavior: Callable[..., Any]) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
+        async def mapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            try:
+                responses = behavior(request, context)
+                if inspect.isasyncgen(responses):
+                    async for response in responses:
+                        yield response
+                else:  # a handler that writes with `context.write` (grpc's health Watch)
+                    await responses
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await self._abort(context, exc)
+
+        return mapped
+
+    async def _abort(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
+        code, message = to_status(exc)
+        model = REQUEST_MODEL.get()
+        if model is not None:
+            self._count(model, code.name)
+        await context.abort(code, message)
