@@ -14,7 +14,7 @@ import numpy as np
 from modelrepo import StatePair
 from service.engine.runtime import DeviceGraph, StateValue, to_host
 from service.engine.state.graphs import gather_graph, scatter_graph
-from service.engine.state.pool import Arrays, StoreFactory
+from service.engine.state.pool import Arrays, HostStore, StoreFactory
 
 
 class DeviceStore:
@@ -58,5 +58,6 @@ class DeviceStore:
 
 
 def device_store(provider: str) -> StoreFactory:
-    """The factory `StatePool(store=...)` takes: pools on `provider`'s device."""
-    return lambda pairs, capacity: DeviceStore(pairs, capacity, provider)
+    """The factory `StatePool(store=...)` takes: pools on `provider`'s device (a model without state has no arrays
+    to place, and no graph can be built for it: the host store, which then holds nothing)."""
+    return lambda pairs, capacity: DeviceStore(pairs, capacity, provider) if pairs else HostStore(pairs, capacity)

@@ -245,16 +245,23 @@ async def test_steps_of_one_session_submitted_at_once_run_in_call_order(registry
     np.testing.assert_allclose(got, reference(name, x)[out][0], atol=1e-4)
 
 
-async def test_sessions_on_the_device_store_path() -> None:
-    """A served model on the CUDA code path (IOBinding + the device pool, here with CPU `OrtValue`s): chunked
-    streams, state reads, reset, a stateless infer among them, close and eviction behave as on the host pool."""
-    name = STREAMABLE[0]
+def device_path_model(name: str, executor: ThreadPoolExecutor) -> ServedModel:
+    """A served model on the CUDA code path (IOBinding + the device pool), here with CPU `OrtValue`s."""
     manifest = MANIFESTS[name]
     pairs = {p.input: p.output for p in manifest.state}
     runtime = Runtime(latest_versions(SHIPPED)[name].model_path, "cpu", 1, name, pairs, io_binding=True)
+    model = ServedModel(manifest, runtime, cpu_settings(SHIPPED), Metrics().for_model(name), executor)
+    model.start()
+    return model
+
+
+async def test_sessions_on_the_device_store_path() -> None:
+    """Chunked streams, state reads, reset, a stateless infer among them, close and eviction behave as on the host
+    pool."""
+    name = STREAMABLE[0]
+    manifest = MANIFESTS[name]
     with ThreadPoolExecutor(max_workers=1) as executor:
-        model = ServedModel(manifest, runtime, cpu_settings(SHIPPED), Metrics().for_model(name), executor)
-        model.start()
+        model = device_path_model(name, executor)
         assert isinstance(model._pool.store, DeviceStore)
         x = sequence(manifest, 10, 6)  # 10 sessions: the pool grows past its first 8 slots
         expected = reference(name, x)
@@ -275,4 +282,15 @@ async def test_sessions_on_the_device_store_path() -> None:
         assert model.evict_idle(time.monotonic() + 3600) == 9
         with pytest.raises(FailedPrecondition, match="expired"):
             await sessions[2].step(x[2, :2])
+        await model.close()
+
+
+@pytest.mark.parametrize("name", WHOLE_ONLY)
+async def test_stateless_models_on_the_device_store_path(name: str) -> None:
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        model = device_path_model(name, executor)
+        x = sequence(MANIFESTS[name], 3, 5)
+        outputs, state = await model.infer(x)
+        np.testing.assert_allclose(outputs[OUT_OF[name]], reference(name, x)[OUT_OF[name]], atol=1e-5)
+        assert state == {}
         await model.close()

@@ -136,3 +136,8 @@ def test_device_store_keeps_state_as_ortvalues_where_the_model_runs() -> None:
     pool.scatter(slots[:1], rows(2.0))  # and numpy rows (explicit state) are copied in
     assert np.all(pool.read(int(slots[0]))["h0"] == 2.0) and np.all(pool.read(int(slots[1]))["h0"] == 0.5)
     assert pool.nbytes == 8 * sum(4 * 4 for _ in PAIRS)
+
+
+def test_a_model_without_state_gets_an_empty_pool(make_pool: MakePool) -> None:
+    pool = make_pool([], max_slots=4)  # bidirectional models: nothing to place, on any device
+    assert pool.gather(np.array([pool.alloc(now=0.0)])) == {} and pool.nbytes == 0
