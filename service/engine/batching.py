@@ -5,8 +5,9 @@
   batches, oldest first);
 - a step that arrives while no session is expected back runs at once; after a batch, the batcher waits up
   to `max_queue_delay_us` (from the oldest queued step) for the sessions it just served to send their next step;
-- the model runs off the event loop in the shared, bounded executor, or on the loop itself when its measured cost
-  predicts at most `inline_run_max_us` for the batch (cheaper than the executor hop); one batch in flight per model;
+- the model runs off the event loop in the shared, bounded executor, or on the loop itself when its predicted
+  cost is below the measured executor hop (`InlinePolicy`, service/engine/tuning.py; `inline_run_max_us` >= 0
+  is a fixed limit instead); one batch in flight per model;
 - every future is resolved on every path: success, model error, cancellation (skipped), close (drained).
 
 Queue, futures and the state pool are only touched on the event loop thread.
@@ -29,8 +30,10 @@ from service.engine.company import Company
 from service.engine.errors import FailedPrecondition, ModelRunFailed, ResourceExhausted, Unavailable
 from service.engine.metrics import ModelMetrics
 from service.engine.runtime import Runtime, StateValue
-from service.engine.state.pool import StatePool
-from service.engine.state.resident import Arrays, ResidentState, StateOwner
+from service.engine.state import batch as batch_state
+from service.engine.state.batch import StateOwner
+from service.engine.state.pool import Arrays, StatePool
+from service.engine.tuning import InlinePolicy
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +62,17 @@ class Batcher:
         max_batch_size: int,
         max_queue_delay_us: int,
         max_queued: int,
-        inline_run_max_us: int = 0,
+        inline: InlinePolicy | None = None,
     ) -> None:
         self._runtime = runtime
         self._input_name = input_name
         self._pool = pool
-        self._resident = ResidentState(pool)
         self._executor = executor
         self._metrics = metrics
         self._max_batch = max_batch_size
         self._delay_ns = max_queue_delay_us * 1000
         self._max_queued = max_queued
-        self._inline_ns = inline_run_max_us * 1000
-        self._ns_per_step: float | None = None  # measured model run time per row per time step (moving average)
+        self.inline = InlinePolicy(0) if inline is None else inline  # default: every run in the executor
         self._queue: deque[Step] = deque()
         self._company = Company(self._delay_ns)  # the sessions a batch waits for, and for how long
         self._wake = asyncio.Event()
@@ -87,10 +88,6 @@ class Batcher:
         """A closed session will send no more steps: do not wait for it."""
         if self._company.forget(owner.id):
             self._wake.set()
-
-    def sync_state(self) -> None:
-        """Bring the pool up to date (call before reading a slot from outside the batcher)."""
-        self._resident.flush()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
@@ -178,19 +175,20 @@ class Batcher:
     async def _run(self, batch: list[Step]) -> None:
         start = time.perf_counter_ns()
         try:
-            batch, state = self._arrange(batch)
+            state = batch_state.gather(self._pool, [(s.owner, s.state) for s in batch])
             x = np.stack([s.x for s in batch])  # (B, T, F)
             ready = time.perf_counter_ns()
             steps = x.shape[0] * x.shape[1]
-            if self._ns_per_step is not None and self._ns_per_step * steps <= self._inline_ns:
+            hop_ns: int | None = None
+            if self.inline.inline(steps):
                 outputs, new_state, run_ns = self._timed_run(x, state)
             else:
                 outputs, new_state, run_ns = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self._timed_run, x, state
                 )
+                hop_ns = time.perf_counter_ns() - ready - run_ns
             ran = time.perf_counter_ns()
-            cost = run_ns / steps
-            self._ns_per_step = cost if self._ns_per_step is None else 0.8 * self._ns_per_step + 0.2 * cost
+            self.inline.observe(steps, run_ns, hop_ns)
             self._finish(batch, outputs, new_state)
         except asyncio.CancelledError:
             self._fail(batch, Unavailable("the model is shutting down"))
@@ -208,20 +206,17 @@ class Batcher:
         outputs, new_state = self._runtime.run({self._input_name: x}, state)
         return outputs, new_state, time.perf_counter_ns() - start
 
-    def _arrange(self, batch: list[Step]) -> tuple[list[Step], dict[str, StateValue]]:
-        """The batch's state: the resident state as is (batch reordered to it) or gathered."""
-        order, state = self._resident.arrange([(s.owner, s.state) for s in batch])
-        return (batch if order is None else [batch[j] for j in order]), state
-
     def _finish(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue]) -> None:
-        """Keep the new state of live unchanged sessions (resident, or in the pool); resolve the futures."""
-        host = self._resident.settle(
+        """Write back the new state of live unchanged sessions; resolve the futures."""
+        host = batch_state.settle(
+            self._pool,
             [
-                (s.owner, s.generation)
-                if s.owner is not None and s.owner.generation == s.generation and not s.future.cancelled() else None
+                s.owner if s.owner is not None and s.owner.generation == s.generation and not s.future.cancelled()
+                else None
                 for s in batch
             ],
             new_state,
+            host=any(s.owner is None for s in batch),
         )
         now = time.perf_counter_ns()
         for i, step in enumerate(batch):
@@ -232,14 +227,7 @@ class Batcher:
                 step.future.set_result(({name: v[i] for name, v in outputs.items()}, rows))
 
     def _record(self, batch: list[Step], start: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
-        m = self._metrics
-        waits = [start - s.enqueued_ns for s in batch]
-        for wait in waits:
-            m.queue_wait.observe(wait / 1e9)
-        m.batch_size.observe(len(batch))
-        m.model_run.observe(infer_ns / 1e9)
-        m.counters.record_queue(len(batch), sum(waits))
-        m.counters.record_batch(len(batch), input_ns, infer_ns, output_ns)
+        self._metrics.record_batch([start - s.enqueued_ns for s in batch], input_ns, infer_ns, output_ns)
 
     @staticmethod
     def _fail(steps: list[Step], exc: Exception, cause: BaseException | None = None) -> None:

@@ -15,13 +15,21 @@ from service.engine.errors import FailedPrecondition, InvalidInput, Unavailable
 from service.engine.metrics import ModelMetrics, ModelStats
 from service.engine.runtime import Runtime
 from service.engine.sessions import Session
-from service.engine.state.pool import StatePool
+from service.engine.state.device import device_store
+from service.engine.state.pool import HostStore, StatePool
+from service.engine.tuning import InlinePolicy, Tuning
 from service.settings import Settings
 
 
 class ServedModel:
     def __init__(
-        self, manifest: Manifest, runtime: Runtime, settings: Settings, metrics: ModelMetrics, executor: Executor
+        self,
+        manifest: Manifest,
+        runtime: Runtime,
+        settings: Settings,
+        metrics: ModelMetrics,
+        executor: Executor,
+        tuning: Tuning | None = None,
     ) -> None:
         self.manifest = manifest
         self.name = manifest.name
@@ -29,10 +37,12 @@ class ServedModel:
         self.provider = runtime.provider
         self.session_idle_timeout = settings.session_idle_timeout
         self.draining = False
+        self.tuning = tuning  # the load-time decisions (None: not tuned); the live one is `self.inline`
         self._reject_nonfinite = settings.reject_nonfinite
         self._input_dtype = np.dtype(manifest.input.dtype)  # built once: `_check` runs on every chunk
         self._metrics = metrics
-        self._pool = StatePool(manifest.state, settings.max_sessions)
+        store = device_store(runtime.provider) if runtime.io_binding else HostStore  # state stays where the model runs
+        self._pool = StatePool(manifest.state, settings.max_sessions, store=store)
         self._batcher = Batcher(
             runtime,
             manifest.input.name,
@@ -42,7 +52,7 @@ class ServedModel:
             max_batch_size=settings.max_batch_size,
             max_queue_delay_us=settings.max_queue_delay_us,
             max_queued=settings.max_sessions,
-            inline_run_max_us=settings.inline_run_max_us,
+            inline=InlinePolicy(settings.inline_run_max_us, None if tuning is None else tuning.ns_per_step),
         )
         self._sessions: dict[int, Session] = {}  # by slot
         self._no_sessions = asyncio.Event()  # set exactly when `_sessions` is empty
@@ -53,11 +63,16 @@ class ServedModel:
         self._batcher.start()
 
     @property
+    def inline(self) -> InlinePolicy:
+        """The batcher's live inline-versus-executor policy and its measured costs."""
+        return self._batcher.inline
+
+    @property
     def active_sessions(self) -> int:
         return len(self._sessions)
 
     def stats(self) -> ModelStats:
-        return self._metrics.counters.snapshot()
+        return self._metrics.snapshot()
 
     def validate_chunk(self, x: np.ndarray) -> np.ndarray:
         """A chunk `(time >= 1, features)` of the model's dtype, finite unless allowed; `InvalidInput` otherwise."""
@@ -72,7 +87,7 @@ class ServedModel:
         session = Session(next(self._ids), self, slot, self._pool, self._batcher, self._metrics, self._forget)
         self._sessions[slot] = session
         self._no_sessions.clear()
-        self._metrics.active_sessions.inc()
+        self._metrics.active_sessions += 1
         return session
 
     async def sessions_ended(self) -> None:
@@ -96,7 +111,7 @@ class ServedModel:
             ok = True
             return outputs, new_state
         finally:
-            self._metrics.counters.record_request(ok, time.perf_counter_ns() - start)
+            self._metrics.record_request(ok, time.perf_counter_ns() - start)
 
     def evict_idle(self, now: float) -> int:
         """Expire sessions idle since before `now - session_idle_timeout` (and not busy); how many."""
@@ -104,7 +119,7 @@ class ServedModel:
         for slot in self._pool.idle_slots(now - self.session_idle_timeout):
             session = self._sessions.get(slot)
             if session is not None and not session.busy:
-                self._metrics.evictions.inc()  # counted first: whoever sees the session gone sees it counted
+                self._metrics.evictions += 1  # counted first: whoever sees the session gone sees it counted
                 session.expire()
                 evicted += 1
         return evicted
@@ -118,7 +133,7 @@ class ServedModel:
 
     def _forget(self, session: Session) -> None:
         if self._sessions.pop(session.slot, None) is not None:
-            self._metrics.active_sessions.dec()
+            self._metrics.active_sessions -= 1
             if not self._sessions:
                 self._no_sessions.set()
 

@@ -18,6 +18,7 @@ from service.engine.errors import ConfigurationError, ModelNotFound, Unavailable
 from service.engine.metrics import Metrics
 from service.engine.model import ServedModel
 from service.engine.runtime import Runtime
+from service.engine.tuning import Tuning, tune
 from service.engine.validation import ModelInvalid, check_graph, check_sha256, warm_up
 from service.settings import Settings
 
@@ -34,6 +35,7 @@ class ModelStatus:
     reason: str
     provider: str | None
     manifest: Manifest | None
+    tuning: Tuning | None = None  # threads and inline decisions taken at load (ready versions)
 
 
 class Registry:
@@ -56,7 +58,7 @@ class Registry:
         for versions in scan_repository(settings.models).values():
             for found in versions:
                 try:
-                    manifest, runtime = await loop.run_in_executor(executor, _load_version, found, settings)
+                    manifest, runtime, tuning = await loop.run_in_executor(executor, _load_version, found, settings)
                 except (ManifestError, ModelInvalid) as exc:
                     statuses.append(_failed(found, str(exc), settings))
                     continue
@@ -68,11 +70,12 @@ class Registry:
                     reason = f"cannot load the graph: {type(exc).__name__}: {exc}"
                     statuses.append(_failed(found, reason, settings))
                     continue
-                model = ServedModel(manifest, runtime, settings, metrics.for_model(found.name), executor)
+                model = ServedModel(manifest, runtime, settings, metrics.for_model(found.name), executor, tuning)
                 model.start()
                 models[(found.name, found.version)] = model
-                statuses.append(ModelStatus(found.name, found.version, True, "", runtime.provider, manifest))
+                statuses.append(ModelStatus(found.name, found.version, True, "", runtime.provider, manifest, tuning))
                 log.info("serving %s version %d on %s", found.name, found.version, runtime.provider)
+                log.info("tuned %s version %d: %s", found.name, found.version, tuning.describe())
         registry = cls(statuses, models, executor)
         registry._reaper = loop.create_task(registry._evict_forever(settings.session_idle_timeout), name="reaper")
         return registry
@@ -133,8 +136,8 @@ class Registry:
                     log.info("evicted %d idle sessions of %s version %d", evicted, model.name, model.version)
 
 
-def _load_version(found: ModelVersionDir, settings: Settings) -> tuple[Manifest, Runtime]:
-    """Runs in a worker thread: manifest, hash, session, graph check, warm-up."""
+def _load_version(found: ModelVersionDir, settings: Settings) -> tuple[Manifest, Runtime, Tuning]:
+    """Runs in a worker thread: manifest, hash, session, graph check, warm-up, tuning."""
     manifest = Manifest.load(found.manifest_path)
     if (manifest.name, manifest.version) != (found.name, found.version):
         raise ModelInvalid(f"manifest says {manifest.name} version {manifest.version}, the folder is {found.path}")
@@ -143,10 +146,14 @@ def _load_version(found: ModelVersionDir, settings: Settings) -> tuple[Manifest,
     check_sha256(found.model_path, manifest.onnx.sha256)
     label = f"{found.name} version {found.version}"
     pairs = {p.input: p.output for p in manifest.state}
-    runtime = Runtime(found.model_path, settings.device, settings.intra_op_threads, label, pairs)
+    def make(threads: int) -> Runtime:
+        return Runtime(found.model_path, settings.device, threads, label, pairs)
+
+    runtime = make(settings.intra_op_threads or 1)
     check_graph(manifest, runtime)
     warm_up(manifest, runtime)
-    return manifest, runtime
+    s = settings
+    return manifest, *tune(manifest, runtime, make, s.intra_op_threads, s.max_batch_size, s.inline_run_max_us)
 
 
 def _failed(found: ModelVersionDir, reason: str, settings: Settings) -> ModelStatus:

@@ -107,7 +107,7 @@ class Runtime:
         self._state_pairs = dict(state_pairs)
         self._output_names = [o.name for o in self.outputs]
         self._state_outputs = set(self._state_pairs.values())
-        self._io_binding = self.provider == CUDA if io_binding is None else io_binding
+        self.io_binding = self.provider == CUDA if io_binding is None else io_binding
         self._state_device = "cuda" if self.provider == CUDA else "cpu"
 
     def run(
@@ -118,30 +118,57 @@ class Runtime:
         On CUDA the state stays on the device: state values may be `OrtValue`s returned by an earlier run,
         and the new state comes back as device `OrtValue`s (`to_host` copies one to numpy).
         """
-        if not self._io_binding:
+        if not self.io_binding:
             results = self._session.run(self._output_names, {**inputs, **state})
             values = dict(zip(self._output_names, results, strict=True))
         else:
             values = self._run_bound({**inputs, **state})
         outputs = {name: v for name, v in values.items() if name not in self._state_outputs}
-        return outputs, {inp: values[out] for inp, out in self._state_pairs.items()}  # type: ignore[misc]
+        return outputs, {inp: values[out] for inp, out in self._state_pairs.items()}
 
     def _run_bound(self, feeds: dict[str, object]) -> dict[str, object]:
-        binding = self._session.io_binding()
-        for name, value in feeds.items():
-            if isinstance(value, ort.OrtValue):
-                binding.bind_ortvalue_input(name, value)
-            else:
-                binding.bind_cpu_input(name, np.ascontiguousarray(value))
-        for name in self._output_names:
-            binding.bind_output(name, self._state_device if name in self._state_outputs else "cpu")
-        self._session.run_with_iobinding(binding)
-        values = binding.get_outputs()
-        return {
-            name: value if name in self._state_outputs else value.numpy()
-            for name, value in zip(self._output_names, values, strict=True)
-        }
+        places = {name: self._state_device if name in self._state_outputs else "cpu" for name in self._output_names}
+        values = _run_bound(self._session, feeds, places)
+        return {name: value if name in self._state_outputs else value.numpy() for name, value in values.items()}
 
+
+class DeviceGraph:
+    """A small helper graph (the state pool's gather and scatter) on a model's provider; outputs stay there.
+
+    Inputs may be `OrtValue`s on that device or numpy arrays (copied in); outputs are `OrtValue`s on the device.
+    """
+
+    def __init__(self, model: bytes, provider: str) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(model, options, providers=[CUDA, CPU] if provider == CUDA else [CPU])
+        self.device = "cuda" if provider == CUDA else "cpu"
+        self._places = {o.name: self.device for o in self._session.get_outputs()}
+
+    def run(self, feeds: dict[str, StateValue]) -> dict[str, ort.OrtValue]:
+        return _run_bound(self._session, dict(feeds), self._places)
+
+    def upload(self, array: np.ndarray) -> ort.OrtValue:
+        """An `OrtValue` copy of `array` on this graph's device."""
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.device, 0)
+
+
+def _run_bound(
+    session: ort.InferenceSession, feeds: dict[str, object], places: dict[str, str]
+) -> dict[str, ort.OrtValue]:
+    """One run through IOBinding: `OrtValue` inputs bound as they are, numpy copied in; output `name` on `places`."""
+    binding = session.io_binding()
+    for name, value in feeds.items():
+        if isinstance(value, ort.OrtValue):
+            binding.bind_ortvalue_input(name, value)
+        else:
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+    for name, place in places.items():
+        binding.bind_output(name, place)
+    session.run_with_iobinding(binding)
+    return dict(zip(places, binding.get_outputs(), strict=True))
 
 def to_host(value: StateValue) -> np.ndarray:
     """A numpy copy of an array or a device `OrtValue`."""

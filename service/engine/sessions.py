@@ -76,7 +76,7 @@ class Session:
             self._check_open()
             (future,) = self._batcher.enqueue([(chunk, self, None)])
         except Exception:
-            self._metrics.counters.record_request(False, time.perf_counter_ns() - start)
+            self._metrics.record_request(False, time.perf_counter_ns() - start, chunk=True)
             raise
         self._inflight += 1  # busy: the idle reaper leaves the session alone until the step is done
         future.add_done_callback(functools.partial(self._stepped, start))  # runs before the caller's callbacks
@@ -85,11 +85,8 @@ class Session:
     def _stepped(self, start: int, future: asyncio.Future[StepResult]) -> None:
         self._inflight -= 1
         self._pool.touch(self.slot, time.monotonic())
-        elapsed = time.perf_counter_ns() - start
         ok = not future.cancelled() and future.exception() is None
-        self._metrics.counters.record_request(ok, elapsed)
-        if ok:
-            self._metrics.chunk_latency.observe(elapsed / 1e9)
+        self._metrics.record_request(ok, time.perf_counter_ns() - start, chunk=True)
 
     def reset(self) -> None:
         """Back to the manifest's initial state (a step in flight still answers, but its state is dropped)."""
@@ -100,7 +97,6 @@ class Session:
     def state(self) -> dict[str, np.ndarray]:
         """A copy of the current state, keyed by state input name (shape without the batch axis)."""
         self._check_open()
-        self._batcher.sync_state()
         return self._pool.read(self.slot)
 
     def close(self) -> None:

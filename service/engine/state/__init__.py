@@ -1,1 +1,1 @@
-"""Session state: the slot-first local pool (and, later, the session store)."""
+"""Session state: the slot-stable pool, its host and device stores, and the state side of a batch."""

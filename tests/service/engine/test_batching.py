@@ -16,8 +16,10 @@ from modelrepo import latest_versions
 from service.engine.batching import Batcher
 from service.engine.errors import ModelRunFailed, ResourceExhausted, Unavailable
 from service.engine.metrics import Metrics, ModelMetrics
-from service.engine.runtime import Runtime
-from service.engine.state.pool import StatePool
+from service.engine.runtime import CPU, Runtime
+from service.engine.state.device import device_store
+from service.engine.state.pool import HostStore, StatePool
+from service.engine.tuning import InlinePolicy
 from tests.service.helpers import MANIFESTS, SHIPPED, STREAMABLE, reference, sequence
 
 NAME = STREAMABLE[0]
@@ -52,25 +54,26 @@ def make(
     max_batch_size: int = 64,
     max_queued: int = 256,
     max_queue_delay_us: int = 500,
-    io_binding: bool = False,
+    device: bool = False,
     inline_run_max_us: int = 0,
 ) -> Parts:
+    """`device`: IOBinding and the device store (gather/scatter graphs, `OrtValue`s), the CUDA code path, on CPU."""
     pairs = {p.input: p.output for p in MANIFEST.state}
-    runtime = Runtime(latest_versions(SHIPPED)[NAME].model_path, "cpu", 1, NAME, pairs, io_binding)
-    pool = StatePool(MANIFEST.state, max_slots=64)
+    runtime = Runtime(latest_versions(SHIPPED)[NAME].model_path, "cpu", 1, NAME, pairs, io_binding=device)
+    pool = StatePool(MANIFEST.state, max_slots=64, initial_capacity=2, store=device_store(CPU) if device else HostStore)
     metrics = Metrics().for_model(NAME)
     batcher = Batcher(
         runtime, MANIFEST.input.name, pool, executor, metrics, max_batch_size, max_queue_delay_us, max_queued,
-        inline_run_max_us,
+        InlinePolicy(inline_run_max_us),
     )
     batcher.start()
     return Parts(batcher, pool, metrics)
 
 
-@pytest.fixture(params=[False, True], ids=["run", "io_binding"])
+@pytest.fixture(params=[False, True], ids=["host", "device"])
 async def parts(executor: ThreadPoolExecutor, request: pytest.FixtureRequest) -> AsyncIterator[Parts]:
-    """Both run paths: plain `run`, and IOBinding with the state left as `OrtValue`s (what CUDA uses)."""
-    made = make(executor, io_binding=request.param)
+    """Both state paths: numpy pool and plain `run`; device store and IOBinding (what CUDA uses)."""
+    made = make(executor, device=request.param)
     yield made
     await made.batcher.close()
 
@@ -80,7 +83,7 @@ def owners(pool: StatePool, n: int) -> list[Owner]:
 
 
 def batch_sizes(metrics: ModelMetrics) -> dict[int, int]:
-    return {b.batch_size: b.count for b in metrics.counters.snapshot().batches}
+    return {b.batch_size: b.count for b in metrics.snapshot().batches}
 
 
 async def test_batched_equals_unbatched_with_mixed_chunk_lengths(parts: Parts) -> None:
@@ -143,8 +146,9 @@ async def test_cancelled_step_is_skipped_and_state_untouched(parts: Parts) -> No
     assert batch_sizes(parts.metrics) == {1: 1}
 
 
-async def test_stale_generation_is_not_written_back(executor: ThreadPoolExecutor) -> None:
-    made = make(executor)
+@pytest.mark.parametrize("device", [False, True], ids=["host", "device"])
+async def test_stale_generation_is_not_written_back(executor: ThreadPoolExecutor, device: bool) -> None:
+    made = make(executor, device=device)
     (a,) = owners(made.pool, 1)
     release = threading.Event()
     blocker = executor.submit(release.wait)  # holds the only worker, so the step stays in flight
@@ -176,7 +180,7 @@ async def test_queue_bound_admits_all_or_nothing(executor: ThreadPoolExecutor) -
     rows = [(sequence(MANIFEST, 1, 2)[0], o, None) for o in sessions]
     with pytest.raises(ResourceExhausted, match="queue is full"):
         made.batcher.enqueue(rows)
-    assert made.metrics.counters.snapshot().execution_count == 0
+    assert made.metrics.snapshot().execution_count == 0
     await asyncio.gather(*made.batcher.enqueue(rows[:3]))
     await made.batcher.close()
 
@@ -186,33 +190,44 @@ async def step_all(parts: Parts, rows: list[tuple[np.ndarray, Owner]]) -> list[n
     return [r[0][OUT] for r in results]
 
 
-async def test_same_sessions_again_reuse_the_resident_state(parts: Parts) -> None:
-    sessions = owners(parts.pool, 3)
-    x = sequence(MANIFEST, 3, 9)
+async def test_state_stays_in_its_slot_across_batches_of_any_order(parts: Parts) -> None:
+    sessions = owners(parts.pool, 5)  # the pool grows from 2 slots on the way
+    x = sequence(MANIFEST, 5, 9)
     expected = reference(NAME, x)
-    got = [await step_all(parts, [(x[i, 3 * k : 3 * k + 3], sessions[i]) for i in (2, 0, 1)]) for k in range(3)]
-    assert batch_sizes(parts.metrics) == {3: 3}
-    for pos, i in enumerate((2, 0, 1)):
-        np.testing.assert_allclose(np.concatenate([g[pos] for g in got]), expected[OUT][i], atol=1e-5)
-    assert all(np.all(v == 0.0) for v in parts.pool.read(sessions[0].slot).values())  # not written back yet
-    parts.batcher.sync_state()
+    got: dict[int, list[np.ndarray]] = {i: [] for i in range(5)}
+    for k, order in enumerate(([2, 0, 1, 4, 3], [4, 3, 2, 1, 0], [1, 3, 0, 2, 4])):
+        outs = await step_all(parts, [(x[i, 3 * k : 3 * k + 3], sessions[i]) for i in order])
+        for i, out in zip(order, outs, strict=True):
+            got[i].append(out)
+    assert batch_sizes(parts.metrics) == {5: 3}
     for i, o in enumerate(sessions):
-        for p in MANIFEST.state:
+        np.testing.assert_allclose(np.concatenate(got[i]), expected[OUT][i], atol=1e-5)
+        for p in MANIFEST.state:  # read straight from the pool: nothing held back elsewhere
             np.testing.assert_allclose(parts.pool.read(o.slot)[p.input], expected[p.output][i], atol=1e-5)
 
 
-async def test_a_different_batch_flushes_the_resident_state_first(parts: Parts) -> None:
+async def test_sessions_and_explicit_state_rows_in_one_batch(parts: Parts) -> None:
     a, b, c = owners(parts.pool, 3)
-    x = sequence(MANIFEST, 3, 6)
+    x = sequence(MANIFEST, 4, 6)
     expected = reference(NAME, x)
     first = await step_all(parts, [(x[0, :2], a), (x[1, :2], b), (x[2, :2], c)])
-    c.generation += 1  # c is reset: its resident row must not be written back
+    c.generation += 1  # c is reset: its row must not be written back by the batch below
     parts.pool.reset(c.slot)
-    second = await step_all(parts, [(x[0, 2:], a), (x[2, 2:], c)])  # b sits this one out
-    third = await step_all(parts, [(x[1, 2:], b)])
-    np.testing.assert_allclose(np.concatenate([first[0], second[0]]), expected[OUT][0], atol=1e-5)
-    np.testing.assert_allclose(np.concatenate([first[1], third[0]]), expected[OUT][1], atol=1e-5)
-    np.testing.assert_allclose(second[1], reference(NAME, x[2:, 2:])[OUT][0], atol=1e-5)  # from the initial state
+    initial = {p.input: np.full(p.shape, p.initial, p.dtype) for p in MANIFEST.state}
+    rows = [(x[0, 2:], a, None), (x[3, 2:], None, initial), (x[1, 2:], b, None)]
+    (ra, rs, rb) = await asyncio.gather(*parts.batcher.enqueue(rows))
+    assert batch_sizes(parts.metrics) == {3: 2}
+    np.testing.assert_allclose(np.concatenate([first[0], ra[0][OUT]]), expected[OUT][0], atol=1e-5)
+    np.testing.assert_allclose(np.concatenate([first[1], rb[0][OUT]]), expected[OUT][1], atol=1e-5)
+    stateless = reference(NAME, x[3:, 2:])
+    np.testing.assert_allclose(rs[0][OUT], stateless[OUT][0], atol=1e-5)
+    assert ra[1] == {} and set(rs[1]) == {p.input for p in MANIFEST.state}
+    for p in MANIFEST.state:
+        np.testing.assert_allclose(rs[1][p.input], stateless[p.output][0], atol=1e-5)
+        np.testing.assert_allclose(parts.pool.read(a.slot)[p.input], expected[p.output][0], atol=1e-5)
+        assert np.all(parts.pool.read(c.slot)[p.input] == p.initial)
+    (rc,) = await step_all(parts, [(x[2, 2:], c)])  # from the initial state
+    np.testing.assert_allclose(rc, reference(NAME, x[2:3, 2:])[OUT][0], atol=1e-5)
 
 
 HOUR_US = 3600 * 1_000_000

@@ -7,14 +7,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
+from modelrepo import latest_versions
 from service.engine.errors import FailedPrecondition, InvalidInput, ResourceExhausted, Unavailable
 from service.engine.metrics import Metrics
+from service.engine.model import ServedModel
 from service.engine.registry import Registry
+from service.engine.runtime import Runtime
+from service.engine.state.device import DeviceStore
 from tests.service.helpers import MANIFESTS, SHIPPED, STREAMABLE, WHOLE_ONLY, cpu_settings, reference, sequence
+
+OUT_OF = {name: m.outputs[0].name for name, m in MANIFESTS.items()}
 
 
 def chunk_bounds(total: int, rng: np.random.Generator) -> list[tuple[int, int]]:
@@ -236,3 +243,54 @@ async def test_steps_of_one_session_submitted_at_once_run_in_call_order(registry
     out = model.manifest.outputs[0].name
     got = np.concatenate([p[out] for p in parts])
     np.testing.assert_allclose(got, reference(name, x)[out][0], atol=1e-4)
+
+
+def device_path_model(name: str, executor: ThreadPoolExecutor) -> ServedModel:
+    """A served model on the CUDA code path (IOBinding + the device pool), here with CPU `OrtValue`s."""
+    manifest = MANIFESTS[name]
+    pairs = {p.input: p.output for p in manifest.state}
+    runtime = Runtime(latest_versions(SHIPPED)[name].model_path, "cpu", 1, name, pairs, io_binding=True)
+    model = ServedModel(manifest, runtime, cpu_settings(SHIPPED), Metrics().for_model(name), executor)
+    model.start()
+    return model
+
+
+async def test_sessions_on_the_device_store_path() -> None:
+    """Chunked streams, state reads, reset, a stateless infer among them, close and eviction behave as on the host
+    pool."""
+    name = STREAMABLE[0]
+    manifest = MANIFESTS[name]
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        model = device_path_model(name, executor)
+        assert isinstance(model._pool.store, DeviceStore)
+        x = sequence(manifest, 10, 6)  # 10 sessions: the pool grows past its first 8 slots
+        expected = reference(name, x)
+        sessions = [model.open_session() for _ in range(10)]
+        for lo, hi in ((0, 2), (2, 6)):
+            outs = await asyncio.gather(
+                *(s.step(x[i, lo:hi]) for i, s in enumerate(sessions)), model.infer(x[:2, lo:hi])
+            )
+        for i, s in enumerate(sessions):
+            np.testing.assert_allclose(outs[i][OUT_OF[name]], expected[OUT_OF[name]][i, 2:], atol=1e-5)
+            for p in manifest.state:
+                np.testing.assert_allclose(s.state()[p.input], expected[p.output][i], atol=1e-5)
+        sessions[0].reset()
+        assert all(np.all(v == p.initial) for v, p in zip(sessions[0].state().values(), manifest.state, strict=True))
+        sessions[1].close()
+        with pytest.raises(FailedPrecondition, match="closed"):
+            await sessions[1].step(x[1, :2])
+        assert model.evict_idle(time.monotonic() + 3600) == 9
+        with pytest.raises(FailedPrecondition, match="expired"):
+            await sessions[2].step(x[2, :2])
+        await model.close()
+
+
+@pytest.mark.parametrize("name", WHOLE_ONLY)
+async def test_stateless_models_on_the_device_store_path(name: str) -> None:
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        model = device_path_model(name, executor)
+        x = sequence(MANIFESTS[name], 3, 5)
+        outputs, state = await model.infer(x)
+        np.testing.assert_allclose(outputs[OUT_OF[name]], reference(name, x)[OUT_OF[name]], atol=1e-5)
+        assert state == {}
+        await model.close()
