@@ -41,6 +41,9 @@ class ModelStatus:
 class Registry:
     def __init__(self, statuses: list[ModelStatus], models: dict[tuple[str, int], ServedModel], executor: Executor):
         self._statuses = sorted(statuses, key=lambda s: (s.name, s.version))
+        self._by_name: dict[str, list[ModelStatus]] = {}  # `get` runs on every request: no list scan
+        for status in self._statuses:
+            self._by_name.setdefault(status.name, []).append(status)
         self._models = models
         self._executor = executor
         self._reaper: asyncio.Task[None] | None = None
@@ -82,7 +85,7 @@ class Registry:
 
     def get(self, name: str, version: int | None = None) -> ServedModel:
         """The model version (newest ready one by default); `ModelNotFound` or `Unavailable` with the reason."""
-        found = [s for s in self._statuses if s.name == name]
+        found = self._by_name.get(name, [])
         if not found:
             raise ModelNotFound(f"unknown model {name!r}")
         if version is not None:

@@ -14,6 +14,7 @@ from service.settings import Settings
 if TYPE_CHECKING:
     from service.engine.metrics import ModelStats
     from service.engine.registry import ModelStatus
+    from service.engine.tuning import Tuning
 
 PLATFORM, BACKEND = "onnxruntime_onnx", "onnxruntime"
 VARIABLE = -1
@@ -47,7 +48,8 @@ def model_metadata(manifest: Manifest, versions: Iterable[int]) -> pb.ModelMetad
     return meta
 
 
-def model_config(manifest: Manifest, provider: str, settings: Settings) -> mc.ModelConfig:
+def model_config(manifest: Manifest, provider: str, settings: Settings, tuning: Tuning | None = None
+                 ) -> mc.ModelConfig:
     """A faithful Triton configuration: dims leave out the batch axis, as Triton's do when max_batch_size > 0."""
     inputs, outputs = _tensors(manifest)
     config = mc.ModelConfig(
@@ -61,6 +63,9 @@ def model_config(manifest: Manifest, provider: str, settings: Settings) -> mc.Mo
         config.input.add(name=name, data_type=config_type(dtype), dims=dims)
     for name, dtype, dims in outputs:
         config.output.add(name=name, data_type=config_type(dtype), dims=dims)
+    if tuning is not None:  # what the server decided from measured costs (Triton's backends take such parameters)
+        config.parameters["intra_op_thread_count"].string_value = str(tuning.intra_op_threads)
+        config.parameters["tuning"].string_value = tuning.describe()
     kind = mc.ModelInstanceGroup.KIND_GPU if provider == CUDA_PROVIDER else mc.ModelInstanceGroup.KIND_CPU
     config.instance_group.add(name=manifest.name, kind=kind, count=1)
     if manifest.streamable:

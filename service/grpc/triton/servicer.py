@@ -63,7 +63,8 @@ class TritonServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> pb.ModelConfigResponse:
         model = self._model(request.name, request.version)
-        return pb.ModelConfigResponse(config=model_config(model.manifest, model.provider, self._settings))
+        config = model_config(model.manifest, model.provider, self._settings, model.tuning)
+        return pb.ModelConfigResponse(config=config)
 
     async def ModelStatistics(
         self, request: pb.ModelStatisticsRequest, context: Context

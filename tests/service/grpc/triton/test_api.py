@@ -65,6 +65,8 @@ def test_every_model_is_described(
         assert (config.name, config.max_batch_size) == (name, 8)
         assert [(i.name, list(i.dims)) for i in config.input] == [("input", [-1, manifest.input.features])]
         assert [o.name for o in config.output] == [name for name, _ in expected]
+        assert config.parameters["intra_op_thread_count"].string_value == "1"  # the test server sets 1 thread
+        assert "intra-op thread" in config.parameters["tuning"].string_value
         if manifest.streamable:
             batching = config.sequence_batching
             assert batching.max_sequence_idle_microseconds == 30_000_000
