@@ -60,9 +60,11 @@ wheelhouse: $(SERVE_STAMP)
 			"$$(ls wheelhouse/seqserve-*.whl)[loadtest]" onnxruntime==$$ort || exit 1; \
 	done
 
-## deploy-deps: nginx for tests/deploy (apt-get install where missing and root; the test skips otherwise)
+## deploy-deps: nginx for tests/deploy, redis-server for the session store tests (apt-get install where missing
+## and root; the tests skip otherwise)
 deploy-deps:
 	@sh deploy/ensure-nginx.sh
+	@sh deploy/ensure-nginx.sh redis-server redis-server
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

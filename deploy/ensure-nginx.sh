@@ -2,20 +2,23 @@
 # Makes sure `nginx` is installed for tests/deploy (the no-container load-balancer test), as `make test` needs it
 # on a fresh CI machine. Installs Debian's package when it is missing and we are root with apt-get; otherwise it
 # says why and leaves it to the test, which then skips with that reason. Never starts the nginx service.
+# `ensure-nginx.sh BINARY PACKAGE` does the same for another Debian package (redis-server for the store tests).
 set -u
 PATH="$PATH:/usr/sbin:/sbin"
-command -v nginx >/dev/null 2>&1 && exit 0
+binary="${1:-nginx}"
+package="${2:-nginx}"
+command -v "$binary" >/dev/null 2>&1 && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "ensure-nginx: nginx missing and not root with apt-get: tests/deploy will skip the balancer test" >&2
+    echo "ensure-nginx: $binary missing and not root with apt-get: the tests that need it will skip" >&2
     exit 0
 fi
 if [ ! -e /usr/sbin/policy-rc.d ]; then
-    # the package's post-install would start the nginx service on port 80: forbid that for this install only
+    # the package's post-install would start its service (nginx on port 80): forbid that for this install only
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q --no-install-recommends nginx >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends nginx >/dev/null 2>&1; } \
-    || echo "ensure-nginx: apt-get could not install nginx: tests/deploy will skip the balancer test" >&2
+apt-get install -y -q --no-install-recommends "$package" >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends "$package" >/dev/null 2>&1; } \
+    || echo "ensure-nginx: apt-get could not install $package: the tests that need it will skip" >&2
 exit 0

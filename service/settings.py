@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     )
     max_sessions: int = Field(1024, ge=1, description="open sessions per model; beyond: RESOURCE_EXHAUSTED")
     session_idle_timeout: float = Field(60.0, gt=0, description="seconds without a step before a session is evicted")
+    session_store: str = Field(
+        "memory", pattern=r"^(memory|(redis|rediss|unix)://.*)$",
+        description="where sessions live: memory (this process) or redis://HOST:PORT/DB (shared by every replica; "
+        "each step is written through before its answer)",
+    )
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest gRPC message, both ways")
     stream_queue_size: int = Field(16, ge=1, description="chunks a stream may have queued before backpressure")
     reject_nonfinite: bool = Field(True, description="reject chunks holding NaN or Inf (INVALID_ARGUMENT)")

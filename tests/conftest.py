@@ -7,9 +7,12 @@ inherit them: they are cleared here, before any test runs, so the suite sees the
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.redis_server import RedisServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 for _name in [name for name in os.environ if name.startswith("SEQSERVE_")]:
@@ -25,3 +28,11 @@ def repo_root() -> Path:
 def models_root() -> Path:
     """The shipped model repository (`models/`), as a fresh clone has it."""
     return REPO_ROOT / "models"
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh `redis-server` on a free port for one test (skips where it is not installed)."""
+    server = RedisServer()
+    yield server
+    server.stop()

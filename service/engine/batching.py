@@ -33,6 +33,8 @@ from service.engine.runtime import Runtime, StateValue
 from service.engine.state import batch as batch_state
 from service.engine.state.batch import StateOwner
 from service.engine.state.pool import Arrays, StatePool
+from service.engine.state.store import RedisStore
+from service.engine.state.through import write_through
 from service.engine.tuning import InlinePolicy
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class Batcher:
         max_queue_delay_us: int,
         max_queued: int,
         inline: InlinePolicy | None = None,
+        store: RedisStore | None = None,
     ) -> None:
         self._runtime = runtime
         self._input_name = input_name
@@ -72,6 +75,7 @@ class Batcher:
         self._max_batch = max_batch_size
         self._delay_ns = max_queue_delay_us * 1000
         self._max_queued = max_queued
+        self._store = store  # None (memory): the pool is the truth, nothing is written through
         self.inline = InlinePolicy(0) if inline is None else inline  # default: every run in the executor
         self._queue: deque[Step] = deque()
         self._company = Company(self._delay_ns)  # the sessions a batch waits for, and for how long
@@ -189,7 +193,8 @@ class Batcher:
                 hop_ns = time.perf_counter_ns() - ready - run_ns
             ran = time.perf_counter_ns()
             self.inline.observe(steps, run_ns, hop_ns)
-            self._finish(batch, outputs, new_state)
+            refused = None if self._store is None else await self._write_through(batch, new_state)
+            self._finish(batch, outputs, new_state, refused)
         except asyncio.CancelledError:
             self._fail(batch, Unavailable("the model is shutting down"))
             raise
@@ -206,23 +211,34 @@ class Batcher:
         outputs, new_state = self._runtime.run({self._input_name: x}, state)
         return outputs, new_state, time.perf_counter_ns() - start
 
-    def _finish(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue]) -> None:
-        """Write back the new state of live unchanged sessions; resolve the futures."""
+    async def _write_through(self, batch: list[Step], new_state: dict[str, StateValue]) -> dict[int, Exception]:
+        """One round trip to the session store for the whole batch; the rows it refused."""
+        return await write_through(self._store, self._pool.pairs, self._advancing(batch), new_state)  # type: ignore
+
+    @staticmethod
+    def _advancing(batch: list[Step], refused: dict[int, Exception] | None = None) -> list[StateOwner | None]:
+        """The owner of each row whose new state is written back (live, unchanged, not cancelled, not refused)."""
+        return [
+            s.owner if s.owner is not None and s.owner.generation == s.generation and not s.future.cancelled()
+            and not (refused and i in refused) else None
+            for i, s in enumerate(batch)
+        ]
+
+    def _finish(
+        self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue],
+        refused: dict[int, Exception] | None = None,
+    ) -> None:
+        """Write back the new state of live unchanged sessions; resolve the futures (refused rows with why)."""
         host = batch_state.settle(
-            self._pool,
-            [
-                s.owner if s.owner is not None and s.owner.generation == s.generation and not s.future.cancelled()
-                else None
-                for s in batch
-            ],
-            new_state,
-            host=any(s.owner is None for s in batch),
+            self._pool, self._advancing(batch, refused), new_state, host=any(s.owner is None for s in batch)
         )
         now = time.perf_counter_ns()
         for i, step in enumerate(batch):
             if step.owner is not None:
                 self._company.served(step.owner.id, now)
-            if not step.future.done():
+            if refused and i in refused:
+                self._fail([step], refused[i])
+            elif not step.future.done():
                 rows = {} if step.owner is not None else {name: v[i] for name, v in host.items()}
                 step.future.set_result(({name: v[i] for name, v in outputs.items()}, rows))
 

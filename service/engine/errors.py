@@ -32,6 +32,11 @@ class Unavailable(SeqServeError):
     """Model not loaded or failed to load, or the server is draining (UNAVAILABLE)."""
 
 
+class Aborted(SeqServeError):
+    """A concurrent step won the session (the stored position moved on): nothing of this step was written or
+    answered; retry from the stored position (ABORTED)."""
+
+
 class ModelRunFailed(SeqServeError):
     """The model run of a batch failed (INTERNAL with this generic message; the batcher logs the cause once per
     batch). Nothing of the batch was written back: every session's state is unchanged, and a stream goes on."""

@@ -17,6 +17,7 @@ from service.engine.runtime import Runtime
 from service.engine.sessions import Session
 from service.engine.state.device import device_store
 from service.engine.state.pool import HostStore, StatePool
+from service.engine.state.store import RedisStore
 from service.engine.tuning import InlinePolicy, Tuning
 from service.settings import Settings
 
@@ -30,6 +31,7 @@ class ServedModel:
         metrics: ModelMetrics,
         executor: Executor,
         tuning: Tuning | None = None,
+        store: RedisStore | None = None,
     ) -> None:
         self.manifest = manifest
         self.name = manifest.name
@@ -41,8 +43,9 @@ class ServedModel:
         self._reject_nonfinite = settings.reject_nonfinite
         self._input_dtype = np.dtype(manifest.input.dtype)  # built once: `_check` runs on every chunk
         self._metrics = metrics
-        store = device_store(runtime.provider) if runtime.io_binding else HostStore  # state stays where the model runs
-        self._pool = StatePool(manifest.state, settings.max_sessions, store=store)
+        self.store = store  # the session store (None: memory, the pool is the truth)
+        pool_store = device_store(runtime.provider) if runtime.io_binding else HostStore  # where the model runs
+        self._pool = StatePool(manifest.state, settings.max_sessions, store=pool_store)
         self._batcher = Batcher(
             runtime,
             manifest.input.name,
@@ -53,6 +56,7 @@ class ServedModel:
             max_queue_delay_us=settings.max_queue_delay_us,
             max_queued=settings.max_sessions,
             inline=InlinePolicy(settings.inline_run_max_us, None if tuning is None else tuning.ns_per_step),
+            store=store,
         )
         self._sessions: dict[int, Session] = {}  # by slot
         self._no_sessions = asyncio.Event()  # set exactly when `_sessions` is empty
@@ -78,13 +82,14 @@ class ServedModel:
         """A chunk `(time >= 1, features)` of the model's dtype, finite unless allowed; `InvalidInput` otherwise."""
         return self._check(x, ("time", "features"))
 
-    def open_session(self) -> Session:
+    def open_session(self, key: str | None = None) -> Session:
+        """A new session at the initial state; `key`: its key in the session store (with a store)."""
         if self.draining:
             raise Unavailable("the server is shutting down; no new sessions")
         if not self.manifest.streamable:
             raise FailedPrecondition(f"model {self.name!r} is not streamable; send whole sequences with Infer")
         slot = self._pool.alloc(time.monotonic())
-        session = Session(next(self._ids), self, slot, self._pool, self._batcher, self._metrics, self._forget)
+        session = Session(next(self._ids), self, slot, self._pool, self._batcher, self._metrics, self._forget, key)
         self._sessions[slot] = session
         self._no_sessions.clear()
         self._metrics.active_sessions += 1

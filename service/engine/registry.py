@@ -18,6 +18,7 @@ from service.engine.errors import ConfigurationError, ModelNotFound, Unavailable
 from service.engine.metrics import Metrics
 from service.engine.model import ServedModel
 from service.engine.runtime import Runtime
+from service.engine.state.store import RedisStore, open_store
 from service.engine.tuning import Tuning, tune
 from service.engine.validation import ModelInvalid, check_graph, check_sha256, warm_up
 from service.settings import Settings
@@ -39,13 +40,17 @@ class ModelStatus:
 
 
 class Registry:
-    def __init__(self, statuses: list[ModelStatus], models: dict[tuple[str, int], ServedModel], executor: Executor):
+    def __init__(
+        self, statuses: list[ModelStatus], models: dict[tuple[str, int], ServedModel], executor: Executor,
+        store: RedisStore | None = None,
+    ) -> None:
         self._statuses = sorted(statuses, key=lambda s: (s.name, s.version))
         self._by_name: dict[str, list[ModelStatus]] = {}  # `get` runs on every request: no list scan
         for status in self._statuses:
             self._by_name.setdefault(status.name, []).append(status)
         self._models = models
         self._executor = executor
+        self.store = store  # the session store every model shares (None: memory)
         self._reaper: asyncio.Task[None] | None = None
         self.draining = False
 
@@ -54,6 +59,10 @@ class Registry:
         """Load every model version; raises `ConfigurationError` when the server cannot start at all."""
         if not settings.models.is_dir():
             raise ConfigurationError(f"model repository {settings.models} is not a directory")
+        store = open_store(settings.session_store, settings.session_idle_timeout)
+        if store is not None and not await store.ping():
+            log.warning("session store %s is unreachable for now: stateful steps get UNAVAILABLE until it is back",
+                        settings.session_store)
         executor = ThreadPoolExecutor(max_workers=MODEL_WORKERS, thread_name_prefix="seqserve-model")
         loop = asyncio.get_running_loop()
         statuses: list[ModelStatus] = []
@@ -66,20 +75,22 @@ class Registry:
                     statuses.append(_failed(found, str(exc), settings))
                     continue
                 except ConfigurationError:
-                    await cls(statuses, models, executor).close()
+                    await cls(statuses, models, executor, store).close()
                     raise
                 except Exception as exc:  # onnxruntime refusing the graph, unreadable file, ...
                     log.exception("cannot load %s version %d", found.name, found.version)
                     reason = f"cannot load the graph: {type(exc).__name__}: {exc}"
                     statuses.append(_failed(found, reason, settings))
                     continue
-                model = ServedModel(manifest, runtime, settings, metrics.for_model(found.name), executor, tuning)
+                model = ServedModel(
+                    manifest, runtime, settings, metrics.for_model(found.name), executor, tuning, store
+                )
                 model.start()
                 models[(found.name, found.version)] = model
                 statuses.append(ModelStatus(found.name, found.version, True, "", runtime.provider, manifest, tuning))
                 log.info("serving %s version %d on %s", found.name, found.version, runtime.provider)
                 log.info("tuned %s version %d: %s", found.name, found.version, tuning.describe())
-        registry = cls(statuses, models, executor)
+        registry = cls(statuses, models, executor, store)
         registry._reaper = loop.create_task(registry._evict_forever(settings.session_idle_timeout), name="reaper")
         return registry
 
@@ -129,6 +140,8 @@ class Registry:
                 await self._reaper
         await asyncio.gather(*(m.close() for m in self._models.values()))
         self._executor.shutdown(wait=True)
+        if self.store is not None:
+            await self.store.close()
 
     async def _evict_forever(self, timeout: float) -> None:
         while True:

@@ -6,6 +6,13 @@ without START needs an open session (else `SequenceNotFound`); END frees the ses
 whatever the step's outcome. Sessions the engine evicts for idleness are closed there and vanish from the table
 here. Requests of one sequence run strictly in the order they were submitted; sequences run concurrently and
 meet in the model's batcher.
+
+With a session store (`--session-store redis://`) the table is a cache: a request for a sequence this process does
+not hold (another replica served it, or it was evicted here) loads it from the store, and a step refused because
+another replica advanced the sequence meanwhile (compare-and-set on its version, `Aborted`) is redone here from
+the stored state, up to `REDO_LIMIT` times, then answered ABORTED. Redone, not refused: a Triton client sends one
+sequence's requests in order and waits for each, so the newer stored state is the one its request follows.
+START overwrites whatever is stored (a new epoch), END deletes it in the same write.
 """
 
 from __future__ import annotations
@@ -13,11 +20,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from service.engine.errors import FailedPrecondition, SequenceNotFound
+from service.engine.errors import Aborted, FailedPrecondition, SequenceNotFound
+from service.engine.state.store import sequence_key
 
 if TYPE_CHECKING:
     from service.engine.model import ServedModel
@@ -26,6 +34,7 @@ if TYPE_CHECKING:
 SequenceId = int | str
 _Key = tuple[str, int, SequenceId]
 _MIN_SWEEP = 64
+REDO_LIMIT = 3  # a step refused because another process advanced the sequence is redone from the store this often
 T = TypeVar("T")
 
 
@@ -42,6 +51,16 @@ class SequenceFlags:
 class StepResult:
     outputs: dict[str, np.ndarray]  # {name: (time, size)}
     state: dict[str, np.ndarray] | None  # state after the step keyed by state input name, when asked for
+
+
+@dataclass(frozen=True)
+class _Request(Generic[T]):
+    key: _Key
+    model: ServedModel
+    flags: SequenceFlags
+    x: np.ndarray
+    then: Callable[[StepResult], T]
+    want_state: bool
 
 
 class Sequences:
@@ -74,12 +93,13 @@ class Sequences:
         in submission order, so done-callbacks added to them right away also run in submission order.
         """
         key = (model.manifest.name, model.manifest.version, flags.sequence_id)
+        request = _Request(key, model, flags, x, then, want_state)
         previous = self._tails.get(key)
         if previous is None:
-            future = self._start(key, model, flags, x, then, want_state)
+            future = self._start(request)
         else:
             future = asyncio.get_running_loop().create_future()
-            previous.add_done_callback(lambda _: self._start_after(future, key, model, flags, x, then, want_state))
+            previous.add_done_callback(lambda _: self._start_after(future, request))
         self._tails[key] = future
         future.add_done_callback(lambda done: self._tails.pop(key) if self._tails.get(key) is done else None)
         return future
@@ -90,39 +110,27 @@ class Sequences:
             session.close()
         self._sessions.clear()
 
-    def _start_after(
-        self,
-        future: asyncio.Future[T],
-        key: _Key,
-        model: ServedModel,
-        flags: SequenceFlags,
-        x: np.ndarray,
-        then: Callable[[StepResult], T],
-        want_state: bool,
-    ) -> None:
-        """Start a request that waited for the one before it; its outcome goes to `future`."""
+    def _start_after(self, future: asyncio.Future[T], request: _Request[T], attempt: int = 0) -> None:
+        """Start a request that waited (for the one before it, or to be redone); its outcome goes to `future`."""
         if future.done():  # cancelled by its caller meanwhile: never runs
             return
         try:
-            started = self._start(key, model, flags, x, then, want_state)
+            started = self._start(request, attempt)
         except Exception as exc:
             future.set_exception(exc)
             return
         started.add_done_callback(lambda done: _copy_outcome(done, future))
         future.add_done_callback(lambda f: started.cancel() if f.cancelled() else None)
 
-    def _start(
-        self,
-        key: _Key,
-        model: ServedModel,
-        flags: SequenceFlags,
-        x: np.ndarray,
-        then: Callable[[StepResult], T],
-        want_state: bool,
-    ) -> asyncio.Future[T]:
+    def _start(self, request: _Request[T], attempt: int = 0) -> asyncio.Future[T]:
+        key, model, flags = request.key, request.model, request.flags
+        if model.store is not None and not flags.start and not self._holds(key):
+            # not held here (another replica served it, or it was evicted locally): continue from the store
+            return asyncio.ensure_future(self._resume(request, attempt))
         session = self._session_for(key, model, flags)
+        session.ending = flags.end  # with a store, the END step's write deletes the stored session
         try:
-            step = session.submit(x)
+            step = session.submit(request.x)
         except BaseException:
             self._settle(key, session, flags)
             raise
@@ -135,15 +143,43 @@ class Sequences:
                 if done.cancelled():
                     result.cancel()
                 elif (exc := done.exception()) is not None:
+                    if isinstance(exc, Aborted) and attempt < REDO_LIMIT:  # another replica advanced it: redo
+                        self._drop(key, session)
+                        self._start_after(result, request, attempt + 1)
+                        return
                     result.set_exception(exc)
                 else:
-                    result.set_result(then(StepResult(done.result()[0], session.state() if want_state else None)))
+                    state = session.state() if request.want_state else None
+                    result.set_result(request.then(StepResult(done.result()[0], state)))
             finally:
                 self._settle(key, session, flags)
 
         step.add_done_callback(finish)
         result.add_done_callback(lambda r: step.cancel() if r.cancelled() else None)
         return result
+
+    async def _resume(self, request: _Request[T], attempt: int) -> T:
+        """Load a sequence this process does not hold from the store, then run the step here."""
+        model, key = request.model, request.key
+        assert model.store is not None
+        stored = await model.store.load(sequence_key(*key))
+        if stored is None:
+            raise _not_found(model, request.flags)
+        if not self._holds(key):  # one request of a sequence at a time: nobody restored it meanwhile
+            self._sweep()
+            self._sessions[key] = model.open_session(sequence_key(*key))
+        self._sessions[key].restore(stored)
+        return await self._start(request, attempt)
+
+    def _holds(self, key: _Key) -> bool:
+        session = self._sessions.get(key)
+        return session is not None and not session.closed
+
+    def _drop(self, key: _Key, session: Session) -> None:
+        """Forget a stale local copy (the store holds a newer one)."""
+        session.close()
+        if self._sessions.get(key) is session:
+            del self._sessions[key]
 
     def _settle(self, key: _Key, session: Session, flags: SequenceFlags) -> None:
         """After a request: END (or an engine-closed session) frees the session, whatever the outcome."""
@@ -163,16 +199,16 @@ class Sequences:
             session = None
         if not flags.start:
             if session is None:
-                raise SequenceNotFound(
-                    f"sequence {flags.sequence_id!r} of model {model.manifest.name!r} is not open "
-                    "(never started, ended or expired): its first request must set sequence_start (START)"
-                )
+                raise _not_found(model, flags)
             return session
         if session is not None:
-            session.reset()
+            if session.key is not None:
+                session.restart()
+            else:
+                session.reset()
             return session
         self._sweep()
-        session = model.open_session()
+        session = model.open_session(None if model.store is None else sequence_key(*key))
         self._sessions[key] = session
         return session
 
@@ -183,6 +219,13 @@ class Sequences:
         for key in [k for k, s in self._sessions.items() if s.closed]:
             del self._sessions[key]
         self._sweep_at = max(_MIN_SWEEP, 2 * len(self._sessions))
+
+
+def _not_found(model: ServedModel, flags: SequenceFlags) -> SequenceNotFound:
+    return SequenceNotFound(
+        f"sequence {flags.sequence_id!r} of model {model.manifest.name!r} is not open "
+        "(never started, ended or expired): its first request must set sequence_start (START)"
+    )
 
 
 def _copy_outcome(source: asyncio.Future[T], target: asyncio.Future[T]) -> None:

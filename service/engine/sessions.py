@@ -20,6 +20,7 @@ from service.engine.batching import Batcher, StepResult
 from service.engine.errors import FailedPrecondition
 from service.engine.metrics import ModelMetrics
 from service.engine.state.pool import StatePool
+from service.engine.state.store import ANY, Stored, decode, new_epoch
 
 if TYPE_CHECKING:
     from service.engine.model import ServedModel
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 
 class Session:
     __slots__ = (
-        "_batcher", "_inflight", "_metrics", "_on_close", "_pool", "expired", "generation", "id", "model", "slot"
+        "_batcher", "_inflight", "_metrics", "_on_close", "_pool", "ending", "epoch", "expected", "expired",
+        "generation", "id", "key", "model", "position", "slot", "writes",
     )
 
     def __init__(
@@ -39,6 +41,7 @@ class Session:
         batcher: Batcher,
         metrics: ModelMetrics,
         on_close: Callable[[Session], None],
+        key: str | None = None,
     ) -> None:
         self.id = session_id
         self.model = model
@@ -50,6 +53,14 @@ class Session:
         self._metrics = metrics
         self._on_close = on_close
         self._inflight = 0  # steps queued or running
+        # in the session store (None: memory): the version stored, the epoch and count of writes that make the
+        # next one, the steps applied, whether the step in flight ends the session (see state/through.py)
+        self.key = key
+        self.expected = ANY
+        self.epoch = "" if key is None else new_epoch()
+        self.writes = 0
+        self.position = 0
+        self.ending = False
 
     @property
     def closed(self) -> bool:
@@ -93,6 +104,20 @@ class Session:
         self._check_open()
         self.generation += 1
         self._pool.reset(self.slot)
+
+    def restart(self) -> None:
+        """A new life of the same key (Triton START): initial state, position 0, overwriting what is stored."""
+        self.reset()
+        self.expected, self.epoch, self.writes, self.position = ANY, new_epoch(), 0, 0
+
+    def restore(self, stored: Stored) -> None:
+        """Continue from the store's copy (this process did not hold it, or held a stale one)."""
+        self._check_open()
+        self.generation += 1
+        self._pool.load(self.slot, decode(self._pool.pairs, stored.state))
+        self.expected, self.position = stored.version, stored.position
+        epoch, _, writes = stored.version.rpartition(":")
+        self.epoch, self.writes = epoch, int(writes)
 
     def state(self) -> dict[str, np.ndarray]:
         """A copy of the current state, keyed by state input name (shape without the batch axis)."""

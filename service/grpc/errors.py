@@ -11,6 +11,7 @@ import logging
 import grpc
 
 from service.engine.errors import (
+    Aborted,
     FailedPrecondition,
     InvalidInput,
     ModelNotFound,
@@ -30,6 +31,7 @@ STATUS_CODES: dict[type[SeqServeError], grpc.StatusCode] = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    Aborted: grpc.StatusCode.ABORTED,
     ModelRunFailed: grpc.StatusCode.INTERNAL,  # logged once per batch by the batcher; the message is generic
 }
 INTERNAL_MESSAGE = "internal error; see the server log"

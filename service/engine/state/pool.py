@@ -137,6 +137,12 @@ class StatePool:
         self._check(slot)
         self.store.scatter(np.array([slot], dtype=np.int64), np.zeros(1, dtype=np.int64), self._initial)
 
+    def load(self, slot: int, state: Arrays) -> None:
+        """Set one slot's state (shapes without the batch axis), e.g. from the session store."""
+        self._check(slot)
+        rows = {name: value[np.newaxis] for name, value in state.items()}
+        self.store.scatter(np.array([slot], dtype=np.int64), np.zeros(1, dtype=np.int64), rows)  # type: ignore
+
     def touch(self, slot: int, now: float) -> None:
         self._last_use[slot] = now
 

@@ -1,0 +1,58 @@
+"""Write-through: a batch's new state goes to the session store, in one round trip, before any answer is released.
+
+Only rows of sessions with a store key are written (the memory store never comes here). Each row is a
+compare-and-set on the session's version: a row whose session moved on elsewhere (a concurrent step won it)
+is refused with `Aborted` and neither written locally nor answered; an unreachable store refuses every row
+with `Unavailable`. A written row advances its session's version and position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from modelrepo import StatePair
+from service.engine.errors import Aborted, Unavailable
+from service.engine.runtime import StateValue, to_host
+from service.engine.state.store import ABSENT, RedisStore, Write, encode
+
+
+class Durable(Protocol):
+    """A session as write-through sees it."""
+
+    key: str | None  # None: not in the store
+    expected: str  # the version the store holds for it (store.ANY: overwrite, after an open or START)
+    epoch: str
+    writes: int
+    position: int  # steps applied
+    ending: bool  # this step ends the session: delete it from the store
+
+
+async def write_through(
+    store: RedisStore, pairs: Sequence[StatePair], owners: Sequence[Durable | None], state: dict[str, StateValue]
+) -> dict[int, Exception]:
+    """Commit row i of `state` for `owners[i]` (None: not written); the refused rows and why."""
+    rows = [i for i, owner in enumerate(owners) if owner is not None and owner.key is not None]
+    if not rows:
+        return {}
+    host = {p.input: to_host(state[p.input]) for p in pairs}
+    writes = []
+    for i in rows:
+        owner = owners[i]
+        assert owner is not None and owner.key is not None
+        version = "" if owner.ending else f"{owner.epoch}:{owner.writes + 1}"
+        writes.append(Write(owner.key, owner.expected, version, owner.position + 1, encode(pairs, host, i)))
+    try:
+        results = await store.commit(writes)
+    except Unavailable as exc:
+        return dict.fromkeys(rows, exc)
+    refused: dict[int, Exception] = {}
+    for i, write, stored in zip(rows, writes, results, strict=True):
+        owner = owners[i]
+        assert owner is not None
+        if stored:
+            gone = "ended or expired" if stored == ABSENT else "advanced by another step"
+            refused[i] = Aborted(f"a concurrent step won the session (it was {gone}); retry from its stored position")
+            continue
+        owner.expected, owner.writes, owner.position = write.version, owner.writes + 1, owner.position + 1
+    return refused

@@ -1,0 +1,32 @@
+"""Two servers sharing one real Redis (`--session-store redis://`): any replica serves any Triton sequence.
+
+Each server has its own event loop, pools and sequence table; only the store is shared, as between two processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import tritonclient.grpc as triton
+
+from tests.service.grpc.triton.test_sequences import assert_parity, first_output, interleaved, make_sequences
+
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer
+    from tests.service.grpc.helpers import Reference, RunningServer
+
+
+def test_sequences_alternating_between_two_servers_equal_whole_runs(
+    start_server: Callable[..., RunningServer], redis_server: RedisServer, reference: Reference,
+    streamable: list[str],
+) -> None:
+    servers = [start_server(session_store=redis_server.url) for _ in range(2)]
+    clients = [triton.InferenceServerClient(s.target) for s in servers]
+    sequences = make_sequences(reference, streamable, 32, seed=11)
+    for s, k in interleaved(sequences):
+        s.outputs.append(first_output(clients[k % 2].infer(**s.request(k))))  # each request on the other server
+    assert_parity(sequences, reference)
+    assert all(server.registry.store is not None and server.registry.store.round_trips for server in servers)
+    with redis_server.client() as redis:
+        assert redis.dbsize() == 0  # END deleted every stored sequence
