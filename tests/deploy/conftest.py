@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.topology import Balancer, Replica, nginx_binary
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -20,13 +21,25 @@ def replica(models_root: Path) -> Iterator[Replica]:
 @pytest.fixture
 def topology(tmp_path: Path, models_root: Path) -> Iterator[tuple[Replica, Replica, Balancer]]:
     """Two replicas (1 s shutdown grace) behind nginx configured from deploy/nginx.conf."""
+    yield from two_replicas(tmp_path, models_root)
+
+
+@pytest.fixture
+def shared_topology(
+    tmp_path: Path, models_root: Path, redis_server: RedisServer
+) -> Iterator[tuple[Replica, Replica, Balancer]]:
+    """The same topology with both replicas on one real Redis (`--session-store redis://...`)."""
+    yield from two_replicas(tmp_path, models_root, "--session-store", redis_server.url)
+
+
+def two_replicas(tmp_path: Path, models_root: Path, *args: str) -> Iterator[tuple[Replica, Replica, Balancer]]:
     binary = nginx_binary()
     if binary is None:
         pytest.skip("nginx is not installed and could not be (make test installs Debian's nginx when root)")
     replicas: list[Replica] = []
     balancer = None
     try:
-        replicas = [Replica(models_root, "--shutdown-grace", "1") for _ in range(2)]
+        replicas = [Replica(models_root, "--shutdown-grace", "1", *args) for _ in range(2)]
         balancer = Balancer(tmp_path, [r.target for r in replicas], binary)
         yield replicas[0], replicas[1], balancer
     finally:

@@ -62,10 +62,17 @@ class Replica:
 
     def active_sessions(self) -> float:
         """Sum of the `seqserve_active_sessions` gauge over models, read from this replica's /metrics."""
+        return self.metric_sum("seqserve_active_sessions{")
+
+    def requests_served(self) -> float:
+        """Sum of `seqserve_requests_total` over models and codes."""
+        return self.metric_sum("seqserve_requests_total{")
+
+    def metric_sum(self, prefix: str) -> float:
+        """The sum of every sample on this replica's /metrics whose line starts with `prefix`."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as reply:
             text = reply.read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("seqserve_active_sessions{"))
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
     def kill(self, sig: signal.Signals = signal.SIGKILL) -> int:
         """Send `sig` and wait for the process to end; returns its exit code."""

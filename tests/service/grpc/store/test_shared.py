@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import pytest
 import tritonclient.grpc as triton
+from tritonclient.utils import InferenceServerException
 
 from tests.service.grpc.triton.test_sequences import assert_parity, first_output, interleaved, make_sequences
 
@@ -30,3 +32,24 @@ def test_sequences_alternating_between_two_servers_equal_whole_runs(
     assert all(server.registry.store is not None and server.registry.store.round_trips for server in servers)
     with redis_server.client() as redis:
         assert redis.dbsize() == 0  # END deleted every stored sequence
+
+
+def test_redis_down_is_unavailable_with_a_clear_message_and_the_server_recovers(
+    start_server: Callable[..., RunningServer], redis_server: RedisServer, reference: Reference,
+    streamable: list[str],
+) -> None:
+    server = start_server(session_store=redis_server.url)
+    client = triton.InferenceServerClient(server.target)
+    (s,) = make_sequences(reference, streamable[:1], 1, seed=2)
+    s.outputs.append(first_output(client.infer(**s.request(0))))
+    redis_server.stop()
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer(**s.request(1))
+    assert refused.value.status() == "StatusCode.UNAVAILABLE"
+    assert "session store is unreachable" in refused.value.message()
+    assert client.is_server_live() and client.is_server_ready()
+    redis_server.start()
+    s.outputs.clear()
+    for k in range(len(s.chunks)):  # the store came back empty: the sequence starts again, and runs exactly
+        s.outputs.append(first_output(client.infer(**s.request(k))))
+    assert_parity([s], reference)

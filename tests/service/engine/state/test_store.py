@@ -1,0 +1,115 @@
+"""The Redis session store on a real `redis-server`: compare-and-set per row, two registries racing for one
+sequence (one step wins, the other is redone or ABORTED, the state stays exact), Redis down and back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+import pytest
+
+from service.engine.errors import Aborted, SequenceNotFound, Unavailable
+from service.engine.metrics import Metrics
+from service.engine.registry import Registry
+from service.engine.sequences import SequenceFlags, Sequences, StepResult
+from service.engine.state.store import ANY, RedisStore, Write, decode, sequence_key
+from tests.redis_server import RedisServer
+from tests.service.helpers import MANIFESTS, SHIPPED, cpu_settings, reference
+
+MODEL = "vowels_gru"
+TOLERANCE = 1e-4
+Opener = Callable[[], "asyncio.Future[Registry]"]
+
+
+def logits(result: StepResult) -> np.ndarray:
+    return result.outputs["logits"]
+
+
+def chunk(seed: int, steps: int = 4) -> np.ndarray:
+    features = MANIFESTS[MODEL].input.features
+    return np.random.default_rng(seed).standard_normal((steps, features)).astype(np.float32)
+
+
+@pytest.fixture
+async def registries(redis_server: RedisServer) -> AsyncIterator[tuple[Registry, Registry]]:
+    """Two registries (two replicas' engines) on one event loop, sharing one Redis."""
+    settings = cpu_settings(SHIPPED, session_store=redis_server.url)
+    loaded = [await Registry.load(settings, Metrics()) for _ in range(2)]
+    yield loaded[0], loaded[1]
+    for registry in loaded:
+        await registry.close()
+
+
+async def test_a_write_that_does_not_start_from_the_stored_version_is_refused(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url, ttl_s=60)
+    try:
+        assert await store.commit([Write("k", ANY, "e:1", 1, b"a"), Write("j", "e:9", "e:10", 1, b"x")]) == ["", "-"]
+        assert await store.commit([Write("k", "e:1", "e:2", 2, b"b"), Write("k", "e:1", "e:2", 2, b"c")]) == ["", "e:2"]
+        stored = await store.load("k")
+        assert stored is not None and (stored.version, stored.position, stored.state) == ("e:2", 2, b"b")
+        assert await store.commit([Write("k", "e:2", "", 3, b"")]) == [""]  # an END deletes
+        assert await store.load("k") is None
+        assert store.round_trips == 5
+    finally:
+        await store.close()
+
+
+async def test_two_replicas_racing_for_one_sequence_apply_each_step_once(
+    registries: tuple[Registry, Registry], redis_server: RedisServer
+) -> None:
+    (a, b), tables = registries, (Sequences(), Sequences())
+    c1, c2, c3, c4 = (chunk(seed) for seed in range(1, 5))
+    await tables[0].submit(a.get(MODEL), SequenceFlags(7, start=True), c1, logits)
+    await tables[1].submit(b.get(MODEL), SequenceFlags(7), c2, logits)  # B loads it; A's copy is now stale
+    trips = a.store.round_trips  # type: ignore[union-attr]
+    racing = [tables[0].submit(a.get(MODEL), SequenceFlags(7), c3, logits),  # from A's stale copy: refused, redone
+              tables[1].submit(b.get(MODEL), SequenceFlags(7), c4, logits)]
+    got = dict(zip(("c3", "c4"), await asyncio.gather(*racing), strict=True))
+    assert a.store.round_trips - trips >= 3  # type: ignore[union-attr]  # refused commit, load, commit
+    stored = await a.store.load(sequence_key(MODEL, MANIFESTS[MODEL].version, 7))  # type: ignore[union-attr]
+    assert stored is not None and stored.position == 4  # four steps, none lost, none applied twice
+    final = decode(MANIFESTS[MODEL].state, stored.state)
+    explained = []
+    for order, xs in {("c3", "c4"): [c1, c2, c3, c4], ("c4", "c3"): [c1, c2, c4, c3]}.items():
+        whole = reference(MODEL, np.concatenate(xs)[None])
+        state_ok = all(np.allclose(final[p.input], whole[p.output][0], atol=TOLERANCE) for p in MANIFESTS[MODEL].state)
+        answers = np.concatenate([got[name] for name in order])
+        if state_ok and np.allclose(answers, whole["logits"][0][8:], atol=TOLERANCE):
+            explained.append(order)
+    assert len(explained) == 1  # one serial order explains both answers and the stored state
+
+
+async def test_a_session_another_replica_advanced_is_aborted(registries: tuple[Registry, Registry]) -> None:
+    """Below the sequence table (which redoes), a session's stale step is refused with ABORTED, state untouched."""
+    a, b = (r.get(MODEL) for r in registries)
+    key = sequence_key(MODEL, a.version, "race")
+    mine = a.open_session(key)
+    await mine.step(chunk(1))
+    stored = await a.store.load(key)  # type: ignore[union-attr]
+    theirs = b.open_session(key)
+    theirs.restore(stored)  # type: ignore[arg-type]
+    await theirs.step(chunk(2))  # the other replica wins the session
+    before = mine.state()
+    with pytest.raises(Aborted, match="concurrent step won"):
+        await mine.step(chunk(3))
+    assert all(np.array_equal(before[n], v) for n, v in mine.state().items())
+
+
+async def test_redis_down_gives_unavailable_and_the_engine_recovers(
+    registries: tuple[Registry, Registry], redis_server: RedisServer
+) -> None:
+    model, table = registries[0].get(MODEL), Sequences()
+    await table.submit(model, SequenceFlags(1, start=True), chunk(1), logits)
+    redis_server.stop()
+    with pytest.raises(Unavailable, match="session store is unreachable"):
+        await table.submit(model, SequenceFlags(1), chunk(2), logits)
+    with pytest.raises(Unavailable, match="session store is unreachable"):
+        await table.submit(model, SequenceFlags(2), chunk(2), logits)  # not held here: the load fails too
+    outputs, _ = await model.infer(chunk(3)[None])  # stateless requests need no store
+    assert outputs["logits"].shape == (1, 4, MANIFESTS[MODEL].outputs[0].size)
+    redis_server.start()  # back, empty (no persistence): what it held is gone, new sequences work
+    with pytest.raises(SequenceNotFound):
+        await table.submit(model, SequenceFlags(1), chunk(2), logits)
+    got = await table.submit(model, SequenceFlags(1, start=True), chunk(4), logits)
+    np.testing.assert_allclose(got, reference(MODEL, chunk(4)[None])["logits"][0], atol=TOLERANCE, rtol=0)
