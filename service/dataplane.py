@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from service.engine.errors import InvalidInput, SeqServeError
+from service.engine.errors import FailedPrecondition, InvalidInput, SeqServeError, SequenceNotFound
 from service.engine.sequences import SequenceFlags, Sequences, StepResult
+from service.engine.state.store import decode_answer, new_token, stream_key, valid_token
 
 if TYPE_CHECKING:
     from service.engine.metrics import Metrics
@@ -108,7 +109,41 @@ class DataPlane:
         return await model.infer(x, state)
 
     def open_session(self, name: str, version: int | None) -> Session:
-        return self.registry.get(name, version).open_session()
+        """A native stream's session; with a session store, resumable by its token (`store.token_of(key)`)."""
+        model = self.registry.get(name, version)
+        if model.store is None:
+            return model.open_session()
+        session = model.open_session(stream_key(model.name, model.version, new_token()))
+        session.answers = True
+        return session
+
+    async def resume_session(self, name: str, version: int | None, token: str) -> tuple[Session, list[Arrays]]:
+        """Continue a native stream's session from the store: the session and the last answers it kept."""
+        model = self.registry.get(name, version)
+        if model.store is None:
+            raise FailedPrecondition("resuming needs a shared session store (--session-store redis://...); "
+                                     "this server keeps sessions in memory, so they end with their stream")
+        if not valid_token(token):
+            raise InvalidInput("malformed resume token")
+        key = stream_key(model.name, model.version, token)
+        stored = await model.store.load(key, recent=True)
+        if stored is None:
+            raise SequenceNotFound(f"no session of model {model.name!r} to resume for this token "
+                                   "(ended, expired or never opened)")
+        session = model.open_session(key)
+        session.answers = True
+        try:
+            session.restore(stored)
+        except BaseException:
+            session.close()
+            raise
+        return session, [decode_answer(answer) for answer in stored.recent]
+
+    async def end_session(self, session: Session) -> None:
+        """A native stream ended by its client: the stored session goes too (a cut or broken stream keeps it)."""
+        store = session.model.store
+        if session.key is not None and store is not None and not session.closed:
+            await store.delete(session.key)
 
     async def _stateless(self, model: ServedModel, request: InferRequest, then: Callable[[Arrays], T]) -> T:
         outputs, state = await model.infer(request.x)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import queue
+import time
 import weakref
+from collections import deque
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 
@@ -12,6 +14,7 @@ import numpy as np
 
 from service.client import common
 from service.client.common import Arrays, ServerError
+from service.client.resume import DEFAULT_RETRY, Journal, RetryPolicy
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 
@@ -44,9 +47,10 @@ class Client:
         except grpc.RpcError as exc:
             raise ServerError.from_rpc(exc) from None
 
-    def stream(self, model: str, version: int = 0) -> Stream:
-        """Open a session on `model` (newest version unless given); use it as a context manager."""
-        stream = Stream(self._stub, model, version)
+    def stream(self, model: str, version: int = 0, retry: RetryPolicy = DEFAULT_RETRY) -> Stream:
+        """Open a session on `model` (newest version unless given); use it as a context manager. With a shared
+        session store on the server, it resumes by itself after UNAVAILABLE or a broken connection (`retry`)."""
+        stream = Stream(self._stub, model, version, retry)
         self._streams.add(stream)
         return stream
 
@@ -66,17 +70,23 @@ class Client:
 class Stream:
     """One session. `send` is lock-step; `submit` + `receive` pipeline several chunks in flight."""
 
-    def __init__(self, stub: pb_grpc.SeqServeStub, model: str, version: int) -> None:
-        self._requests: queue.SimpleQueue[pb.StreamRequest | None] = queue.SimpleQueue()
-        self._requests.put(common.open_request(model, version))
-        self._call = stub.Stream(self._outgoing())
+    def __init__(self, stub: pb_grpc.SeqServeStub, model: str, version: int,
+                 retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        self._stub = stub
+        self._retry = retry
+        self._journal = Journal(model, version)
+        self._replay: deque[pb.StreamResponse] = deque()  # answers recovered by a resume, not yet received
+        self._resuming = False
+        self._connect(common.open_request(model, version))
         self._seq = 0
         self.info: pb.Opened = common.expect(self._next(), "opened").opened
+        self._journal.opened(self.info)
+        self.resumes = 0  # how often this stream resumed
 
     def submit(self, chunk: np.ndarray) -> int:
         """Send a chunk (time, features) without waiting; returns its sequence number."""
         self._seq += 1
-        self._requests.put(common.chunk_request(self._seq, chunk))
+        self._send(common.chunk_request(self._seq, chunk))
         return self._seq
 
     def receive(self) -> Arrays:
@@ -90,7 +100,7 @@ class Stream:
     def reset(self) -> None:
         """Back to the model's initial state (answers to earlier chunks must have been received)."""
         self._seq += 1
-        self._requests.put(common.reset_request(self._seq))
+        self._send(common.reset_request(self._seq))
         common.expect(self._next(), "reset")
 
     def close(self) -> None:
@@ -109,18 +119,50 @@ class Stream:
         self._requests.put(None)
         self._call.cancel()
 
-    def _outgoing(self) -> Iterator[pb.StreamRequest]:
-        while (request := self._requests.get()) is not None:
+    def _connect(self, first: pb.StreamRequest) -> None:
+        self._requests: queue.SimpleQueue[pb.StreamRequest | None] = queue.SimpleQueue()
+        self._requests.put(first)
+        self._call = self._stub.Stream(self._outgoing(self._requests))
+
+    def _send(self, request: pb.StreamRequest) -> None:
+        self._journal.sent(request)
+        self._requests.put(request)
+
+    @staticmethod
+    def _outgoing(requests: queue.SimpleQueue[pb.StreamRequest | None]) -> Iterator[pb.StreamRequest]:
+        while (request := requests.get()) is not None:
             yield request
 
     def _next(self) -> pb.StreamResponse:
-        try:
-            return next(self._call)
-        except StopIteration:
-            raise ServerError(grpc.StatusCode.UNAVAILABLE, "the server closed the stream") from None
-        except grpc.RpcError as exc:
-            self._requests.put(None)
-            raise ServerError.from_rpc(exc) from None
+        """The next answer: recovered by a resume, or read (resuming after a resumable failure, as `retry` allows)."""
+        attempt = 0
+        while True:
+            if self._replay:
+                return self._replay.popleft()
+            try:
+                response = next(self._call)
+            except StopIteration:
+                raise ServerError(grpc.StatusCode.UNAVAILABLE, "the server closed the stream") from None
+            except grpc.RpcError as exc:
+                self._requests.put(None)
+                error = ServerError.from_rpc(exc)
+                attempt += 1
+                if not self._journal.can_resume(error) or attempt > self._retry.attempts:
+                    raise error from None
+                time.sleep(self._retry.delay(attempt))  # a retry's backoff: the failed replica may take a moment
+                self._connect(self._journal.resume_request())
+                self._resuming = True
+                continue
+            if self._resuming:
+                self._resuming = False
+                replies, resend = self._journal.reconcile(common.expect(response, "opened").opened)
+                self.resumes += 1
+                self._replay.extend(replies)
+                for request in resend:
+                    self._requests.put(request)
+                continue
+            self._journal.answered(response)
+            return response
 
     def __enter__(self) -> Stream:
         return self

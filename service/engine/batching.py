@@ -193,7 +193,7 @@ class Batcher:
                 hop_ns = time.perf_counter_ns() - ready - run_ns
             ran = time.perf_counter_ns()
             self.inline.observe(steps, run_ns, hop_ns)
-            refused = None if self._store is None else await self._write_through(batch, new_state)
+            refused = None if self._store is None else await self._write_through(batch, outputs, new_state)
             self._finish(batch, outputs, new_state, refused)
         except asyncio.CancelledError:
             self._fail(batch, Unavailable("the model is shutting down"))
@@ -211,9 +211,12 @@ class Batcher:
         outputs, new_state = self._runtime.run({self._input_name: x}, state)
         return outputs, new_state, time.perf_counter_ns() - start
 
-    async def _write_through(self, batch: list[Step], new_state: dict[str, StateValue]) -> dict[int, Exception]:
+    async def _write_through(
+        self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue]
+    ) -> dict[int, Exception]:
         """One round trip to the session store for the whole batch; the rows it refused."""
-        return await write_through(self._store, self._pool.pairs, self._advancing(batch), new_state)  # type: ignore
+        advancing = self._advancing(batch)
+        return await write_through(self._store, self._pool.pairs, advancing, new_state, outputs)  # type: ignore
 
     @staticmethod
     def _advancing(batch: list[Step], refused: dict[int, Exception] | None = None) -> list[StateOwner | None]:

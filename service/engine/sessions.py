@@ -21,6 +21,7 @@ from service.engine.errors import FailedPrecondition
 from service.engine.metrics import ModelMetrics
 from service.engine.state.pool import StatePool
 from service.engine.state.store import ANY, Stored, decode, new_epoch
+from service.engine.state.through import reset_through
 
 if TYPE_CHECKING:
     from service.engine.model import ServedModel
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 class Session:
     __slots__ = (
-        "_batcher", "_inflight", "_metrics", "_on_close", "_pool", "ending", "epoch", "expected", "expired",
+        "_batcher", "_inflight", "_metrics", "_on_close", "_pool", "answers", "ending", "epoch", "expected", "expired",
         "generation", "id", "key", "model", "position", "slot", "writes",
     )
 
@@ -61,6 +62,7 @@ class Session:
         self.writes = 0
         self.position = 0
         self.ending = False
+        self.answers = False  # keep each step's answer in the store for a resuming client (native streams)
 
     @property
     def closed(self) -> bool:
@@ -104,6 +106,13 @@ class Session:
         self._check_open()
         self.generation += 1
         self._pool.reset(self.slot)
+
+    async def reset_through(self) -> None:
+        """`reset`, written to the session store first when the session has a key (a resumable native stream)."""
+        self._check_open()
+        if self.key is not None and self.model.store is not None:
+            await reset_through(self.model.store, self._pool.pairs, self, self._pool.initial)
+        self.reset()
 
     def restart(self) -> None:
         """A new life of the same key (Triton START): initial state, position 0, overwriting what is stored."""

@@ -115,6 +115,11 @@ class StatePool:
     def nbytes(self) -> int:
         return self.store.nbytes
 
+    @property
+    def initial(self) -> dict[str, StateValue]:
+        """The initial state as one batch-first row."""
+        return self._initial
+
     def alloc(self, now: float) -> int:
         """A slot holding the initial state; `ResourceExhausted` when `max_slots` are in use."""
         if not self._free:

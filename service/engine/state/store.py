@@ -13,6 +13,7 @@ Redis errors become `Unavailable` (UNAVAILABLE) with a clear message; nothing el
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Sequence
@@ -30,21 +31,35 @@ ABSENT = "-"  # stored version reported for a key that does not exist (ended, ex
 KEY_PREFIX = "seqserve"
 TIMEOUT_S = 2.0  # a store call that takes longer fails with UNAVAILABLE (the answer is held meanwhile)
 
-# KEYS: one per row; ARGV[1]: TTL in ms; then 4 per row: expected version, new version ("" = delete), position,
-# state bytes. Returns one string per row: "" when written, else the stored version (ABSENT when missing).
+RECENT = 16  # answers kept per native stream (`<key>:o`, oldest first) for a client whose answers were lost
+NO_ANSWER = b"-"  # a write that keeps no answer (Triton sequences: their clients never resume)
+
+# KEYS: one per row; ARGV[1]: TTL in ms, ARGV[2]: answers kept; then 5 per row: expected version, new version
+# ("" = delete), position, state bytes, answer (NO_ANSWER = none). Returns one string per row: "" when written,
+# else the stored version (ABSENT when missing).
 COMMIT = """
 local ttl = tonumber(ARGV[1])
+local keep = tonumber(ARGV[2])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local b = 2 + (i - 1) * 4
+  local b = 3 + (i - 1) * 5
   local expected = ARGV[b]
   local current = redis.call('HGET', key, 'v')
   if expected == '*' or current == expected then
+    local answers = key .. ':o'
     if ARGV[b + 1] == '' then
-      redis.call('DEL', key)
+      redis.call('DEL', key, answers)
     else
       redis.call('HSET', key, 'v', ARGV[b + 1], 'n', ARGV[b + 2], 's', ARGV[b + 3])
       redis.call('PEXPIRE', key, ttl)
+      if expected == '*' then
+        redis.call('DEL', answers)
+      end
+      if ARGV[b + 4] ~= '-' then
+        redis.call('RPUSH', answers, ARGV[b + 4])
+        redis.call('LTRIM', answers, -keep, -1)
+        redis.call('PEXPIRE', answers, ttl)
+      end
     end
     out[i] = ''
   else
@@ -62,6 +77,7 @@ class Stored:
     version: str
     position: int
     state: bytes
+    recent: tuple[bytes, ...] = ()  # the last answers (`encode_answer`), oldest first, when asked for
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,7 @@ class Write:
     version: str  # "" deletes the key (the session ended)
     position: int
     state: bytes
+    answer: bytes = NO_ANSWER  # the step's answer kept for a resuming client (`encode_answer`)
 
 
 def new_epoch() -> str:
@@ -90,9 +107,41 @@ def stream_key(model: str, version: int, token: str) -> str:
     return f"{KEY_PREFIX}:{model}:{version}:n:{token}"
 
 
+def new_token() -> str:
+    """A resume token: 128 random bits, URL-safe (what `stream_key` and `token_of` expect)."""
+    return secrets.token_urlsafe(16)
+
+
+def token_of(key: str) -> str:
+    """The resume token in a native stream's key."""
+    return key.rsplit(":", 1)[1]
+
+
+def valid_token(token: str) -> bool:
+    return 0 < len(token) <= 64 and all(c.isalnum() or c in "-_" for c in token)
+
+
 def encode(pairs: Sequence[StatePair], rows: dict[str, np.ndarray], i: int) -> bytes:
     """Row `i` of batch-first host arrays `rows` as bytes, in manifest order."""
     return b"".join(np.ascontiguousarray(rows[p.input][i], dtype=p.dtype).tobytes() for p in pairs)
+
+
+def encode_answer(outputs: dict[str, np.ndarray], i: int) -> bytes:
+    """Row `i` of batch-first outputs as bytes (a JSON header of names, dtypes and shapes, then the data)."""
+    rows = {name: np.ascontiguousarray(value[i]) for name, value in outputs.items()}
+    header = json.dumps([[name, a.dtype.str, list(a.shape)] for name, a in rows.items()]).encode()
+    return header + b"\n" + b"".join(a.tobytes() for a in rows.values())
+
+
+def decode_answer(data: bytes) -> dict[str, np.ndarray]:
+    """`encode_answer`'s outputs `{name: (time, size)}` (empty for a reset)."""
+    header, _, body = data.partition(b"\n")
+    answer, offset = {}, 0
+    for name, dtype, shape in json.loads(header):
+        value = np.frombuffer(body, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
+        answer[name] = value.copy()
+        offset += value.nbytes
+    return answer
 
 
 def decode(pairs: Sequence[StatePair], data: bytes) -> dict[str, np.ndarray]:
@@ -138,23 +187,30 @@ class RedisStore:
             return False
         return True
 
-    async def load(self, key: str) -> Stored | None:
+    async def load(self, key: str, recent: bool = False) -> Stored | None:
+        """The stored session (None: ended, expired or never written); with its last answers if `recent`."""
         self.round_trips += 1
         try:
-            found: list[bytes | None] = await self._client.hmget(key, ["v", "n", "s"])  # type: ignore[assignment]
+            if recent:
+                async with self._client.pipeline(transaction=True) as pipe:  # one round trip, one snapshot
+                    pipe.hmget(key, ["v", "n", "s"])
+                    pipe.lrange(f"{key}:o", 0, -1)
+                    found, answers = await pipe.execute()
+            else:
+                found, answers = await self._client.hmget(key, ["v", "n", "s"]), []  # type: ignore[misc]
         except self._errors as exc:
             raise self._unavailable(exc) from None
         version, position, state = found
         if version is None or position is None or state is None:
             return None
-        return Stored(version.decode(), int(position), state)
+        return Stored(version.decode(), int(position), state, tuple(answers))
 
     async def commit(self, writes: Sequence[Write]) -> list[str]:
         """Compare-and-set every write in one round trip: "" for each row written, else the stored version."""
         self.round_trips += 1
-        args: list[str | bytes | int] = [self._ttl_ms]
+        args: list[str | bytes | int] = [self._ttl_ms, RECENT]
         for w in writes:
-            args += [w.expected, w.version, w.position, w.state]
+            args += [w.expected, w.version, w.position, w.state, w.answer]
         try:
             results = await self._commit(keys=[w.key for w in writes], args=args)
         except self._errors as exc:
@@ -164,7 +220,7 @@ class RedisStore:
     async def delete(self, key: str) -> None:
         self.round_trips += 1
         try:
-            await self._client.delete(key)
+            await self._client.delete(key, f"{key}:o")
         except self._errors as exc:
             raise self._unavailable(exc) from None
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+import numpy as np
+
 from modelrepo import StatePair
 from service.engine.errors import Aborted, Unavailable
 from service.engine.runtime import StateValue, to_host
-from service.engine.state.store import ABSENT, RedisStore, Write, encode
+from service.engine.state.store import ABSENT, NO_ANSWER, RedisStore, Write, encode, encode_answer
 
 
 class Durable(Protocol):
@@ -26,12 +28,15 @@ class Durable(Protocol):
     writes: int
     position: int  # steps applied
     ending: bool  # this step ends the session: delete it from the store
+    answers: bool  # keep each step's answer for a resuming client (native streams)
 
 
 async def write_through(
-    store: RedisStore, pairs: Sequence[StatePair], owners: Sequence[Durable | None], state: dict[str, StateValue]
+    store: RedisStore, pairs: Sequence[StatePair], owners: Sequence[Durable | None], state: dict[str, StateValue],
+    outputs: dict[str, np.ndarray],
 ) -> dict[int, Exception]:
-    """Commit row i of `state` for `owners[i]` (None: not written); the refused rows and why."""
+    """Commit row i of `state` (and of `outputs`, kept as its answer) for `owners[i]` (None: not written); the
+    refused rows and why."""
     rows = [i for i, owner in enumerate(owners) if owner is not None and owner.key is not None]
     if not rows:
         return {}
@@ -41,7 +46,8 @@ async def write_through(
         owner = owners[i]
         assert owner is not None and owner.key is not None
         version = "" if owner.ending else f"{owner.epoch}:{owner.writes + 1}"
-        writes.append(Write(owner.key, owner.expected, version, owner.position + 1, encode(pairs, host, i)))
+        answer = encode_answer(outputs, i) if owner.answers else NO_ANSWER
+        writes.append(Write(owner.key, owner.expected, version, owner.position + 1, encode(pairs, host, i), answer))
     try:
         results = await store.commit(writes)
     except Unavailable as exc:
@@ -56,3 +62,12 @@ async def write_through(
             continue
         owner.expected, owner.writes, owner.position = write.version, owner.writes + 1, owner.position + 1
     return refused
+
+
+async def reset_through(store: RedisStore, pairs: Sequence[StatePair], owner: Durable, initial: dict[str, StateValue]
+                        ) -> None:
+    """Write a session's reset (the initial state, one batch-first row; its answer has no outputs) before it applies
+    locally; raises `Aborted` or `Unavailable` when refused."""
+    refused = await write_through(store, pairs, [owner], initial, {})
+    if refused:
+        raise refused[0]

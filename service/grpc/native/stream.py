@@ -7,10 +7,12 @@ propagates and ends the stream with its status (see `service/grpc/errors.py`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from service.dataplane import UNKNOWN_MODEL
 from service.engine.errors import FailedPrecondition, InvalidInput, ModelRunFailed, ResourceExhausted
+from service.engine.state.store import token_of
 from service.grpc.errors import to_status
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.grpc.native import convert
@@ -43,13 +45,16 @@ class StreamHandler:
         convert.arrays_to_tensors(outputs, response.result.outputs)  # built in place
         return response
 
-    def control(self, request: pb.StreamRequest, kind: str | None) -> pb.StreamResponse:
-        """The answer to any other request but `end`: `open`, `reset`, a chunk before open, an empty message."""
+    def control(self, request: pb.StreamRequest, kind: str | None) -> pb.StreamResponse | Awaitable[pb.StreamResponse]:
+        """The answer to any other request but `end`: `open`, `reset`, a chunk before open, an empty message; an
+        awaitable for those that go to the session store first (resume, a resumable session's reset)."""
         if kind == "open":
-            return self._open(request)
+            return self._resume(request) if request.open.resume and self._session is None else self._open(request)
         if self._session is None:
             raise FailedPrecondition(f"{kind or 'an empty message'} before open; open a session first")
         if kind == "reset":
+            if self._session.key is not None:
+                return self._reset_through(self._session, request)
             self._session.reset()
             return pb.StreamResponse(seq=request.seq, reset=pb.ResetDone())
         return self._error(request, InvalidInput("empty stream message: set one of open, chunk, reset, end"))
@@ -57,6 +62,11 @@ class StreamHandler:
     def count_failure(self, exc: BaseException) -> None:
         """The request that ends the stream, counted under the session's model (or as unknown)."""
         self._dataplane.count(self._label, to_status(exc)[0].name)
+
+    async def end(self) -> None:
+        """The client ended the stream (END or half-close): its session ends everywhere."""
+        if self._session is not None:
+            await self._dataplane.end_session(self._session)
 
     def close(self) -> None:
         if self._session is not None:
@@ -66,13 +76,31 @@ class StreamHandler:
         if self._session is not None:
             raise FailedPrecondition("the stream already has a session; open once per stream")
         self._session = self._dataplane.open_session(request.open.model, request.open.version or None)
-        manifest = self._session.model.manifest
+        return self._opened(request, self._session)
+
+    async def _resume(self, request: pb.StreamRequest) -> pb.StreamResponse:
+        self._session, recent = await self._dataplane.resume_session(
+            request.open.model, request.open.version or None, request.open.resume
+        )
+        response = self._opened(request, self._session)
+        for answer in recent:
+            convert.arrays_to_tensors(answer, response.opened.recent.add().outputs)
+        return response
+
+    async def _reset_through(self, session: Session, request: pb.StreamRequest) -> pb.StreamResponse:
+        await session.reset_through()
+        return pb.StreamResponse(seq=request.seq, reset=pb.ResetDone())
+
+    def _opened(self, request: pb.StreamRequest, session: Session) -> pb.StreamResponse:
+        manifest = session.model.manifest
         self._label = manifest.name
         self._dataplane.count(self._label, "OK")
         response = pb.StreamResponse(seq=request.seq)
         opened = response.opened
-        opened.model, opened.version, opened.session_id = manifest.name, manifest.version, self._session.id
-        opened.provider = self._session.model.provider
+        opened.model, opened.version, opened.session_id = manifest.name, manifest.version, session.id
+        opened.provider = session.model.provider
+        if session.key is not None:
+            opened.resume_token, opened.position = token_of(session.key), session.position
         return response
 
     def _error(self, request: pb.StreamRequest, exc: Exception) -> pb.StreamResponse:

@@ -47,12 +47,14 @@ class StreamRequest(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., open: _Optional[_Union[Open, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ..., reset: _Optional[_Union[Reset, _Mapping]] = ..., end: _Optional[_Union[End, _Mapping]] = ...) -> None: ...
 
 class Open(_message.Message):
-    __slots__ = ("model", "version")
+    __slots__ = ("model", "version", "resume")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    resume: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., resume: _Optional[str] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("input",)
@@ -83,16 +85,22 @@ class StreamResponse(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., opened: _Optional[_Union[Opened, _Mapping]] = ..., result: _Optional[_Union[ChunkResult, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., reset: _Optional[_Union[ResetDone, _Mapping]] = ...) -> None: ...
 
 class Opened(_message.Message):
-    __slots__ = ("model", "version", "session_id", "provider")
+    __slots__ = ("model", "version", "session_id", "provider", "resume_token", "position", "recent")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    RECENT_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     session_id: int
     provider: str
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., session_id: _Optional[int] = ..., provider: _Optional[str] = ...) -> None: ...
+    resume_token: str
+    position: int
+    recent: _containers.RepeatedCompositeFieldContainer[ChunkResult]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., session_id: _Optional[int] = ..., provider: _Optional[str] = ..., resume_token: _Optional[str] = ..., position: _Optional[int] = ..., recent: _Optional[_Iterable[_Union[ChunkResult, _Mapping]]] = ...) -> None: ...
 
 class ChunkResult(_message.Message):
     __slots__ = ("outputs",)
