@@ -48,14 +48,14 @@ class NativeServicer(pb_grpc.SeqServeServicer):
                     if kind == "chunk" and session is not None:
                         response = await handler.step(session, request)
                     elif kind == "end":
-                        break
+                        await handler.end()  # the session ends everywhere (a cut, broken or half-closed one does not)
+                        return
                     else:
                         answer = handler.control(request, kind)
                         response = answer if isinstance(answer, pb.StreamResponse) else await answer
                     watch.writing = True
                     yield response
                     watch.written()
-                await handler.end()  # END or half-close: the session ends everywhere (a cut or broken one does not)
             except asyncio.CancelledError:
                 if (cut := watch.was_cut()) is None:
                     raise

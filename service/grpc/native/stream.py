@@ -64,7 +64,8 @@ class StreamHandler:
         self._dataplane.count(self._label, to_status(exc)[0].name)
 
     async def end(self) -> None:
-        """The client ended the stream (END or half-close): its session ends everywhere."""
+        """The client sent END: its session ends everywhere. Not on a half-close alone: to the server a broken
+        connection can look like one, and the stored session must then stay for a resume (it expires when idle)."""
         if self._session is not None:
             await self._dataplane.end_session(self._session)
 

@@ -3,6 +3,7 @@ themselves through the SDK when their server goes away (outputs equal the whole-
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ import grpc
 import numpy as np
 import pytest
 
-from service.client import Client
+from service.client import AsyncClient, Client
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 from service.grpc.native import convert
@@ -32,12 +33,15 @@ def test_open_resume_continues_on_another_server_with_position_and_recent_answer
 ) -> None:
     a, b = (start_server(session_store=redis_server.url) for _ in range(2))
     x = reference.sequence(MODEL, 12, np.random.default_rng(0))
+    sent: queue.SimpleQueue[pb.StreamRequest | None] = queue.SimpleQueue()
+    for request in (pb.StreamRequest(seq=0, open=pb.Open(model=MODEL)), chunk_request(1, x[:4]),
+                    chunk_request(2, x[4:8])):
+        sent.put(request)
     with grpc.insecure_channel(a.target) as channel:
-        call = pb_grpc.SeqServeStub(channel).Stream(iter([
-            pb.StreamRequest(seq=0, open=pb.Open(model=MODEL)), chunk_request(1, x[:4]), chunk_request(2, x[4:8]),
-        ]))
+        call = pb_grpc.SeqServeStub(channel).Stream(iter(sent.get, None))  # never half-closed: cancelled below
         opened, first, second = (next(call) for _ in range(3))
         call.cancel()  # a broken stream: the stored session stays for a resume
+        sent.put(None)
     token = opened.opened.resume_token
     assert token and opened.opened.position == 0
     with grpc.insecure_channel(b.target) as channel:
@@ -92,3 +96,24 @@ def test_sdk_streams_resume_by_themselves_when_their_server_stops(
             want = next(iter(reference.run(model, x).values()))
             np.testing.assert_allclose(np.concatenate(out), want, atol=TOLERANCE, rtol=0, err_msg=model)
             stream.close()
+
+
+async def test_async_sdk_streams_resume_by_themselves_when_their_server_stops(
+    start_server: Callable[..., RunningServer], redis_server: RedisServer, reference: Reference,
+) -> None:
+    a, b = (start_server(session_store=redis_server.url) for _ in range(2))
+    xs = [reference.sequence(MODEL, 30, np.random.default_rng(seed)) for seed in range(4)]
+    async with AsyncClient(f"ipv4:127.0.0.1:{a.serving.port},127.0.0.1:{b.serving.port}") as client:
+        streams = [await client.stream(MODEL).open() for _ in xs]
+        outputs: list[list[np.ndarray]] = [[] for _ in xs]
+        for k in range(0, 30, 6):
+            if k == 12:
+                a.stop()
+            for stream, out, x in zip(streams, outputs, xs, strict=True):
+                await stream.submit(x[k:k + 2])
+                await stream.submit(x[k + 2:k + 6])
+                out += [(await stream.receive())["logits"], (await stream.receive())["logits"]]
+        assert all(stream.resumes == 1 for stream in streams)
+        for stream, out, x in zip(streams, outputs, xs, strict=True):
+            np.testing.assert_allclose(np.concatenate(out), reference.run(MODEL, x)["logits"], atol=TOLERANCE, rtol=0)
+            await stream.close()
