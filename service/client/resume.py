@@ -20,6 +20,8 @@ from service.client.common import ServerError
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 
 RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE})  # a replica going away, a broken connection, a drain
+# a proxy (nginx) whose upstream connection broke resets the client's stream: grpc reports INTERNAL with this
+BROKEN_STREAM = "RST_STREAM"
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,10 @@ class Journal:
         self._pending: deque[pb.StreamRequest] = deque()
 
     def can_resume(self, error: ServerError) -> bool:
-        return bool(self.token) and error.code in RESUMABLE
+        """Whether `error` ended the stream's connection rather than refused the session (resuming is always safe:
+        the store applies every chunk once, so a wrong guess costs one more failed attempt at most)."""
+        broken = error.code == grpc.StatusCode.INTERNAL and BROKEN_STREAM in error.message
+        return bool(self.token) and (error.code in RESUMABLE or broken)
 
     def opened(self, opened: pb.Opened) -> None:
         self.token, self.position = opened.resume_token, opened.position

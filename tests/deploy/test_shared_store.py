@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+
 import tritonclient.grpc as triton
 
+from service.client import Client
+from tests.deploy.check_results import TOLERANCE, open_runs
 from tests.deploy.topology import Balancer, Replica
 from tests.service.grpc.helpers import Reference
 from tests.service.grpc.triton.test_sequences import assert_parity, first_output, interleaved, make_sequences
@@ -23,3 +27,36 @@ def test_unary_sequences_through_round_robin_nginx_equal_whole_runs(
     assert_parity(sequences, reference)
     assert first.requests_served() > 0 and second.requests_served() > 0  # both replicas served the sequences
     assert "[emerg]" not in balancer.log
+
+
+def test_sigkill_mid_run_every_stream_and_sequence_resumes_on_the_other_replica(
+    shared_topology: tuple[Replica, Replica, Balancer],
+) -> None:
+    """16 native streams (two chunks in flight each when the kill lands) and 16 unary Triton sequences."""
+    killed, survivor, balancer = shared_topology
+    reference = Reference(MANIFESTS)
+    sequences = make_sequences(reference, STREAMABLE, 16, seed=9)
+    triton_client = triton.InferenceServerClient(balancer.target)
+    with Client(balancer.target) as client:
+        runs = open_runs(client, 16)
+        assert killed.active_sessions() > 0 and survivor.active_sessions() > 0
+        for run in runs:
+            run.step()
+        for s in sequences:
+            s.outputs.append(first_output(triton_client.infer(**s.request(0))))
+        for run in runs:  # two chunks in flight on every stream
+            run.stream.submit(run.chunks[1])
+            run.stream.submit(run.chunks[2])
+        assert killed.kill(signal.SIGKILL) == -signal.SIGKILL
+        for run in runs:
+            run.received += [run.stream.receive()[run.output], run.stream.receive()[run.output]]
+        for s, k in interleaved(sequences):
+            if k > 0:
+                s.outputs.append(first_output(triton_client.infer(**s.request(k))))
+        mismatched = [i for i, run in enumerate(runs) if run.finish() > TOLERANCE]
+        resumed = sum(run.stream.resumes for run in runs)
+    triton_client.close()
+    lost = sum(len(run.chunks) - len(run.received) for run in runs)
+    assert (lost, mismatched) == (0, [])  # no chunk lost, none applied twice (the outputs would differ)
+    assert 0 < resumed <= 16  # the streams the killed replica held resumed, once each
+    assert_parity(sequences, reference)
