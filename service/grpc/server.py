@@ -48,11 +48,16 @@ class Serving:
         timing (CANCELLED or UNAVAILABLE for a call racing its shutdown; a reset through a proxy for a call it
         cancels). So: drain first (health flips after it, so a client that sees NOT_SERVING is sure to be refused),
         wait until every session has ended or the grace is used up, end the stream RPCs still open ourselves, and
-        only then stop the gRPC server, giving the calls left (unary ones, a health Watch) `STOP_GRACE_S`.
+        only then stop the gRPC server, giving the calls left (unary ones, a health Watch) `STOP_GRACE_S`. With a
+        shared session store nothing waits: streams are cut at once (their clients resume elsewhere with the
+        token in the status's trailing metadata) and Triton sequences simply continue on another replica.
         """
         self.registry.begin_drain()
         await self.health.enter_graceful_shutdown()
-        if not await self.registry.sessions_ended(grace):
+        if self.registry.store is not None:  # every session is in the shared store: hand them all off at once
+            log.info("handing off every open session to the other replicas (session store %s)",
+                     self.registry.store.url)
+        elif not await self.registry.sessions_ended(grace):
             log.warning("shutdown grace of %.1f s used up with sessions still open; cutting them", grace)
         if cut := await self.streams.cut(CUT_TIMEOUT_S):
             log.info("ended %d open streams with UNAVAILABLE", cut)

@@ -28,8 +28,9 @@ def topology(tmp_path: Path, models_root: Path) -> Iterator[tuple[Replica, Repli
 def shared_topology(
     tmp_path: Path, models_root: Path, redis_server: RedisServer
 ) -> Iterator[tuple[Replica, Replica, Balancer]]:
-    """The same topology with both replicas on one real Redis (`--session-store redis://...`)."""
-    yield from two_replicas(tmp_path, models_root, "--session-store", redis_server.url)
+    """The same topology with both replicas on one real Redis (`--session-store redis://...`); the grace is long,
+    to show that a replica hands its sessions off instead of waiting for them."""
+    yield from two_replicas(tmp_path, models_root, "--session-store", redis_server.url, "--shutdown-grace", "600")
 
 
 def two_replicas(tmp_path: Path, models_root: Path, *args: str) -> Iterator[tuple[Replica, Replica, Balancer]]:

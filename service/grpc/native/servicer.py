@@ -60,9 +60,12 @@ class NativeServicer(pb_grpc.SeqServeServicer):
                 if (cut := watch.was_cut()) is None:
                     raise
                 handler.count_failure(cut)
+                handler.hand_off(context)
                 raise cut from None
             except Exception as exc:
                 handler.count_failure(exc)
+                if watch.cut:
+                    handler.hand_off(context)
                 raise
             finally:
                 handler.close()

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
+import grpc
+
 from service.dataplane import UNKNOWN_MODEL
 from service.engine.errors import FailedPrecondition, InvalidInput, ModelRunFailed, ResourceExhausted
 from service.engine.state.store import token_of
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from service.engine.sessions import Session
 
 SURVIVABLE = (InvalidInput, ResourceExhausted, ModelRunFailed)
+RESUME_KEY = "seqserve-resume-token"  # trailing metadata of a stream cut by a shutdown: `Open{resume}` elsewhere
 
 
 class StreamHandler:
@@ -68,6 +71,11 @@ class StreamHandler:
         connection can look like one, and the stored session must then stay for a resume (it expires when idle)."""
         if self._session is not None:
             await self._dataplane.end_session(self._session)
+
+    def hand_off(self, context: grpc.aio.ServicerContext) -> None:
+        """A stream cut by a shutdown: its status carries the resume token (trailing metadata `RESUME_KEY`)."""
+        if self._session is not None and self._session.key is not None:
+            context.set_trailing_metadata(((RESUME_KEY, token_of(self._session.key)),))
 
     def close(self) -> None:
         if self._session is not None:

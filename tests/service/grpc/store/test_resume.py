@@ -15,6 +15,7 @@ from service.client import AsyncClient, Client
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 from service.grpc.native import convert
+from service.grpc.native.stream import RESUME_KEY
 
 if TYPE_CHECKING:
     from tests.redis_server import RedisServer
@@ -117,3 +118,22 @@ async def test_async_sdk_streams_resume_by_themselves_when_their_server_stops(
         for stream, out, x in zip(streams, outputs, xs, strict=True):
             np.testing.assert_allclose(np.concatenate(out), reference.run(MODEL, x)["logits"], atol=TOLERANCE, rtol=0)
             await stream.close()
+
+
+def test_a_shutdown_hands_streams_off_at_once_with_the_resume_token_in_the_status(
+    start_server: Callable[..., RunningServer], redis_server: RedisServer, reference: Reference,
+) -> None:
+    server = start_server(session_store=redis_server.url)
+    x = reference.sequence(MODEL, 4, np.random.default_rng(1))
+    sent: queue.SimpleQueue[pb.StreamRequest | None] = queue.SimpleQueue()
+    sent.put(pb.StreamRequest(seq=0, open=pb.Open(model=MODEL)))
+    sent.put(chunk_request(1, x))
+    with grpc.insecure_channel(server.target) as channel:
+        call = pb_grpc.SeqServeStub(channel).Stream(iter(sent.get, None))
+        opened, _ = next(call), next(call)
+        server.stop(grace=600)  # returns at once: nothing waits for the open session
+        with pytest.raises(grpc.RpcError) as cut:
+            next(call)
+        sent.put(None)
+    assert cut.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert (RESUME_KEY, opened.opened.resume_token) in tuple(cut.value.trailing_metadata() or ())
