@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 from service.engine.errors import ConfigurationError
 from service.grpc.server import serve
 from service.settings import Settings
+from service.workers import run_workers
 
 log = logging.getLogger("service")
 
@@ -44,7 +45,8 @@ def configure_logging(settings: Settings) -> None:
 async def run(settings: Settings) -> None:
     serving = await serve(settings)
     metrics_http, _ = start_http_server(settings.metrics_port, settings.host, registry=serving.metrics.registry)
-    log.info("metrics on http://%s:%d/metrics", settings.host, metrics_http.server_port)
+    where = "worker metrics at" if settings.reuse_port else "metrics on"  # --workers: the parent's sum is "on"
+    log.info("%s http://%s:%d/metrics", where, settings.host, metrics_http.server_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -60,6 +62,8 @@ async def run(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_args(sys.argv[1:] if argv is None else argv)
     configure_logging(settings)
+    if settings.workers > 1:
+        return run_workers(settings, sys.argv[1:] if argv is None else argv)
     try:
         asyncio.run(run(settings))
     except ConfigurationError as exc:

@@ -46,6 +46,14 @@ class Settings(BaseSettings):
         description="where sessions live: memory (this process) or redis://HOST:PORT/DB (shared by every replica; "
         "each step is written through before its answer)",
     )
+    workers: int = Field(
+        1, ge=1, description="server processes sharing the gRPC port (SO_REUSEPORT); their metrics are summed on "
+        "--metrics-port"
+    )
+    reuse_port: bool = Field(
+        False, description="bind the gRPC port with SO_REUSEPORT (set by --workers for its processes; off otherwise, "
+        "so that a stale second server cannot silently share the port)"
+    )
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest gRPC message, both ways")
     stream_queue_size: int = Field(16, ge=1, description="chunks a stream may have queued before backpressure")
     reject_nonfinite: bool = Field(True, description="reject chunks holding NaN or Inf (INVALID_ARGUMENT)")

@@ -74,7 +74,8 @@ async def serve(settings: Settings) -> Serving:
     limits = settings.max_message_bytes
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor(dataplane.count)],
-        options=[("grpc.max_send_message_length", limits), ("grpc.max_receive_message_length", limits)],
+        options=[("grpc.max_send_message_length", limits), ("grpc.max_receive_message_length", limits),
+                 ("grpc.so_reuseport", int(settings.reuse_port))],  # explicit: grpc's default is on
     )
     streams = OpenStreams()
     services = [add_native(server, dataplane, streams)]
@@ -82,7 +83,10 @@ async def serve(settings: Settings) -> Serving:
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection([*services, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    try:
+        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    except RuntimeError:  # grpc raises for a port in use (older releases returned 0)
+        port = 0
     if port == 0:
         await registry.close()
         raise OSError(f"cannot bind {settings.host}:{settings.port}")

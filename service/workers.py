@@ -1,0 +1,131 @@
+"""`--workers N`: N server processes on one gRPC port (SO_REUSEPORT), one metrics endpoint that adds them up.
+
+The parent starts N `python -m service` children with the same flags plus `--reuse-port` and a metrics port of
+their own, forwards their log lines, and once every child serves logs the port and its own metrics endpoint, whose
+every scrape reads the children's and sums equal samples (counters, gauges, histogram buckets); per worker it adds
+`seqserve_worker_requests_total{worker}`. SIGTERM / SIGINT go to every child; when one child exits, the others are
+stopped too and the parent exits with the first non-zero code. The kernel spreads new connections over the
+children, so a session lives in one child: with `--session-store memory`, a Triton sequence is only correct on
+one connection (say so at start-up); with Redis, any child serves any sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.settings import Settings
+
+log = logging.getLogger("service.workers")
+READY = "gRPC serving on"
+SCRAPE_TIMEOUT_S = 5.0
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host if host != "0.0.0.0" else "127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Worker:
+    """One child process, its log forwarded to ours; `ready` is set once it serves (or when it ends)."""
+
+    def __init__(self, index: int, argv: list[str]) -> None:
+        self.index = index
+        self.ready = threading.Event()
+        self.served = False
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+        threading.Thread(target=self._forward, daemon=True, name=f"worker-{index}-log").start()
+
+    def _forward(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            sys.stderr.write(f"[worker {self.index}] {line}")
+            if READY in line:
+                self.served = True
+                self.ready.set()
+        self.ready.set()
+
+
+class SumOfWorkers:
+    """A Prometheus collector: every scrape reads each worker's /metrics and sums samples of equal name and labels."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self._urls = urls
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+        per_worker = Metric("seqserve_worker_requests", "requests answered by each worker process", "counter")
+        for index, url in enumerate(self._urls):
+            try:
+                with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as reply:
+                    text = reply.read().decode()
+            except OSError:
+                continue  # a worker stopping: its numbers are left out of this scrape
+            served = 0.0
+            for family in text_string_to_metric_families(text):
+                families.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+                samples = sums.setdefault(family.name, {})
+                for sample in family.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    samples[key] = samples.get(key, 0.0) + sample.value
+                    if sample.name == "seqserve_requests_total":
+                        served += sample.value
+            per_worker.add_sample("seqserve_worker_requests_total", {"worker": str(index)}, served)
+        for name, metric in families.items():
+            for (sample_name, labels), value in sums[name].items():
+                metric.add_sample(sample_name, dict(labels), value)
+            yield metric
+        yield per_worker
+
+
+def run_workers(settings: Settings, argv: Sequence[str]) -> int:
+    """Serve with `settings.workers` processes; returns the exit code."""
+    if settings.session_store == "memory":
+        log.warning("--workers %d with --session-store memory: each connection lands in one worker, so a Triton "
+                    "sequence is only correct when all its requests use one connection; use --session-store "
+                    "redis://... to let any worker serve any sequence", settings.workers)
+    port = settings.port or free_port(settings.host)
+    worker_metrics = [free_port("127.0.0.1") for _ in range(settings.workers)]
+    workers = [
+        Worker(i, [sys.executable, "-m", "service", *argv, "--workers", "1", "--reuse-port", "--port", str(port),
+                   "--metrics-port", str(metrics_port)])
+        for i, metrics_port in enumerate(worker_metrics)
+    ]
+
+    signalled: set[int] = set()
+
+    def forward(signum: int, _frame: object) -> None:
+        for worker in workers:  # once each: a second SIGTERM could land after a worker restored the default action
+            if worker.index not in signalled and worker.process.poll() is None:
+                signalled.add(worker.index)
+                worker.process.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    for worker in workers:
+        worker.ready.wait()
+    if all(w.served for w in workers):
+        registry = CollectorRegistry()
+        registry.register(SumOfWorkers([f"http://127.0.0.1:{p}/metrics" for p in worker_metrics]))  # type: ignore
+        metrics_http, _ = start_http_server(settings.metrics_port, settings.host, registry=registry)
+        log.info("%s %s:%d by %d workers (SO_REUSEPORT)", READY, settings.host, port, settings.workers)
+        log.info("metrics on http://%s:%d/metrics (the sum of every worker's)", settings.host,
+                 metrics_http.server_port)
+    pid, status = os.wait()  # the first worker to end (a signal forwarded, or a failure) ends them all
+    forward(signal.SIGTERM, None)
+    codes = [os.waitstatus_to_exitcode(status) if w.process.pid == pid else w.process.wait() for w in workers]
+    return next((code for code in codes if code), 0)
