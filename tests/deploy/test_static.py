@@ -59,3 +59,13 @@ def test_dockerfile_passes_hadolint_at_warning_level() -> None:
     done = subprocess.run([tool("hadolint"), "--failure-threshold", "warning", "Dockerfile"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_replicas_share_one_healthy_redis_without_persistence_by_default(compose: dict[str, Any]) -> None:
+    replicas, redis = compose["seqserve"], compose["redis"]
+    assert replicas["environment"]["SEQSERVE_SESSION_STORE"] == "redis://redis:6379/0"
+    assert replicas["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "--save '' --appendonly no" in redis["command"][-1] and redis["environment"]["REDIS_PERSISTENCE"] == ""
+    assert [v["target"] for v in redis["volumes"]] == ["/data"]
+    assert "redis" not in (REPO_ROOT / "deploy" / "balancer-compose" / "upstream.conf").read_text()
