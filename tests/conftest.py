@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, start_redis
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 for _name in [name for name in os.environ if name.startswith("SEQSERVE_")]:
@@ -33,6 +33,6 @@ def models_root() -> Path:
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     """A fresh `redis-server` on a free port for one test (skips where it is not installed)."""
-    server = RedisServer()
+    server = start_redis()
     yield server
     server.stop()

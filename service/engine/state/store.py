@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,35 +32,43 @@ ABSENT = "-"  # stored version reported for a key that does not exist (ended, ex
 KEY_PREFIX = "seqserve"
 TIMEOUT_S = 2.0  # a store call that takes longer fails with UNAVAILABLE (the answer is held meanwhile)
 
-RECENT = 16  # answers kept per native stream (`<key>:o`, oldest first) for a client whose answers were lost
+RECENT = 16  # answers kept per native stream (hash fields o0..o15 by position) for a client that lost them
 NO_ANSWER = b"-"  # a write that keeps no answer (Triton sequences: their clients never resume)
 
-# KEYS: one per row; ARGV[1]: TTL in ms, ARGV[2]: answers kept; then 5 per row: expected version, new version
-# ("" = delete), position, state bytes, answer (NO_ANSWER = none). Returns one string per row: "" when written,
-# else the stored version (ABSENT when missing).
+# KEYS: one per row. ARGV[1]: TTL in ms, ARGV[2]: answers kept, ARGV[3]: every row's fields, each as a 4-byte
+# big-endian length and the bytes (`frame`): expected version, new version ("" = delete), position, state bytes,
+# answer (NO_ANSWER = none). One argument for the whole batch: the client packs 3 arguments instead of 5 per row.
+# Per row: HGET, then HSET (state and answer together) and PEXPIRE, or DEL. Returns one string per row: "" when
+# written, else the stored version (ABSENT when missing). An expected version of ANY (open, START) clears the key
+# first, so no answer of an earlier life of it survives.
 COMMIT = """
 local ttl = tonumber(ARGV[1])
 local keep = tonumber(ARGV[2])
+local blob = ARGV[3]
+local at = 1
+local function take()
+  local n
+  n, at = struct.unpack('>I4', blob, at)
+  local field = string.sub(blob, at, at + n - 1)
+  at = at + n
+  return field
+end
 local out = {}
 for i, key in ipairs(KEYS) do
-  local b = 3 + (i - 1) * 5
-  local expected = ARGV[b]
+  local expected, version, position, state, answer = take(), take(), take(), take(), take()
   local current = redis.call('HGET', key, 'v')
   if expected == '*' or current == expected then
-    local answers = key .. ':o'
-    if ARGV[b + 1] == '' then
-      redis.call('DEL', key, answers)
-    else
-      redis.call('HSET', key, 'v', ARGV[b + 1], 'n', ARGV[b + 2], 's', ARGV[b + 3])
+    if version == '' or expected == '*' then
+      redis.call('DEL', key)
+    end
+    if version ~= '' then
+      if answer ~= '-' then
+        local slot = 'o' .. ((tonumber(position) - 1) % keep)
+        redis.call('HSET', key, 'v', version, 'n', position, 's', state, slot, answer)
+      else
+        redis.call('HSET', key, 'v', version, 'n', position, 's', state)
+      end
       redis.call('PEXPIRE', key, ttl)
-      if expected == '*' then
-        redis.call('DEL', answers)
-      end
-      if ARGV[b + 4] ~= '-' then
-        redis.call('RPUSH', answers, ARGV[b + 4])
-        redis.call('LTRIM', answers, -keep, -1)
-        redis.call('PEXPIRE', answers, ttl)
-      end
     end
     out[i] = ''
   else
@@ -77,7 +86,7 @@ class Stored:
     version: str
     position: int
     state: bytes
-    recent: tuple[bytes, ...] = ()  # the last answers (`encode_answer`), oldest first, when asked for
+    recent: tuple[bytes, ...] = ()  # the last answers (`encode_answers`), oldest first, when asked for
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,7 @@ class Write:
     version: str  # "" deletes the key (the session ended)
     position: int
     state: bytes
-    answer: bytes = NO_ANSWER  # the step's answer kept for a resuming client (`encode_answer`)
+    answer: bytes = NO_ANSWER  # the step's answer kept for a resuming client (`encode_answers`)
 
 
 def new_epoch() -> str:
@@ -126,11 +135,17 @@ def encode(pairs: Sequence[StatePair], rows: dict[str, np.ndarray], i: int) -> b
     return b"".join(np.ascontiguousarray(rows[p.input][i], dtype=p.dtype).tobytes() for p in pairs)
 
 
-def encode_answer(outputs: dict[str, np.ndarray], i: int) -> bytes:
-    """Row `i` of batch-first outputs as bytes (a JSON header of names, dtypes and shapes, then the data)."""
-    rows = {name: np.ascontiguousarray(value[i]) for name, value in outputs.items()}
-    header = json.dumps([[name, a.dtype.str, list(a.shape)] for name, a in rows.items()]).encode()
-    return header + b"\n" + b"".join(a.tobytes() for a in rows.values())
+def encode_answers(outputs: dict[str, np.ndarray], rows: Sequence[int]) -> list[bytes]:
+    """Rows `rows` of batch-first outputs as bytes each: a JSON header of names, dtypes and shapes (the same for
+    every row of a batch, built once), then the data."""
+    arrays = {name: np.ascontiguousarray(value) for name, value in outputs.items()}
+    header = json.dumps([[name, a.dtype.str, list(a.shape[1:])] for name, a in arrays.items()]).encode() + b"\n"
+    return [header + b"".join(a[i].tobytes() for a in arrays.values()) for i in rows]
+
+
+def frame(fields: Sequence[bytes]) -> bytes:
+    """Fields as COMMIT reads them: each a 4-byte big-endian length and the bytes."""
+    return b"".join(part for f in fields for part in (struct.pack(">I", len(f)), f))
 
 
 def decode_answer(data: bytes) -> dict[str, np.ndarray]:
@@ -190,29 +205,25 @@ class RedisStore:
     async def load(self, key: str, recent: bool = False) -> Stored | None:
         """The stored session (None: ended, expired or never written); with its last answers if `recent`."""
         self.round_trips += 1
+        fields = ["v", "n", "s", *(f"o{k}" for k in range(RECENT if recent else 0))]
         try:
-            if recent:
-                async with self._client.pipeline(transaction=True) as pipe:  # one round trip, one snapshot
-                    pipe.hmget(key, ["v", "n", "s"])
-                    pipe.lrange(f"{key}:o", 0, -1)
-                    found, answers = await pipe.execute()
-            else:
-                found, answers = await self._client.hmget(key, ["v", "n", "s"]), []  # type: ignore[misc]
+            found: list[bytes | None] = await self._client.hmget(key, fields)  # type: ignore[assignment]
         except self._errors as exc:
             raise self._unavailable(exc) from None
-        version, position, state = found
+        version, position, state, *ring = found
         if version is None or position is None or state is None:
             return None
-        return Stored(version.decode(), int(position), state, tuple(answers))
+        n = int(position)  # the answer of the step that made position p is in o((p - 1) % RECENT)
+        answers = [ring[(p - 1) % RECENT] for p in range(max(1, n - RECENT + 1), n + 1)] if recent else []
+        return Stored(version.decode(), n, state, tuple(a for a in answers if a is not None))
 
     async def commit(self, writes: Sequence[Write]) -> list[str]:
         """Compare-and-set every write in one round trip: "" for each row written, else the stored version."""
         self.round_trips += 1
-        args: list[str | bytes | int] = [self._ttl_ms, RECENT]
-        for w in writes:
-            args += [w.expected, w.version, w.position, w.state, w.answer]
+        fields = [f for w in writes for f in (w.expected.encode(), w.version.encode(), b"%d" % w.position, w.state,
+                                              w.answer)]
         try:
-            results = await self._commit(keys=[w.key for w in writes], args=args)
+            results = await self._commit(keys=[w.key for w in writes], args=[self._ttl_ms, RECENT, frame(fields)])
         except self._errors as exc:
             raise self._unavailable(exc) from None
         return [r.decode() if isinstance(r, bytes) else str(r) for r in results]
@@ -220,7 +231,7 @@ class RedisStore:
     async def delete(self, key: str) -> None:
         self.round_trips += 1
         try:
-            await self._client.delete(key, f"{key}:o")
+            await self._client.delete(key)
         except self._errors as exc:
             raise self._unavailable(exc) from None
 

@@ -16,7 +16,7 @@ import numpy as np
 from modelrepo import StatePair
 from service.engine.errors import Aborted, Unavailable
 from service.engine.runtime import StateValue, to_host
-from service.engine.state.store import ABSENT, NO_ANSWER, RedisStore, Write, encode, encode_answer
+from service.engine.state.store import ABSENT, NO_ANSWER, RedisStore, Write, encode, encode_answers
 
 
 class Durable(Protocol):
@@ -41,13 +41,16 @@ async def write_through(
     if not rows:
         return {}
     host = {p.input: to_host(state[p.input]) for p in pairs}
+    kept = [i for i in rows if owners[i].answers]  # type: ignore[union-attr]
+    answers = dict(zip(kept, encode_answers(outputs, kept), strict=True)) if kept else {}
     writes = []
     for i in rows:
         owner = owners[i]
         assert owner is not None and owner.key is not None
         version = "" if owner.ending else f"{owner.epoch}:{owner.writes + 1}"
-        answer = encode_answer(outputs, i) if owner.answers else NO_ANSWER
-        writes.append(Write(owner.key, owner.expected, version, owner.position + 1, encode(pairs, host, i), answer))
+        state_bytes = encode(pairs, host, i)
+        writes.append(Write(owner.key, owner.expected, version, owner.position + 1, state_bytes,
+                            answers.get(i, NO_ANSWER)))
     try:
         results = await store.commit(writes)
     except Unavailable as exc:
