@@ -64,11 +64,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--target", default="127.0.0.1:8001")
     parser.add_argument("--streams", type=int, default=16)
+    parser.add_argument("--pause-after", type=int, default=0, metavar="K",
+                        help="after K chunks of every stream, print PAUSED and wait for a line on stdin (the compose "
+                        "smoke test kills a replica then; the streams must resume on the others)")
     args = parser.parse_args(argv)
     with Client(args.target) as client:
         runs = open_runs(client, args.streams)
+        if args.pause_after:
+            for run in runs:
+                for _ in range(args.pause_after):
+                    run.step()
+            print("PAUSED", flush=True)
+            sys.stdin.readline()
         errors = {f"{run.model}#{i}": err for i, run in enumerate(runs) if (err := run.finish()) > TOLERANCE}
-    print(f"check_results: {args.streams} streams over {sorted({r.model for r in runs})}: "
+    resumed = sum(run.stream.resumes for run in runs)
+    print(f"check_results: {args.streams} streams over {sorted({r.model for r in runs})} ({resumed} resumed): "
           f"{'all equal the whole-sequence run' if not errors else f'MISMATCH {errors}'}")
     return 1 if errors else 0
 

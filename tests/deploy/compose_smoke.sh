@@ -15,8 +15,9 @@
 #    its size.
 # 4. `docker compose up --wait` (replicas healthy, then the balancer), runs the `loadtest` profile against the
 #    balancer (asserts zero errors from its JSON report), runs tests/deploy/check_results.py in a container of
-#    the stack (streamed == whole-sequence run through the balancer), then `compose down` and, if it started the
-#    engine, stops it: nothing is left running.
+#    the stack (streamed == whole-sequence run through the balancer), runs it again and SIGKILLs one replica
+#    halfway through (every stream resumes on the other replica through the shared Redis, outputs identical),
+#    then `compose down` and, if it started the engine, stops it: nothing is left running.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -82,21 +83,24 @@ local_base() {
 
 base_images() {
     if timeout 30 docker pull -q python:3.11-slim-bookworm >/dev/null 2>&1 \
-        && timeout 30 docker pull -q nginx:1.27-bookworm >/dev/null 2>&1; then
-        PYTHON_IMAGE=python:3.11-slim-bookworm NGINX_IMAGE=nginx:1.27-bookworm
+        && timeout 30 docker pull -q nginx:1.27-bookworm >/dev/null 2>&1 \
+        && timeout 30 docker pull -q redis:7-bookworm >/dev/null 2>&1; then
+        PYTHON_IMAGE=python:3.11-slim-bookworm NGINX_IMAGE=nginx:1.27-bookworm REDIS_IMAGE=redis:7-bookworm
         return
     fi
     echo "no registry reachable: building the base images locally"
     PYTHON_IMAGE=seqserve-local/python:3.11-bookworm NGINX_IMAGE=seqserve-local/nginx:bookworm
+    REDIS_IMAGE=seqserve-local/redis:bookworm
     local_base "$PYTHON_IMAGE" python3,python3-venv 'CMD ["python3"]'
     local_base "$NGINX_IMAGE" nginx 'CMD ["nginx", "-g", "daemon off;"]'
+    local_base "$REDIS_IMAGE" redis-server,redis-tools 'CMD ["redis-server"]'
 }
 
 say "Docker engine"
 start_engine
 say "base images"
 base_images
-export PYTHON_IMAGE NGINX_IMAGE SEQSERVE_IMAGE=seqserve:cpu
+export PYTHON_IMAGE NGINX_IMAGE REDIS_IMAGE SEQSERVE_IMAGE=seqserve:cpu
 
 say "CPU image from the wheelhouse"
 ls wheelhouse/seqserve-*.whl >/dev/null 2>&1 || make wheelhouse
@@ -126,5 +130,21 @@ EOF
 say "results through the balancer equal whole-sequence runs"
 compose --profile loadtest run --rm --no-deps --volume "$REPO/tests/deploy:/checks:ro" \
     --entrypoint python loadtest /checks/check_results.py --target balancer:8001 --streams 16
+
+say "a replica killed under load: the streams resume on the other one with identical outputs"
+rm -f "$OUT/check.in" "$OUT/check.log" && mkfifo "$OUT/check.in" && : >"$OUT/check.log"
+compose --profile loadtest run --rm --no-deps -T --volume "$REPO/tests/deploy:/checks:ro" \
+    --entrypoint python loadtest /checks/check_results.py --target balancer:8001 --streams 16 --pause-after 2 \
+    <"$OUT/check.in" >"$OUT/check.log" 2>&1 &
+check_pid=$!
+exec 7>"$OUT/check.in"  # the check's stdin stays open until we say go
+timeout 300 grep -m1 -q PAUSED <(tail -f "$OUT/check.log") || { cat "$OUT/check.log"; exit 1; }
+victim=$(compose ps -q seqserve | head -1)
+docker kill --signal KILL "$victim" >/dev/null && echo "killed replica ${victim:0:12} (SIGKILL)"
+echo go >&7
+exec 7>&-
+wait "$check_pid" || { cat "$OUT/check.log"; exit 1; }
+grep check_results "$OUT/check.log"
+compose up --detach --no-build --wait --wait-timeout 300  # the replica back (restart: unless-stopped does it too)
 
 say "smoke test passed"
