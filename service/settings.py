@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         description="where sessions live: memory (this process) or redis://HOST:PORT/DB (shared by every replica; "
         "each step is written through before its answer)",
     )
+    max_stored_sessions: int = Field(
+        0, ge=0, description="with a shared session store: the most sessions it holds, all replicas together (the "
+        "store's Redis database holds sessions only); beyond: RESOURCE_EXHAUSTED on a new session's first step. "
+        "0 = no limit"
+    )
     workers: int = Field(
         1, ge=1, description="server processes sharing the gRPC port (SO_REUSEPORT); their metrics are summed on "
         "--metrics-port"

@@ -59,7 +59,7 @@ class Registry:
         """Load every model version; raises `ConfigurationError` when the server cannot start at all."""
         if not settings.models.is_dir():
             raise ConfigurationError(f"model repository {settings.models} is not a directory")
-        store = open_store(settings.session_store, settings.session_idle_timeout)
+        store = open_store(settings.session_store, settings.session_idle_timeout, settings.max_stored_sessions)
         if store is not None and not await store.ping():
             log.warning("session store %s is unreachable for now: stateful steps get UNAVAILABLE until it is back",
                         settings.session_store)

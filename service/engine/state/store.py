@@ -34,17 +34,20 @@ TIMEOUT_S = 2.0  # a store call that takes longer fails with UNAVAILABLE (the an
 
 RECENT = 16  # answers kept per native stream (hash fields o0..o15 by position) for a client that lost them
 NO_ANSWER = b"-"  # a write that keeps no answer (Triton sequences: their clients never resume)
+FULL = "!"  # what COMMIT answers for a new session refused because the store holds its limit of sessions
 
-# KEYS: one per row. ARGV[1]: TTL in ms, ARGV[2]: answers kept, ARGV[3]: every row's fields, each as a 4-byte
+# KEYS: one per row. ARGV[1]: TTL in ms, ARGV[2]: answers kept, ARGV[4]: the most sessions stored (0: no limit;
+# counted with DBSIZE, so the store's database holds sessions only), ARGV[3]: every row's fields, each as a 4-byte
 # big-endian length and the bytes (`frame`): expected version, new version ("" = delete), position, state bytes,
 # answer (NO_ANSWER = none). One argument for the whole batch: the client packs 3 arguments instead of 5 per row.
 # Per row: HGET, then HSET (state and answer together) and PEXPIRE, or DEL. Returns one string per row: "" when
-# written, else the stored version (ABSENT when missing). An expected version of ANY (open, START) clears the key
-# first, so no answer of an earlier life of it survives.
+# written, FULL for a new session beyond the limit, else the stored version (ABSENT when missing). An expected
+# version of ANY (open, START) clears the key first, so no answer of an earlier life of it survives.
 COMMIT = """
 local ttl = tonumber(ARGV[1])
 local keep = tonumber(ARGV[2])
 local blob = ARGV[3]
+local cap = tonumber(ARGV[4])
 local at = 1
 local function take()
   local n
@@ -57,7 +60,9 @@ local out = {}
 for i, key in ipairs(KEYS) do
   local expected, version, position, state, answer = take(), take(), take(), take(), take()
   local current = redis.call('HGET', key, 'v')
-  if expected == '*' or current == expected then
+  if expected == '*' and not current and cap > 0 and redis.call('DBSIZE') >= cap then
+    out[i] = '!'
+  elseif expected == '*' or current == expected then
     if version == '' or expected == '*' then
       redis.call('DEL', key)
     end
@@ -177,13 +182,14 @@ class RedisStore:
 
     shared = True
 
-    def __init__(self, url: str, ttl_s: float) -> None:
+    def __init__(self, url: str, ttl_s: float, max_sessions: int = 0) -> None:
         import redis.asyncio as aioredis  # the memory store never imports redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
         self.url = url
         self._ttl_ms = max(1, int(ttl_s * 1000))
+        self.max_sessions = max_sessions  # 0: no limit
         self._errors: tuple[type[BaseException], ...] = (aioredis.RedisError, OSError)
         try:  # one retry on a fresh connection: a restarted Redis is back at once, a dead one fails fast
             self._client = aioredis.from_url(
@@ -218,12 +224,14 @@ class RedisStore:
         return Stored(version.decode(), n, state, tuple(a for a in answers if a is not None))
 
     async def commit(self, writes: Sequence[Write]) -> list[str]:
-        """Compare-and-set every write in one round trip: "" for each row written, else the stored version."""
+        """Compare-and-set every write in one round trip: "" for each row written, FULL for a new session beyond
+        `max_sessions`, else the stored version."""
         self.round_trips += 1
         fields = [f for w in writes for f in (w.expected.encode(), w.version.encode(), b"%d" % w.position, w.state,
                                               w.answer)]
         try:
-            results = await self._commit(keys=[w.key for w in writes], args=[self._ttl_ms, RECENT, frame(fields)])
+            args: list[bytes | int] = [self._ttl_ms, RECENT, frame(fields), self.max_sessions]
+            results = await self._commit(keys=[w.key for w in writes], args=args)
         except self._errors as exc:
             raise self._unavailable(exc) from None
         return [r.decode() if isinstance(r, bytes) else str(r) for r in results]
@@ -243,8 +251,8 @@ class RedisStore:
         return Unavailable(f"the session store is unreachable ({type(exc).__name__}); retry shortly")
 
 
-def open_store(url: str, ttl_s: float) -> RedisStore | None:
+def open_store(url: str, ttl_s: float, max_sessions: int = 0) -> RedisStore | None:
     """The store `--session-store` names: None for `memory` (the local pools are the truth)."""
     if url == "memory":
         return None
-    return RedisStore(url, ttl_s)
+    return RedisStore(url, ttl_s, max_sessions)

@@ -2,8 +2,9 @@
 
 Only rows of sessions with a store key are written (the memory store never comes here). Each row is a
 compare-and-set on the session's version: a row whose session moved on elsewhere (a concurrent step won it)
-is refused with `Aborted` and neither written locally nor answered; an unreachable store refuses every row
-with `Unavailable`. A written row advances its session's version and position.
+is refused with `Aborted` and neither written locally nor answered; a new session beyond the store's limit with
+`ResourceExhausted`; an unreachable store refuses every row with `Unavailable`. A written row advances its
+session's version and position.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Protocol
 import numpy as np
 
 from modelrepo import StatePair
-from service.engine.errors import Aborted, Unavailable
+from service.engine.errors import Aborted, ResourceExhausted, Unavailable
 from service.engine.runtime import StateValue, to_host
-from service.engine.state.store import ABSENT, NO_ANSWER, RedisStore, Write, encode, encode_answers
+from service.engine.state.store import ABSENT, FULL, NO_ANSWER, RedisStore, Write, encode, encode_answers
 
 
 class Durable(Protocol):
@@ -59,6 +60,9 @@ async def write_through(
     for i, write, stored in zip(rows, writes, results, strict=True):
         owner = owners[i]
         assert owner is not None
+        if stored == FULL:
+            refused[i] = ResourceExhausted(f"the session store holds its limit of {store.max_sessions} sessions")
+            continue
         if stored:
             gone = "ended or expired" if stored == ABSENT else "advanced by another step"
             refused[i] = Aborted(f"a concurrent step won the session (it was {gone}); retry from its stored position")

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 import pytest
 
-from service.engine.errors import Aborted, SequenceNotFound, Unavailable
+from service.engine.errors import Aborted, ResourceExhausted, SequenceNotFound, Unavailable
 from service.engine.metrics import Metrics
 from service.engine.registry import Registry
 from service.engine.sequences import SequenceFlags, Sequences, StepResult
@@ -113,3 +113,19 @@ async def test_redis_down_gives_unavailable_and_the_engine_recovers(
         await table.submit(model, SequenceFlags(1), chunk(2), logits)
     got = await table.submit(model, SequenceFlags(1, start=True), chunk(4), logits)
     np.testing.assert_allclose(got, reference(MODEL, chunk(4)[None])["logits"][0], atol=TOLERANCE, rtol=0)
+
+
+async def test_the_store_holds_at_most_max_stored_sessions(redis_server: RedisServer) -> None:
+    settings = cpu_settings(SHIPPED, session_store=redis_server.url, max_stored_sessions=2)
+    registry = await Registry.load(settings, Metrics())
+    try:
+        model, table = registry.get(MODEL), Sequences()
+        for sequence_id in (1, 2):
+            await table.submit(model, SequenceFlags(sequence_id, start=True), chunk(1), logits)
+        with pytest.raises(ResourceExhausted, match="limit of 2 sessions"):
+            await table.submit(model, SequenceFlags(3, start=True), chunk(1), logits)
+        await table.submit(model, SequenceFlags(1, start=True), chunk(2), logits)  # a START of a stored one is fine
+        await table.submit(model, SequenceFlags(2, end=True), chunk(2), logits)  # END makes room
+        await table.submit(model, SequenceFlags(3, start=True), chunk(1), logits)
+    finally:
+        await registry.close()
