@@ -12,7 +12,13 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.service.grpc.triton.test_sequences import assert_parity, first_output, interleaved, make_sequences
+from tests.service.grpc.triton.test_sequences import (
+    StreamAnswers,
+    assert_parity,
+    first_output,
+    interleaved,
+    make_sequences,
+)
 
 if TYPE_CHECKING:
     from tests.redis_server import RedisServer
@@ -53,3 +59,30 @@ def test_redis_down_is_unavailable_with_a_clear_message_and_the_server_recovers(
     for k in range(len(s.chunks)):  # the store came back empty: the sequence starts again, and runs exactly
         s.outputs.append(first_output(client.infer(**s.request(k))))
     assert_parity([s], reference)
+
+
+def test_streamed_sequences_move_from_one_server_to_the_other_halfway(
+    start_server: Callable[..., RunningServer], redis_server: RedisServer, reference: Reference,
+    streamable: list[str],
+) -> None:
+    """32 sequences multiplexed on one ModelStreamInfer stream per server: the first half of every sequence on one
+    server, the rest on the other (its requests queue behind each other and load from the store)."""
+    servers = [start_server(session_store=redis_server.url) for _ in range(2)]
+    sequences = make_sequences(reference, streamable, 32, seed=6)
+    by_id = {str(s.sequence_id): s for s in sequences}
+    sends = interleaved(sequences)
+    first = [(s, k) for s, k in sends if k < len(s.chunks) // 2]
+    halves = (first, [(s, k) for s, k in sends if k >= len(s.chunks) // 2])
+    for server, half in zip(servers, halves, strict=True):
+        client = triton.InferenceServerClient(server.target)
+        answers = StreamAnswers()
+        client.start_stream(callback=answers)
+        for s, k in half:
+            client.async_stream_infer(**s.request(k))
+        arrived = answers.take(len(half))
+        client.stop_stream()
+        for result, error in arrived:
+            assert error is None, error
+            assert result is not None
+            by_id[result.get_response().id.rsplit(":", 1)[0]].outputs.append(first_output(result))
+    assert_parity(sequences, reference)
