@@ -18,7 +18,8 @@ import numpy as np
 
 from service.engine.errors import FailedPrecondition, InvalidInput, SeqServeError, SequenceNotFound
 from service.engine.sequences import SequenceFlags, Sequences, StepResult
-from service.engine.state.store import decode_answer, new_token, stream_key, valid_token
+from service.engine.state.codec import decode_answer
+from service.engine.state.store import new_token, stream_key, valid_token
 
 if TYPE_CHECKING:
     from service.engine.metrics import Metrics

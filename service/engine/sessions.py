@@ -19,8 +19,9 @@ import numpy as np
 from service.engine.batching import Batcher, StepResult
 from service.engine.errors import FailedPrecondition
 from service.engine.metrics import ModelMetrics
+from service.engine.state.codec import decode
 from service.engine.state.pool import StatePool
-from service.engine.state.store import ANY, Stored, decode, new_epoch
+from service.engine.state.store import ANY, Stored, new_epoch
 from service.engine.state.through import reset_through
 
 if TYPE_CHECKING:

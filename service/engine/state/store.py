@@ -13,17 +13,13 @@ Redis errors become `Unavailable` (UNAVAILABLE) with a clear message; nothing el
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from modelrepo import StatePair
 from service.engine.errors import ConfigurationError, Unavailable
+from service.engine.state.codec import frame
 
 log = logging.getLogger(__name__)
 
@@ -133,48 +129,6 @@ def token_of(key: str) -> str:
 
 def valid_token(token: str) -> bool:
     return 0 < len(token) <= 64 and all(c.isalnum() or c in "-_" for c in token)
-
-
-def encode(pairs: Sequence[StatePair], rows: dict[str, np.ndarray], i: int) -> bytes:
-    """Row `i` of batch-first host arrays `rows` as bytes, in manifest order."""
-    return b"".join(np.ascontiguousarray(rows[p.input][i], dtype=p.dtype).tobytes() for p in pairs)
-
-
-def encode_answers(outputs: dict[str, np.ndarray], rows: Sequence[int]) -> list[bytes]:
-    """Rows `rows` of batch-first outputs as bytes each: a JSON header of names, dtypes and shapes (the same for
-    every row of a batch, built once), then the data."""
-    arrays = {name: np.ascontiguousarray(value) for name, value in outputs.items()}
-    header = json.dumps([[name, a.dtype.str, list(a.shape[1:])] for name, a in arrays.items()]).encode() + b"\n"
-    return [header + b"".join(a[i].tobytes() for a in arrays.values()) for i in rows]
-
-
-def frame(fields: Sequence[bytes]) -> bytes:
-    """Fields as COMMIT reads them: each a 4-byte big-endian length and the bytes."""
-    return b"".join(part for f in fields for part in (struct.pack(">I", len(f)), f))
-
-
-def decode_answer(data: bytes) -> dict[str, np.ndarray]:
-    """`encode_answer`'s outputs `{name: (time, size)}` (empty for a reset)."""
-    header, _, body = data.partition(b"\n")
-    answer, offset = {}, 0
-    for name, dtype, shape in json.loads(header):
-        value = np.frombuffer(body, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
-        answer[name] = value.copy()
-        offset += value.nbytes
-    return answer
-
-
-def decode(pairs: Sequence[StatePair], data: bytes) -> dict[str, np.ndarray]:
-    """The state of one session (shapes without the batch axis) from `encode`'s bytes."""
-    state, offset = {}, 0
-    for p in pairs:
-        count = int(np.prod(p.shape))
-        value = np.frombuffer(data, dtype=p.dtype, count=count, offset=offset).reshape(p.shape)
-        state[p.input] = value.copy()
-        offset += value.nbytes
-    if offset != len(data):
-        raise Unavailable("the session store holds state of another shape for this session")
-    return state
 
 
 class RedisStore:

@@ -17,7 +17,8 @@ import numpy as np
 from modelrepo import StatePair
 from service.engine.errors import Aborted, ResourceExhausted, Unavailable
 from service.engine.runtime import StateValue, to_host
-from service.engine.state.store import ABSENT, FULL, NO_ANSWER, RedisStore, Write, encode, encode_answers
+from service.engine.state.codec import encode, encode_answers
+from service.engine.state.store import ABSENT, FULL, NO_ANSWER, RedisStore, Write
 
 
 class Durable(Protocol):

@@ -13,7 +13,8 @@ from service.engine.errors import Aborted, ResourceExhausted, SequenceNotFound, 
 from service.engine.metrics import Metrics
 from service.engine.registry import Registry
 from service.engine.sequences import SequenceFlags, Sequences, StepResult
-from service.engine.state.store import ANY, RedisStore, Write, decode, sequence_key
+from service.engine.state.codec import decode
+from service.engine.state.store import ANY, RedisStore, Write, sequence_key
 from tests.redis_server import RedisServer
 from tests.service.helpers import MANIFESTS, SHIPPED, cpu_settings, reference
 
