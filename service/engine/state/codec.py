@@ -13,22 +13,32 @@ from modelrepo import StatePair
 from service.engine.errors import Unavailable
 
 
-def encode(pairs: Sequence[StatePair], rows: dict[str, np.ndarray], i: int) -> bytes:
-    """Row `i` of batch-first host arrays `rows` as bytes, in manifest order."""
-    return b"".join(np.ascontiguousarray(rows[p.input][i], dtype=p.dtype).tobytes() for p in pairs)
+def _row_bytes(arrays: Sequence[np.ndarray], rows: Sequence[int]) -> list[bytes]:
+    """Rows `rows` of batch-first arrays, each row's arrays side by side as bytes (one copy for the batch)."""
+    flat = [np.ascontiguousarray(a[list(rows)]).reshape(len(rows), -1).view(np.uint8) for a in arrays]
+    table = flat[0] if len(flat) == 1 else np.concatenate(flat, axis=1)
+    return [row.tobytes() for row in table]
+
+
+def encode(pairs: Sequence[StatePair], rows: dict[str, np.ndarray], which: Sequence[int]) -> list[bytes]:
+    """Rows `which` of batch-first host state arrays as bytes each, in manifest order."""
+    if not pairs:
+        return [b"" for _ in which]
+    return _row_bytes([rows[p.input].astype(p.dtype, copy=False) for p in pairs], which)
 
 
 def encode_answers(outputs: dict[str, np.ndarray], rows: Sequence[int]) -> list[bytes]:
     """Rows `rows` of batch-first outputs as bytes each: a JSON header of names, dtypes and shapes (the same for
     every row of a batch, built once), then the data."""
-    arrays = {name: np.ascontiguousarray(value) for name, value in outputs.items()}
-    header = json.dumps([[name, a.dtype.str, list(a.shape[1:])] for name, a in arrays.items()]).encode() + b"\n"
-    return [header + b"".join(a[i].tobytes() for a in arrays.values()) for i in rows]
+    header = json.dumps([[name, a.dtype.str, list(a.shape[1:])] for name, a in outputs.items()]).encode() + b"\n"
+    if not outputs:
+        return [header for _ in rows]
+    return [header + data for data in _row_bytes(list(outputs.values()), rows)]
 
 
-def frame(fields: Sequence[bytes]) -> bytes:
-    """Fields as COMMIT reads them: each a 4-byte big-endian length and the bytes."""
-    return b"".join(part for f in fields for part in (struct.pack(">I", len(f)), f))
+def frame(fields: Sequence[bytes]) -> tuple[bytes, bytes]:
+    """Fields as COMMIT reads them: their 4-byte big-endian lengths, and their bytes one after the other."""
+    return struct.pack(f">{len(fields)}I", *map(len, fields)), b"".join(fields)
 
 
 def decode_answer(data: bytes) -> dict[str, np.ndarray]:

@@ -33,21 +33,24 @@ NO_ANSWER = b"-"  # a write that keeps no answer (Triton sequences: their client
 FULL = "!"  # what COMMIT answers for a new session refused because the store holds its limit of sessions
 
 # KEYS: one per row. ARGV[1]: TTL in ms, ARGV[2]: answers kept, ARGV[4]: the most sessions stored (0: no limit;
-# counted with DBSIZE, so the store's database holds sessions only), ARGV[3]: every row's fields, each as a 4-byte
-# big-endian length and the bytes (`frame`): expected version, new version ("" = delete), position, state bytes,
-# answer (NO_ANSWER = none). One argument for the whole batch: the client packs 3 arguments instead of 5 per row.
-# Per row: HGET, then HSET (state and answer together) and PEXPIRE, or DEL. Returns one string per row: "" when
-# written, FULL for a new session beyond the limit, else the stored version (ABSENT when missing). An expected
-# version of ANY (open, START) clears the key first, so no answer of an earlier life of it survives.
+# counted with DBSIZE, so the store's database holds sessions only); every row's fields one after the other in
+# ARGV[3] and their lengths (4-byte big-endian each) in ARGV[5] (`codec.frame`): expected version, new version
+# ("" = delete), position, state bytes, answer (NO_ANSWER = none). A few arguments for the whole batch: the client
+# packs 5 instead of 5 per row. Per row: HGET, then HSET (state and answer together) and PEXPIRE, or DEL. Returns
+# one string per row: "" when written, FULL for a new session beyond the limit, else the stored version (ABSENT
+# when missing). An expected version of ANY (open, START) clears the key first, so no answer of an earlier life
+# of it survives.
 COMMIT = """
 local ttl = tonumber(ARGV[1])
 local keep = tonumber(ARGV[2])
 local blob = ARGV[3]
 local cap = tonumber(ARGV[4])
 local at = 1
+local lengths = ARGV[5]
+local k = 1
 local function take()
-  local n
-  n, at = struct.unpack('>I4', blob, at)
+  local n = struct.unpack('>I4', lengths, k)
+  k = k + 4
   local field = string.sub(blob, at, at + n - 1)
   at = at + n
   return field
@@ -184,7 +187,8 @@ class RedisStore:
         fields = [f for w in writes for f in (w.expected.encode(), w.version.encode(), b"%d" % w.position, w.state,
                                               w.answer)]
         try:
-            args: list[bytes | int] = [self._ttl_ms, RECENT, frame(fields), self.max_sessions]
+            lengths, data = frame(fields)
+            args: list[bytes | int] = [self._ttl_ms, RECENT, data, self.max_sessions, lengths]
             results = await self._commit(keys=[w.key for w in writes], args=args)
         except self._errors as exc:
             raise self._unavailable(exc) from None

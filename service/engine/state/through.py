@@ -46,11 +46,10 @@ async def write_through(
     kept = [i for i in rows if owners[i].answers]  # type: ignore[union-attr]
     answers = dict(zip(kept, encode_answers(outputs, kept), strict=True)) if kept else {}
     writes = []
-    for i in rows:
+    for i, state_bytes in zip(rows, encode(pairs, host, rows), strict=True):
         owner = owners[i]
         assert owner is not None and owner.key is not None
         version = "" if owner.ending else f"{owner.epoch}:{owner.writes + 1}"
-        state_bytes = encode(pairs, host, i)
         writes.append(Write(owner.key, owner.expected, version, owner.position + 1, state_bytes,
                             answers.get(i, NO_ANSWER)))
     try:
