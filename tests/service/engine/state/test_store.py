@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
+from modelrepo import latest_versions
 from service.engine.errors import Aborted, ResourceExhausted, SequenceNotFound, Unavailable
 from service.engine.metrics import Metrics
+from service.engine.model import ServedModel
 from service.engine.registry import Registry
+from service.engine.runtime import Runtime
 from service.engine.sequences import SequenceFlags, Sequences, StepResult
 from service.engine.state.codec import decode
 from service.engine.state.store import ANY, RedisStore, Write, sequence_key
@@ -130,3 +134,28 @@ async def test_the_store_holds_at_most_max_stored_sessions(redis_server: RedisSe
         await table.submit(model, SequenceFlags(3, start=True), chunk(1), logits)
     finally:
         await registry.close()
+
+
+async def test_write_through_and_restore_on_the_device_store_path(redis_server: RedisServer) -> None:
+    """The CUDA code path (IOBinding, state as `OrtValue`s in the device pool; here on the CPU): a session written
+    through by one model and restored by another continues exactly."""
+    manifest, store = MANIFESTS[MODEL], RedisStore(redis_server.url, ttl_s=60)
+    pairs = {p.input: p.output for p in manifest.state}
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        models = []
+        for _ in range(2):
+            runtime = Runtime(latest_versions(SHIPPED)[MODEL].model_path, "cpu", 1, MODEL, pairs, io_binding=True)
+            models.append(ServedModel(manifest, runtime, cpu_settings(SHIPPED), Metrics().for_model(MODEL), executor,
+                                      store=store))
+            models[-1].start()
+        key = sequence_key(MODEL, manifest.version, "device")
+        first = models[0].open_session(key)
+        got = [(await first.step(chunk(1)))["logits"]]
+        second = models[1].open_session(key)
+        second.restore(await store.load(key))  # type: ignore[arg-type]
+        got.append((await second.step(chunk(2)))["logits"])
+        whole = reference(MODEL, np.concatenate([chunk(1), chunk(2)])[None])["logits"][0]
+        np.testing.assert_allclose(np.concatenate(got), whole, atol=TOLERANCE, rtol=0)
+        for model in models:
+            await model.close()
+    await store.close()
