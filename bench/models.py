@@ -27,11 +27,11 @@ def export_reference(root: Path, like: Manifest) -> None:
 
 
 def prepare_repository(root: Path, models_root: Path, reference: bool, shipped: bool = True) -> list[str]:
-    """A model repository at `root` with the shipped models linked in (newest version) and, if asked, the reference
-    LSTM exported. Returns the model names in bench order.
+    """A model repository at `root` with the shipped models linked in (newest version; unless `shipped` is False)
+    and, if asked, the reference LSTM exported. Returns the model names in bench order.
     """
     latest = latest_versions(models_root)
-    for name in SHIPPED:
+    for name in SHIPPED if shipped else ():
         (root / name).mkdir(parents=True, exist_ok=True)
         (root / name / str(latest[name].version)).symlink_to(latest[name].path.resolve())
     if reference:

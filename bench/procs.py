@@ -67,7 +67,8 @@ def rss_bytes(pid: int) -> int:
 @contextmanager
 def _process(argv: Sequence[str], patterns: dict[str, str]) -> Iterator[tuple[int, dict[str, str]]]:
     """Start `argv`, wait for each pattern's line in its output; yields (pid, {name: group 1}); stops it at exit."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join([str(ROOT), *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}  # the caller's path too (gpu_check.sh's site)
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     watcher = LogWatcher(proc.stdout, patterns)  # type: ignore[arg-type]
