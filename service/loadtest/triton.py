@@ -130,7 +130,11 @@ class TritonDriver:
                              deadline: float) -> None:
         call = channel.stream_stream(STREAM_INFER_METHOD)()
         waiting: dict[str, asyncio.Future[tpb.ModelStreamInferResponse]] = {}
-        writing = asyncio.Lock()  # one write in flight per call
+        outbox: asyncio.Queue[bytes | None] = asyncio.Queue()  # one writer: one write in flight per call
+
+        async def writer() -> None:
+            while (request := await outbox.get()) is not None:
+                await call.write(request)
 
         async def reader() -> None:  # until the call ends; a failed call fails every sequence still waiting
             try:
@@ -144,17 +148,21 @@ class TritonDriver:
         def asker(index: int) -> Ask:
             async def ask(request: bytes) -> tpb.ModelStreamInferResponse:
                 future = waiting[str(index)] = asyncio.get_running_loop().create_future()
-                async with writing:
-                    await call.write(request)
+                outbox.put_nowait(request)
                 return await future
 
             return ask
 
-        read_task = asyncio.ensure_future(reader())
+        read_task, write_task = asyncio.ensure_future(reader()), asyncio.ensure_future(writer())
         sequences = (self._guarded(self._sequence(asker(i), r, deadline)) for i, r in enumerate(all_requests))
         await asyncio.gather(*sequences)
-        if not call.done():
-            await call.done_writing()
+        outbox.put_nowait(None)
+        try:
+            await write_task
+            if not call.done():
+                await call.done_writing()
+        except grpc.aio.AioRpcError:
+            pass  # the call failed: the sequences have counted it
         await read_task
         if (code := await call.code()) != grpc.StatusCode.OK and not self.tally.errors:
             self.tally.record_error(code.name)
