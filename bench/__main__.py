@@ -1,6 +1,6 @@
 """`python -m bench [--quick] [--no-reference] [--no-memory] [--only-memory] [--tracked]`: every path side by side.
 
-The full run (what `make bench` does) takes about 5 to 7 minutes on 2 cores; `--quick` is a smoke run (1 and 8
+The full run (what `make bench` does) takes about 4 minutes on 2 cores; `--quick` is a smoke run (1 and 8
 streams, 1 s each, no reference LSTM, no memory check); `--only-memory` runs only the idle sessions check (both
 transports). Results go to `bench/results/local/` (gitignored) unless `--tracked` (into `bench/results/`) or `--out`.
 """
