@@ -36,7 +36,7 @@ models: $(TEST_STAMP)
 report: $(TEST_STAMP)
 	$(PY) -m training report
 
-## bench: throughput and latency against the compute and transport ceilings
+## bench: every path side by side (native, Triton, hand-written baseline, echo ceiling); results in bench/results/local/
 bench: $(TEST_STAMP)
 	$(PY) -m bench
 
