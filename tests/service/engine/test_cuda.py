@@ -30,12 +30,13 @@ RTOL, ATOL = 1e-4, 1e-5  # cuDNN / cuBLAS kernels against the CPU provider
 
 
 def resident_state(model: ServedModel) -> dict[str, object]:
-    """The state the batcher keeps between batches, as the runtime returned it (device `OrtValue`s on CUDA).
+    """The state pool's arrays as the store keeps them between batches (device `OrtValue`s on CUDA).
 
-    The one place these tests look inside the engine (`service/engine/state/resident.py`, reached through the
-    batcher): adapt it here when the engine's state keeping changes.
+    The one place these tests look inside the engine (`service/engine/state/device.py`, reached through the model's
+    pool): adapt it here when the engine's state keeping changes.
     """
-    return dict(model._batcher._resident.values)
+    store = model._pool.store  # type: ignore[attr-defined]
+    return {f"pool_{i}": value for i, value in enumerate(store._pool)}
 
 
 def on_device(value: object) -> bool:
