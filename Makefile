@@ -28,8 +28,9 @@ run: $(SERVE_STAMP)
 test: $(TEST_STAMP) deploy-deps lint
 	$(PY) -m pytest
 
-## models: retrain and re-export every shipped model from scratch
+## models: retrain and re-export every shipped model from scratch; import Silero VAD from its pip-installed wheel
 models: $(TEST_STAMP)
+	$(PY) -m modelrepo.importer.silero --force
 	$(PY) -m training build-all --force
 
 ## report: the adding-problem study (long; not part of make test)

@@ -8,7 +8,6 @@ warnings are silenced around the call only.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import Literal
 import onnx
 import torch
 
-from modelrepo import Manifest, OnnxInfo, OutputSpec, SequenceInput, StatePair, TrainingRecord
-from modelrepo.manifest import MANIFEST_FILE, MODEL_FILE, Architecture, Normalization
+from modelrepo import Manifest, OnnxInfo, OutputSpec, SequenceInput, StatePair, TrainingRecord, writer
+from modelrepo.manifest import MODEL_FILE, Architecture, Normalization
 from training.errors import ExportError
 from training.model import SequenceModel
 from training.verify import verify_export
@@ -92,27 +91,10 @@ def build_manifest(model: SequenceModel, name: str, version: int, onnx_bytes: by
 
 
 def check_destination(dest: Path, force: bool) -> None:
-    if dest.exists() and not force:
-        raise ExportError(f"{dest} already exists; pass --force to replace it")
-
-
-def write_version_dir(dest: Path, manifest: Manifest, onnx_bytes: bytes, extra: dict[str, bytes],
-                      force: bool) -> None:
-    """Writes everything into a temporary sibling folder, then swaps it in: never a half-written version."""
-    check_destination(dest, force)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    tmp.chmod(0o755)
     try:
-        (tmp / MODEL_FILE).write_bytes(onnx_bytes)
-        manifest.dump(tmp / MANIFEST_FILE)
-        for file_name, data in extra.items():
-            (tmp / file_name).write_bytes(data)
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        writer.check_destination(dest, force)
+    except writer.DestinationExists as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def export_model(model: SequenceModel, root: Path, name: str, version: int, *, labels: list[str] | None = None,
@@ -123,5 +105,5 @@ def export_model(model: SequenceModel, root: Path, name: str, version: int, *, l
     check_destination(dest, force)
     onnx_bytes = to_onnx(model)
     manifest = build_manifest(model, name, version, onnx_bytes, labels, training, description)
-    write_version_dir(dest, manifest, onnx_bytes, extra or {}, force)
+    writer.write_version_dir(dest, manifest, onnx_bytes, extra or {}, force)
     return manifest

@@ -5,10 +5,10 @@ from __future__ import annotations
 import signal
 
 import grpc
-from tests.deploy.check_results import TOLERANCE, open_runs
-from tests.deploy.topology import Balancer, Replica
 
 from service.client import Client, ServerError
+from tests.deploy.check_results import TOLERANCE, open_runs
+from tests.deploy.topology import Balancer, Replica
 
 
 def test_streams_through_the_balancer_equal_whole_runs_and_survive_a_replica_stopping(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from tests.deploy.topology import REPO_ROOT, Replica
 
 
