@@ -1,4 +1,4 @@
-"""Command line: `python -m training {train,export,evaluate,build-all,report}`; errors are one line, exit 2."""
+"""Command line: `python -m training {train,export,export-module,evaluate,build-all,report}`; errors: one line."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from training import export_module
 from training.build import SHIPPED, build, export_trained
 from training.catalog import write_catalog
 from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -101,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--length", type=int, default=100)
     report.add_argument("--epochs", type=int, default=40)
     report.set_defaults(func=_report)
+    export_module.add_parser(sub)
     return parser
 
 

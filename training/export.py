@@ -41,16 +41,22 @@ def to_onnx(model: SequenceModel) -> bytes:
     outputs = [output_name(model), *(o for _, o in cfg.state_names)]
     axes = {"input": {0: "batch", 1: "time"}, outputs[0]: {0: "batch", 1: "time"}}
     axes |= {name: {0: "batch"} for name in inputs[1:] + outputs[1:]}
+    return export_quietly(model, (x, *state), inputs, outputs, axes).SerializeToString()
+
+
+def export_quietly(module: torch.nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],
+                   axes: dict[str, dict[int, str]]) -> onnx.ModelProto:
+    """The TorchScript exporter's graph of `module(*args)`, its known warnings silenced, checked."""
     with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
         path = Path(scratch) / MODEL_FILE
-        torch.onnx.export(model, (x, *state), path, input_names=inputs, output_names=outputs,
+        torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
         proto = onnx.load(path)  # also pulls in any external data file, so the bytes below are self-contained
     onnx.checker.check_model(proto)
-    return proto.SerializeToString()
+    return proto
 
 
 def recurrent_ops(onnx_bytes: bytes) -> list[str]:
@@ -101,6 +107,9 @@ def export_model(model: SequenceModel, root: Path, name: str, version: int, *, l
                  training: TrainingRecord | None = None, description: str = "",
                  extra: dict[str, bytes] | None = None, force: bool = False) -> Manifest:
     """Exports, verifies and writes `root/name/version/`; returns the manifest written."""
+    if not isinstance(model, SequenceModel):
+        raise ExportError(f"export_model takes the trainer's SequenceModel, not {type(model).__name__}; export your "
+                          "own module with training.export_module.export_module (docs/models.md)")
     dest = Path(root) / name / str(version)
     check_destination(dest, force)
     onnx_bytes = to_onnx(model)

@@ -22,6 +22,7 @@ from modelrepo.manifest import (
     SequenceInput,
     Source,
     StatePair,
+    Verification,
 )
 
 RECURRENT = {"LSTM", "GRU", "RNN"}
@@ -52,15 +53,32 @@ def import_onnx(path: Path, root: Path, options: ImportOptions, force: bool = Fa
     dest = Path(root) / options.name / str(options.version)
     writer.check_destination(dest, force)
     original_bytes = Path(path).read_bytes() if Path(path).is_file() else b""
-    plan = propose(load(path), constants=options.constants, pairs=options.pairs, batch_axes=options.batch_axes,
-                   frame=options.frame, context=options.context)
-    if _opset(plan.model) < 13:
-        raise ImportRefused(f"{path}: opset {_opset(plan.model)}; the server needs opset >= 13 (convert it with "
-                            "onnx.version_converter.convert_version)")
+    plan = plan_for(load(path), options)
     model = wrap(plan)
     verification = verify(plan, model)
+    source = Source(kind="onnx", file=options.source_file or Path(path).name,
+                    sha256=hashlib.sha256(original_bytes).hexdigest(), licence=options.licence, url=options.url,
+                    constants=plan.constants, adapted=adapted(plan))
     data = model.SerializeToString()
-    manifest = Manifest(
+    manifest = manifest_for(plan, data, options, verification, source, EXPORTER)
+    writer.write_version_dir(dest, manifest, data, {}, force)
+    return manifest
+
+
+def plan_for(original: onnx.ModelProto, options: ImportOptions) -> Plan:
+    plan = propose(original, constants=options.constants, pairs=options.pairs, batch_axes=options.batch_axes,
+                   frame=options.frame, context=options.context)
+    if _opset(original) < 13:
+        raise ImportRefused(f"opset {_opset(original)}: the server needs opset >= 13 (convert the file with "
+                            "onnx.version_converter.convert_version)")
+    return plan
+
+
+def manifest_for(plan: Plan, data: bytes, options: ImportOptions, verification: Verification, source: Source,
+                 exporter: str) -> Manifest:
+    """The manifest of the wrapped graph `data` (its bytes, as written)."""
+    model = onnx.load_from_string(data)
+    return Manifest(
         name=options.name,
         version=options.version,
         description=options.description,
@@ -73,14 +91,10 @@ def import_onnx(path: Path, root: Path, options: ImportOptions, force: bool = Fa
         state=_state(plan),
         streamable=True,
         verification=verification,
-        source=Source(kind="onnx", file=options.source_file or Path(path).name,
-                      sha256=hashlib.sha256(original_bytes).hexdigest(), licence=options.licence, url=options.url,
-                      constants=plan.constants, adapted=adapted(plan)),
-        onnx=OnnxInfo(opset=_opset(model), exporter=EXPORTER, sha256=hashlib.sha256(data).hexdigest(),
+        source=source,
+        onnx=OnnxInfo(opset=_opset(model), exporter=exporter, sha256=hashlib.sha256(data).hexdigest(),
                       recurrent_ops=sorted(_ops(model.graph) & RECURRENT)),
     )
-    writer.write_version_dir(dest, manifest, data, {}, force)
-    return manifest
 
 
 def adapted(plan: Plan) -> list[str]:
