@@ -1,7 +1,8 @@
 """`python -m bench [--quick] [--no-large] [--no-memory] [--only-memory]`: writes `bench/results/<stamp>.{json,md,png}`.
 
 The full run (what `make bench` does) takes about 3 to 5 minutes on 2 cores; `--quick` is a smoke run;
-`--only-memory` runs only the idle sessions check (both transports) and writes no chart.
+`--only-memory` runs only the idle sessions check (both transports) and writes no chart; the VAD bench
+(bench/vad.py) runs last (`--no-vad` skips it), or alone with `--only-vad`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import render
+from bench import render, vad
 from bench.memory import measure_idle_sessions
 from bench.models import SHIPPED, prepare_repository
 from bench.plan import Plan, run_matrix
@@ -34,7 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=4.0, help="measured seconds per load run")
     p.add_argument("--processes", type=int, default=1, help="client processes per load run")
     p.add_argument("--sessions", type=int, default=10_000, help="idle sessions for the memory check")
+    p.add_argument("--no-vad", action="store_true", help="skip the Silero VAD bench (bench/vad.py)")
+    p.add_argument("--only-vad", action="store_true", help="only the Silero VAD bench")
     a = p.parse_args(argv)
+    if a.only_vad:
+        return vad.main(a.models, a.out, a.duration)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="seqserve-bench-") as tmp:
@@ -58,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         render.chart(rows, a.out / f"{stamp}.png")
     print(table)
     print(f"[bench] wrote {a.out / stamp}.{{json,md,png}}", file=sys.stderr)
-    return 0
+    return 0 if a.quick or a.no_vad or a.only_memory else vad.main(a.models, a.out, a.duration)
 
 
 if __name__ == "__main__":
