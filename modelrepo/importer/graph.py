@@ -79,7 +79,7 @@ def load(path: Path) -> onnx.ModelProto:
     return model
 
 
-def tensors(values: list[onnx.ValueInfoProto], exclude: set[str] = frozenset()) -> list[Tensor]:  # type: ignore[assignment]
+def tensors(values: list[onnx.ValueInfoProto], exclude: frozenset[str] | set[str] = frozenset()) -> list[Tensor]:
     found = []
     for v in values:
         if v.name in exclude:
@@ -95,7 +95,7 @@ def propose(model: onnx.ModelProto, *, constants: dict[str, str], pairs: list[tu
     initializers = {i.name for i in model.graph.initializer}
     inputs = {t.name: t for t in tensors(list(model.graph.input), initializers)}
     outputs = {t.name: t for t in tensors(list(model.graph.output))}
-    for name in [*constants, *batch_axes, *(i for i, _ in pairs)]:
+    for name in [*constants, *batch_axes, *(n for pair in pairs for n in pair)]:
         if name not in inputs and name not in outputs:
             raise ImportRefused(f"the graph has no input or output {name!r}; inputs: {sorted(inputs)}")
     baked = {name: parse_constant(inputs[name], text) for name, text in constants.items()}
