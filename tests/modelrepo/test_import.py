@@ -33,9 +33,12 @@ def refused(capsys: pytest.CaptureFixture[str], root: Path, *argv: object) -> st
 def test_make_models_rebuilds_the_shipped_silero_vad_exactly(tmp_path: Path) -> None:
     manifest = import_silero(tmp_path)
     shipped = latest_versions(SHIPPED)["silero_vad"]
-    assert manifest == Manifest.load(shipped.manifest_path)
+    # the bytes depend only on the wheel and onnx; the verification numbers on this machine's kernels
+    assert manifest.model_dump(exclude={"verification"}) == Manifest.load(shipped.manifest_path).model_dump(
+        exclude={"verification"})
     assert (tmp_path / "silero_vad" / "1" / "model.onnx").read_bytes() == shipped.model_path.read_bytes()
-    assert manifest.verification is not None and manifest.verification.original_vs_wrapped == 0.0
+    v = manifest.verification
+    assert v is not None and max(v.original_vs_wrapped or 0.0, v.chunked_vs_whole or 0.0, v.batched_vs_alone) < 1e-5
 
 
 def test_torch_layout_lstm_is_proposed_wrapped_and_verified(capsys: pytest.CaptureFixture[str],
