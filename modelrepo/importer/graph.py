@@ -129,7 +129,7 @@ def parse_constant(tensor: Tensor, text: str) -> float | int:
             return float(text)
     except ValueError:
         raise ImportRefused(f"--constant {tensor.name}={text}: the input is {tensor.dtype}, "
-                            f"{text!r} is not a {tensor.dtype} value") from None
+                            f"{text!r} is not a valid {tensor.dtype} value") from None
     raise ImportRefused(f"--constant {tensor.name}: inputs of type {tensor.dtype} cannot be baked")
 
 

@@ -87,7 +87,7 @@ def test_bad_input_is_one_line_and_writes_nothing(case: str, capsys: pytest.Capt
         "no_state": ([lstm, "--state", "h0:hn", "--constant", "c0=1"], "not a scalar"),
         "ambiguous": ([_same_shape_states(tmp_path)], "equally; say which with --state h0:OUTPUT"),
         "bad_constant_dtype": ([frames, "--constant", "sr=16000.5", "--frame", 6, "--context", 2],
-                               "the input is int64, '16000.5' is not a int64 value"),
+                               "the input is int64, '16000.5' is not a valid int64 value"),
         "constant_not_given": ([frames, "--frame", 6, "--context", 2], "bake the others with --constant"),
         "wrong_frame": ([frames, *ok[:2], "--frame", 6, "--context", 3], "Input W must have shape"),
         "unknown_name": ([lstm, "--batch-axis", "x=1"], "the graph has no input or output 'x'"),
