@@ -102,12 +102,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--state-name", action="append", default=[], metavar="IN:OUT", help="names of each state pair")
     p.add_argument("--output", action="append", default=[], metavar="NAME", help="names of the outputs")
     p.add_argument("--kind", default="other", choices=["logits", "regression", "probability", "other"])
+    add_destination(p)
+    p.set_defaults(func=_run)
+
+
+def add_destination(p: argparse.ArgumentParser) -> None:
+    """The flags every export shares: where the version folder goes and what it says."""
     p.add_argument("--name", required=True)
     p.add_argument("--version", type=int, default=1)
     p.add_argument("--models", type=Path, default=Path("models"))
     p.add_argument("--description", default="")
     p.add_argument("--force", action="store_true", help="replace an existing version folder")
-    p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> None:
