@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import procs, scrape
+from bench import procs, serverstats
 from modelrepo import latest_versions
 from service.loadtest import LoadConfig, run_load
 
@@ -63,13 +63,12 @@ def run_vad(models_root: Path, duration_s: float, warmup_s: float, streams: tupl
         (Path(tmp) / MODEL).mkdir()
         (Path(tmp) / MODEL / str(found.version)).symlink_to(found.path.resolve())
         with procs.real_server(Path(tmp), ["--intra-op-threads", "1"]) as server:
-            assert server.metrics_url is not None
             for n in streams:
-                before = scrape.scrape(server.metrics_url, MODEL)
+                before = serverstats.snapshot(server.target, MODEL)
                 report = run_load(LoadConfig(target=server.target, model=MODEL, streams=n, chunk=1,
                                              duration_s=duration_s, warmup_s=warmup_s, features=FRAME,
                                              progress=False))
-                view = scrape.server_view(before, scrape.scrape(server.metrics_url, MODEL), n)
+                view = serverstats.server_view(before, serverstats.snapshot(server.target, MODEL))
                 rate = report.throughput_steps_per_s
                 rows.append(VadRow(n, rate, report.p50_ms, report.p99_ms, view.mean_batch, rate / reference,
                                    rate / (RATE / FRAME)))
