@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--models", type=Path, default=Path("models"))
     p.add_argument("--model", default="vowels_lstm")
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
     asyncio.run(_serve(p.parse_args(argv)))
 
 

@@ -36,7 +36,7 @@ class Plan:
     duration_s: float = 4.0
     warmup_s: float = 1.0
     processes: int = 1
-    intra_op_threads: int = 1
+    intra_op_threads: int = 0  # 0: the server decides (self-tuning), the baseline takes onnxruntime's default
 
 
 @dataclass
@@ -88,7 +88,9 @@ def run_seqserve(plan: Plan, runs: list[Run]) -> None:
     with procs.real_server(plan.models_root, ["--intra-op-threads", str(plan.intra_op_threads)]) as server:
         for model in plan.models:
             features = _manifest(plan, model).input.features
-            timer = ModelTimer(latest_versions(plan.models_root)[model].path, plan.chunk, plan.intra_op_threads)
+            threads = plan.intra_op_threads or serverstats.intra_op_threads(server.target, model)
+            _log(f"server runs {model} on {threads} intra-op thread(s)")
+            timer = ModelTimer(latest_versions(plan.models_root)[model].path, plan.chunk, threads)
             for streams in plan.streams:
                 for path in SERVER_PATHS:
                     if path == TRITON_MUX and streams == 1:

@@ -12,6 +12,7 @@ import grpc
 from service.grpc.generated.inference import grpc_service_pb2 as tpb
 
 STATISTICS_METHOD = "/inference.GRPCInferenceService/ModelStatistics"
+CONFIG_METHOD = "/inference.GRPCInferenceService/ModelConfig"
 
 
 @dataclass(frozen=True)
@@ -69,3 +70,12 @@ def representative(batch_sizes: dict[int, int]) -> dict[int, int]:
         size = round(sum(s * n for s, n in members) / runs)
         out[size] = out.get(size, 0) + runs
     return out
+
+
+def intra_op_threads(target: str, model: str) -> int:
+    """The intra-op thread count the server chose for `model` (its ModelConfig parameter), 1 if it says none."""
+    request = tpb.ModelConfigRequest(name=model).SerializeToString()
+    with grpc.insecure_channel(target) as channel:
+        reply = tpb.ModelConfigResponse.FromString(channel.unary_unary(CONFIG_METHOD)(request, timeout=30))
+    value = reply.config.parameters["intra_op_thread_count"].string_value
+    return int(value) if value.isdigit() else 1
