@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 SERVE_STAMP := $(VENV)/.serve-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test models report bench proto lint clean wheelhouse deploy-deps
+.PHONY: run test models report bench proto lint clean wheelhouse deploy-deps test-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,18 +25,19 @@ run: $(SERVE_STAMP)
 	$(PY) -m service --models models
 
 ## test: lint (ruff, mypy) and the whole suite (what .ci/run calls)
-test: $(TEST_STAMP) deploy-deps lint
+test: $(TEST_STAMP) deploy-deps test-deps lint
 	$(PY) -m pytest
 
-## models: retrain and re-export every shipped model from scratch
+## models: retrain and re-export every shipped model from scratch; import Silero VAD from its pip-installed wheel
 models: $(TEST_STAMP)
+	$(PY) -m modelrepo.importer.silero --force
 	$(PY) -m training build-all --force
 
 ## report: the adding-problem study (long; not part of make test)
 report: $(TEST_STAMP)
 	$(PY) -m training report
 
-## bench: throughput and latency against the compute and transport ceilings
+## bench: every path side by side (native, Triton, hand-written baseline, echo ceiling); results in bench/results/local/
 bench: $(TEST_STAMP)
 	$(PY) -m bench
 
@@ -65,6 +66,10 @@ wheelhouse: $(SERVE_STAMP)
 deploy-deps:
 	@sh deploy/ensure-nginx.sh
 	@sh deploy/ensure-nginx.sh redis-server redis-server
+
+## test-deps: espeak-ng for the VAD speech test (apt-get install where missing and root; the test skips otherwise)
+test-deps:
+	@sh scripts/ensure-espeak-ng.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,9 @@
-"""`python -m bench [--quick] [--no-large] [--no-memory] [--only-memory]`: writes `bench/results/<stamp>.{json,md,png}`.
+"""`python -m bench [--quick] [--no-reference] [--no-memory] [--only-memory] [--tracked]`: every path side by side.
 
-The full run (what `make bench` does) takes about 3 to 5 minutes on 2 cores; `--quick` is a smoke run;
-`--only-memory` runs only the idle sessions check (both transports) and writes no chart.
+The full run (what `make bench` does) takes about 4 minutes on 2 cores; `--quick` is a smoke run (1 and 8
+streams, 1 s each, no reference LSTM, no memory check); `--only-memory` runs only the idle sessions check (both
+transports). Results go to `bench/results/local/` (gitignored) unless `--tracked` (into `bench/results/`) or `--out`.
+The VAD bench (bench/vad.py) runs last (`--no-vad` skips it), or alone with `--only-vad`.
 """
 
 from __future__ import annotations
@@ -15,50 +17,73 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import render
+from bench import reliability, render, targets, vad
 from bench.memory import measure_idle_sessions
 from bench.models import SHIPPED, prepare_repository
-from bench.plan import Plan, run_matrix
+from bench.plan import ECHO, ECHO_END, Plan, Run, drift_streams, find, run_matrix
 
 RESULTS = Path(__file__).resolve().parent / "results"
+LOCAL = RESULTS / "local"
+
+
+def _streams(text: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in text.split(","))
+
+
+def judge(plan: Plan, runs: list[Run], before: reliability.CpuSample) -> reliability.Reliability:
+    after = reliability.sample()
+    model, streams = plan.models[0], drift_streams(plan)
+    start, end = find(runs, ECHO, model, streams), find(runs, ECHO_END, model, streams)
+    return reliability.judge(start.chunks_per_s if start else 0.0, end.chunks_per_s if end else 0.0,
+                             reliability.others_share(before, after), (before.load_average, after.load_average))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--models", type=Path, default=Path("models"), help="where the shipped models are")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--quick", action="store_true", help="smoke run: 1 and 8 streams, 1 s each, no large model")
-    p.add_argument("--no-large", action="store_true", help="skip the 3x512 LSTM")
+    p.add_argument("--out", type=Path, default=None, help="results folder (default bench/results/local/)")
+    p.add_argument("--tracked", action="store_true", help="write the results into bench/results/ (tracked)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 and 8 streams, 1 s each, no reference LSTM")
+    p.add_argument("--no-reference", action="store_true", help="skip the 2x256 reference LSTM")
     p.add_argument("--no-memory", action="store_true", help="skip the 10,000 idle sessions check")
     p.add_argument("--only-memory", action="store_true", help="only the idle sessions check (both transports)")
+    p.add_argument("--streams", type=_streams, default=None, help="stream counts, e.g. 1,64,256 (the default)")
     p.add_argument("--duration", type=float, default=4.0, help="measured seconds per load run")
     p.add_argument("--processes", type=int, default=1, help="client processes per load run")
     p.add_argument("--sessions", type=int, default=10_000, help="idle sessions for the memory check")
+    p.add_argument("--no-vad", action="store_true", help="skip the Silero VAD bench (bench/vad.py)")
+    p.add_argument("--only-vad", action="store_true", help="only the Silero VAD bench")
     a = p.parse_args(argv)
+    out = a.out or (RESULTS if a.tracked else LOCAL)
+    if a.only_vad:
+        return vad.main(a.models, out, a.duration)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    began = time.monotonic()
+    began, cpu = time.monotonic(), reliability.sample()
     with tempfile.TemporaryDirectory(prefix="seqserve-bench-") as tmp:
         root = Path(tmp)
-        names = prepare_repository(root, a.models, large=not (a.quick or a.no_large or a.only_memory))
-        plan = Plan(root, names, duration_s=1.0 if a.quick else a.duration, processes=a.processes,
-                    streams=(1, 8) if a.quick else (1, 8, 64, 256), warmup_s=0.5 if a.quick else 1.0)
-        rows = [] if a.only_memory else run_matrix(plan)
+        names = prepare_repository(root, a.models, reference=not (a.quick or a.no_reference or a.only_memory))
+        plan = Plan(root, names, streams=a.streams or ((1, 8) if a.quick else (1, 64, 256)),
+                    duration_s=1.0 if a.quick else a.duration, processes=a.processes,
+                    warmup_s=0.5 if a.quick else 1.0)
+        runs = [] if a.only_memory else run_matrix(plan)
         memory = []
         if a.only_memory or not (a.quick or a.no_memory):
             memory = measure_idle_sessions(root, SHIPPED[0], a.sessions)
+    judged = judge(plan, runs, cpu) if runs else None
     elapsed = time.monotonic() - began
-    a.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     title = f"seqserve bench {stamp} (chunk {plan.chunk}, {plan.duration_s:g} s per run, CPU, {elapsed:.0f} s total)"
     data = {"timestamp": stamp, "plan": {**asdict(plan), "models_root": None}, "elapsed_s": elapsed,
-            "rows": [r.to_json() for r in rows], "memory": [m.to_json() for m in memory]}
-    (a.out / f"{stamp}.json").write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    table = render.markdown(rows, memory, title)
-    (a.out / f"{stamp}.md").write_text(table, encoding="utf-8")
-    if rows:
-        render.chart(rows, a.out / f"{stamp}.png")
-    print(table)
-    print(f"[bench] wrote {a.out / stamp}.{{json,md,png}}", file=sys.stderr)
-    return 0
+            "reliability": judged.to_json() if judged else None, "runs": [r.to_json() for r in runs],
+            "targets": [c.to_json() for c in targets.checks(runs)], "memory": [m.to_json() for m in memory]}
+    (out / f"{stamp}.json").write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    text = render.markdown(runs, memory, title, judged)
+    (out / f"{stamp}.md").write_text(text, encoding="utf-8")
+    if runs:
+        render.chart(runs, out / f"{stamp}.png")
+    print(text)
+    print(f"[bench] wrote {out / stamp}.{{json,md,png}}", file=sys.stderr)
+    return 0 if a.quick or a.no_vad or a.only_memory else vad.main(a.models, out, a.duration)
 
 
 if __name__ == "__main__":

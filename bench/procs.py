@@ -1,4 +1,5 @@
-"""Server processes under test: the real server and the echo server, started as subprocesses and stopped cleanly."""
+"""Server processes under test: the real server, the echo server and the hand-written baseline, started as
+subprocesses and stopped cleanly."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def rss_bytes(pid: int) -> int:
 @contextmanager
 def _process(argv: Sequence[str], patterns: dict[str, str]) -> Iterator[tuple[int, dict[str, str]]]:
     """Start `argv`, wait for each pattern's line in its output; yields (pid, {name: group 1}); stops it at exit."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join([str(ROOT), *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}  # the caller's path too (gpu_check.sh's site)
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     watcher = LogWatcher(proc.stdout, patterns)  # type: ignore[arg-type]
@@ -86,13 +88,13 @@ def _process(argv: Sequence[str], patterns: dict[str, str]) -> Iterator[tuple[in
 
 
 @contextmanager
-def real_server(models: Path, extra: Sequence[str] = ()) -> Iterator[Running]:
-    """`python -m service` on ports it picks itself, CPU, with the flags in `extra` (e.g. `--max-batch-size 1`).
+def real_server(models: Path, extra: Sequence[str] = (), device: str = "cpu") -> Iterator[Running]:
+    """`python -m service` on ports it picks itself, on `device`, with the flags in `extra` (e.g. `--max-batch-size 1`).
 
     Ready once it has logged its gRPC port (after every model is warm and health says SERVING) and its metrics port.
     """
     argv = [sys.executable, "-m", "service", "--models", str(models), "--host", "127.0.0.1", "--port", "0",
-            "--metrics-port", "0", "--device", "cpu", "--log-level", "INFO", *extra]
+            "--metrics-port", "0", "--device", device, "--log-level", "INFO", *extra]
     with _process(argv, SERVER_PORTS) as (pid, found):
         yield Running(pid, f"127.0.0.1:{found['port']}", f"http://127.0.0.1:{found['metrics']}/metrics")
 
@@ -102,4 +104,13 @@ def echo_server(models: Path, model: str, chunk: int) -> Iterator[Running]:
     argv = [sys.executable, "-m", "service.loadtest.echo", "--models", str(models), "--model", model,
             "--chunk", str(chunk), "--port", "0"]
     with _process(argv, {"port": r"echo listening on (\d+)"}) as (pid, found):
+        yield Running(pid, f"127.0.0.1:{found['port']}", None)
+
+
+@contextmanager
+def baseline_server(models: Path, model: str, threads: int = 1) -> Iterator[Running]:
+    """The hand-written baseline (`bench/baseline.py`) serving `model`."""
+    argv = [sys.executable, "-m", "bench.baseline", "--models", str(models), "--model", model, "--port", "0",
+            "--threads", str(threads)]
+    with _process(argv, {"port": r"baseline listening on (\d+)"}) as (pid, found):
         yield Running(pid, f"127.0.0.1:{found['port']}", None)

@@ -1,39 +1,54 @@
-"""The bench's outputs: a markdown table (with the target checks) and a PNG chart of throughput and p99 vs streams."""
+"""The bench's outputs: a markdown table (every path side by side, the reliability verdict, the target checks) and a
+PNG chart of throughput and p99 against streams."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from bench import targets
 from bench.memory import NATIVE_STREAM, TRITON_SEQUENCE_ID, MemoryResult
-from bench.plan import Row
+from bench.plan import BASELINE, ECHO, ECHO_END, NATIVE, SERVER_PATHS, TRITON, TRITON_MUX, UNBATCHED, Run, find
+from bench.reliability import Reliability
 
-TARGET_MODEL, TARGET_STREAMS = "vowels_lstm", 64
+PATH_ORDER = (NATIVE, TRITON, TRITON_MUX, BASELINE, UNBATCHED, ECHO, ECHO_END)
 TRANSPORTS = {
     NATIVE_STREAM: "one open native gRPC SeqServe/Stream per session",
     TRITON_SEQUENCE_ID: "Triton ModelInfer, unary, sequence_id + sequence_start without sequence_end; no open stream",
 }
 
 
-def _num(d: dict[str, Any], key: str) -> float:
-    return float(d.get(key, 0.0))
+COLUMNS = ("model", "streams", "path", "chunks/s", "p50 ms", "p99 ms", "mean batch", "compute ceiling chunks/s",
+           "/ baseline", "/ echo", "errors")
 
 
-def markdown(rows: list[Row], memory: list[MemoryResult], title: str) -> str:
-    head = ("| model | streams | server chunks/s | p50 ms | p99 ms | compute ceiling chunks/s | mean batch "
-            "| echo chunks/s | echo p99 ms | unbatched chunks/s | server/compute | server/transport "
-            "| batching speedup |")
-    lines = [f"## {title}", "", head, "|" + " --- |" * 13] if rows else [f"## {title}"]
-    for r in rows:
-        ratio = r.ratios()
-        lines.append(
-            f"| {r.model} | {r.streams} | {_num(r.server, 'throughput_chunks_per_s'):.0f} "
-            f"| {_num(r.server, 'p50_ms'):.2f} | {_num(r.server, 'p99_ms'):.2f} | {r.compute_chunks_per_s:.0f} "
-            f"| {r.mean_batch:.1f} | {_num(r.echo, 'throughput_chunks_per_s'):.0f} | {_num(r.echo, 'p99_ms'):.2f} "
-            f"| {_num(r.unbatched, 'throughput_chunks_per_s'):.0f} | {ratio['server_over_compute']:.2f} "
-            f"| {ratio['server_over_transport']:.2f} | {ratio['batching_speedup']:.2f} |"
+def _ratio(run: Run, other: Run | None) -> str:
+    return f"{run.chunks_per_s / other.chunks_per_s:.2f}" if other and other.chunks_per_s else "-"
+
+
+def table(runs: list[Run]) -> list[str]:
+    """One line per (model, streams, path), the paths side by side; ratios against the same model and streams."""
+    out = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    for r in runs:
+        server = r.path in SERVER_PATHS
+        errors = ", ".join(f"{k}={v}" for k, v in sorted(r.report.get("errors", {}).items())) or "-"  # type: ignore[attr-defined]
+        out.append(
+            f"| {r.model} | {r.streams} | {r.path} | {r.chunks_per_s:.0f} | {r.num('p50_ms'):.2f} "
+            f"| {r.num('p99_ms'):.2f} | {f'{r.mean_batch:.1f}' if server else '-'} "
+            f"| {f'{r.compute_chunks_per_s:.0f}' if server else '-'} "
+            f"| {_ratio(r, find(runs, BASELINE, r.model, r.streams))} "
+            f"| {_ratio(r, find(runs, ECHO, r.model, r.streams))} | {errors} |"
         )
-    lines += ["", *targets(rows), *memory_targets(memory), ""]
+    return out
+
+
+def markdown(runs: list[Run], memory: list[MemoryResult], title: str, reliability: Reliability | None = None) -> str:
+    lines = [f"## {title}", ""]
+    if reliability is not None:
+        lines += [reliability.summary(), ""]
+    if runs:
+        ordered = sorted(runs, key=lambda r: (r.model, r.streams, PATH_ORDER.index(r.path)))
+        lines += [*table(ordered), "", *targets.lines(runs, reliability is None or reliability.reliable)]
+    lines += [*memory_targets(memory), ""]
     return "\n".join(lines)
 
 
@@ -53,52 +68,29 @@ def memory_targets(memory: list[MemoryResult]) -> list[str]:
     return [*out, ""]
 
 
-def targets(rows: list[Row]) -> list[str]:
-    """The issue's throughput and latency targets for the shipped LSTM at 64 streams, chunk 10."""
-    row = next((r for r in rows if (r.model, r.streams) == (TARGET_MODEL, TARGET_STREAMS)), None)
-    if row is None:
-        return []
-    ratio = row.ratios()
-    p99, echo_p99 = _num(row.server, "p99_ms"), _num(row.echo, "p99_ms")
-    bound = 2 * echo_p99 + row.batched_run_ms
-    checks = [
-        (f"batching speedup >= 2x: {ratio['batching_speedup']:.2f}x", ratio["batching_speedup"] >= 2.0),
-        (f"server >= 60% of transport ceiling: {100 * ratio['server_over_transport']:.0f}%",
-         ratio["server_over_transport"] >= 0.6),
-        (f"p99 <= 2 x echo p99 + one batched run: {p99:.2f} ms vs {bound:.2f} ms "
-         f"(2 x {echo_p99:.2f} + {row.batched_run_ms:.2f})", p99 <= bound),
-    ]
-    out = [f"Targets ({TARGET_MODEL}, {TARGET_STREAMS} streams, chunk {row.chunk}):", ""]
-    return [*out, *(_verdict(text, ok) for text, ok in checks), ""]
-
-
-def chart(rows: list[Row], path: Path) -> None:
+def chart(runs: list[Run], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for model in dict.fromkeys(r.model for r in rows):
-        mine = [r for r in rows if r.model == model]
-        streams = [r.streams for r in mine]
-        left.plot(streams, [_num(r.server, "throughput_chunks_per_s") for r in mine], "o-", label=f"{model} server")
-        left.plot(streams, [_num(r.unbatched, "throughput_chunks_per_s") for r in mine], "x:",
-                  label=f"{model} unbatched")
-        right.plot(streams, [_num(r.server, "p99_ms") for r in mine], "o-", label=f"{model} server")
-    echo = [r for r in rows if r.model == rows[0].model]
-    left.plot([r.streams for r in echo], [_num(r.echo, "throughput_chunks_per_s") for r in echo], "k--",
-              label="echo (transport ceiling)")
-    right.plot([r.streams for r in echo], [_num(r.echo, "p99_ms") for r in echo], "k--", label="echo")
+    for model in dict.fromkeys(r.model for r in runs):
+        for kind in PATH_ORDER[:-1]:
+            mine = sorted((r for r in runs if (r.model, r.path) == (model, kind)), key=lambda r: r.streams)
+            if not mine or (kind == ECHO and model != runs[0].model):
+                continue
+            style = "k--" if kind == ECHO else "o-"
+            label = "echo (transport ceiling)" if kind == ECHO else f"{model} {kind}"
+            left.plot([r.streams for r in mine], [r.chunks_per_s for r in mine], style, label=label)
+            right.plot([r.streams for r in mine], [r.num("p99_ms") for r in mine], style, label=label)
     for ax, label in ((left, "chunks/s"), (right, "p99 latency (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrent streams (chunk 10)")
         ax.set_ylabel(label)
+        ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
-    left.set_yscale("log")
-    right.set_yscale("log")
-    left.legend(fontsize=7)
-    right.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

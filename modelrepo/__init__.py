@@ -6,11 +6,13 @@ Nothing here imports torch or onnxruntime: both sides import it.
 from modelrepo.layout import ModelVersionDir, latest_versions, scan_repository
 from modelrepo.manifest import (
     Architecture,
+    Frame,
     Manifest,
     ManifestError,
     OnnxInfo,
     OutputSpec,
     SequenceInput,
+    Source,
     StatePair,
     TrainingRecord,
     Verification,
@@ -18,12 +20,14 @@ from modelrepo.manifest import (
 
 __all__ = [
     "Architecture",
+    "Frame",
     "Manifest",
     "ManifestError",
     "ModelVersionDir",
     "OnnxInfo",
     "OutputSpec",
     "SequenceInput",
+    "Source",
     "StatePair",
     "TrainingRecord",
     "Verification",

@@ -4,6 +4,9 @@ Conventions every exported graph follows (the manifest records them, the server 
 - the sequence input is `(batch, time, features)`; every output is `(batch, time, size)`;
 - each state tensor is batch-first: `(batch, *StatePair.shape)`, e.g. `(batch, layers * directions, hidden)`;
 - batch and time axes are dynamic; feature normalisation is baked into the graph.
+A graph whose own layout differs (a frame model, time-major input, state with the batch on another axis, extra
+constant inputs) is wrapped into this form by `python -m modelrepo import`; `source` records what was done.
+The field-by-field reference is docs/models.md.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 DType = Literal["float32", "float16"]
 Cell = Literal["rnn", "lstm", "gru"]
+Custom = Literal["custom"]  # a user's own module or an imported graph: no known cell
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 
@@ -29,9 +33,9 @@ class _Strict(BaseModel):
 
 
 class Architecture(_Strict):
-    cell: Cell
-    layers: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
+    cell: Cell | Custom = "custom"
+    layers: int | None = Field(default=None, gt=0)
+    hidden_size: int | None = Field(default=None, gt=0)
     bidirectional: bool = False
 
     @property
@@ -46,16 +50,27 @@ class Normalization(_Strict):
     std: list[float]
 
 
+class Frame(_Strict):
+    """A frame model: each time step is one frame of `features` new samples (e.g. audio at `sample_rate`).
+
+    `context` samples of the previous frame are carried by the wrapped graph as an extra state pair.
+    """
+
+    sample_rate: int | None = Field(default=None, gt=0)
+    context: int = Field(default=0, ge=0)
+
+
 class SequenceInput(_Strict):
     name: str = "input"
-    features: int = Field(gt=0)
+    features: int = Field(gt=0, description="last axis of (batch, time, features); samples per frame for frames")
     dtype: DType = "float32"
     normalization: Normalization | None = None
+    frame: Frame | None = None
 
 
 class OutputSpec(_Strict):
     name: str
-    kind: Literal["logits", "regression"]
+    kind: Literal["logits", "regression", "probability", "other"]
     size: int = Field(gt=0, description="width of the last axis: (batch, time, size)")
     dtype: DType = "float32"
     description: str = ""
@@ -98,16 +113,29 @@ class Verification(_Strict):
     """Max absolute differences measured by the exporter before writing the model."""
 
     tolerance: float
-    torch_vs_onnxruntime: float
+    torch_vs_onnxruntime: float | None = Field(default=None, description="trainer and export_module")
+    original_vs_wrapped: float | None = Field(default=None, description="import: the original graph's own run")
     chunked_vs_whole: float | None = None
     batched_vs_alone: float
 
 
 class OnnxInfo(_Strict):
-    opset: int = Field(ge=17)
+    opset: int = Field(ge=13)
     exporter: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     recurrent_ops: list[str] = Field(default_factory=list)
+
+
+class Source(_Strict):
+    """Where the model came from when not from our trainer: a user's module or an imported ONNX file."""
+
+    kind: Literal["trainer", "module", "onnx"]
+    file: str = Field(default="", description="the original file (name, package, version)")
+    sha256: str = Field(default="", pattern=r"^([0-9a-f]{64})?$", description="of the original file")
+    licence: str = ""
+    url: str = ""
+    constants: dict[str, float | int] = Field(default_factory=dict, description="inputs baked into the graph")
+    adapted: list[str] = Field(default_factory=list, description="what the wrapper changed, one line each")
 
 
 class Manifest(_Strict):
@@ -115,13 +143,14 @@ class Manifest(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     version: int = Field(gt=0)
     description: str = ""
-    architecture: Architecture
+    architecture: Architecture = Field(default_factory=Architecture)
     input: SequenceInput
     outputs: list[OutputSpec] = Field(min_length=1)
     state: list[StatePair] = Field(default_factory=list)
     streamable: bool
     training: TrainingRecord | None = None
     verification: Verification | None = None
+    source: Source | None = None
     onnx: OnnxInfo
 
     @model_validator(mode="after")

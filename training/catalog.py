@@ -12,6 +12,9 @@ Rebuilt from scratch by `make models` (`python -m training build-all --force`; s
 Each `<name>/<version>/` holds `model.onnx` (single file, native ONNX recurrent operator), `manifest.json` (the
 contract the server reads: tensors, state pairs, training data and metrics, export verification, sha256) and
 `curves.png` (training curves). Data sources and licences: `training/data/SOURCES.md`.
+Imported models (`source` in the manifest: original file, licence, what the wrapper changed) come from
+`python -m modelrepo import`; `silero_vad` is Silero VAD 6.2.3 (MIT), imported by `make models` from the
+pip-installed `silero-vad` wheel (`python -m modelrepo.importer.silero --force`). See docs/models.md.
 
 | model | version | cell | layers x hidden | streamable | state | test metrics | verification (max abs diff) | size |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |
@@ -24,6 +27,8 @@ def _metrics(manifest: Manifest) -> str:
         return f"last-frame accuracy {m['test_accuracy']:.1%} (every frame {m['test_frame_accuracy']:.1%})"
     if "test_rmse" in m:
         return f"RMSE {m['test_rmse']:.2f} (naive last value {m['naive_rmse']:.2f})"
+    if not m and manifest.source is not None:
+        return f"imported ({manifest.source.licence or 'licence not given'})"
     return ", ".join(f"{k} {v:.4g}" for k, v in m.items())
 
 
@@ -32,7 +37,9 @@ def _verification(manifest: Manifest) -> str:
     if v is None:
         return "-"
     chunked = "-" if v.chunked_vs_whole is None else f"{v.chunked_vs_whole:.1e}"
-    return f"torch/ORT {v.torch_vs_onnxruntime:.1e}, chunked {chunked}, batched {v.batched_vs_alone:.1e}"
+    first = (f"torch/ORT {v.torch_vs_onnxruntime:.1e}" if v.torch_vs_onnxruntime is not None
+             else f"original/wrapped {v.original_vs_wrapped or 0.0:.1e}")
+    return f"{first}, chunked {chunked}, batched {v.batched_vs_alone:.1e}"
 
 
 def catalog_markdown(root: Path) -> str:
@@ -43,7 +50,8 @@ def catalog_markdown(root: Path) -> str:
         cell = f"{'bi' if arch.bidirectional else ''}{arch.cell.upper()}"
         state = ", ".join(f"{s.input}->{s.output} {s.shape}" for s in m.state) or "none"
         size = f"{found.model_path.stat().st_size / 1024:.0f} kB"
-        rows.append(f"| `{m.name}` | {m.version} | {cell} | {arch.layers} x {arch.hidden_size} | "
+        shape = f"{arch.layers} x {arch.hidden_size}" if arch.layers else "-"
+        rows.append(f"| `{m.name}` | {m.version} | {cell} | {shape} | "
                     f"{'yes' if m.streamable else 'no'} | {state} | {_metrics(m)} | {_verification(m)} | {size} |")
     return _HEADER + "\n".join(rows) + "\n"
 

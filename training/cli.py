@@ -1,4 +1,4 @@
-"""Command line: `python -m training {train,export,evaluate,build-all,report}`; errors are one line, exit 2."""
+"""Command line: `python -m training {train,export,export-module,evaluate,build-all,report}`; errors: one line."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from training import export_module
 from training.build import SHIPPED, build, export_trained
 from training.catalog import write_catalog
 from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -81,11 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
     export = sub.add_parser("export", help="export a checkpoint to models/<name>/<version>/ (verified)")
     export.add_argument("checkpoint", type=Path)
-    export.add_argument("--name", required=True)
-    export.add_argument("--version", type=int, default=1)
-    export.add_argument("--models", type=Path, default=Path("models"))
-    export.add_argument("--description", default="")
-    export.add_argument("--force", action="store_true", help="replace an existing version folder")
+    export_module.add_destination(export)
     export.set_defaults(func=_export)
     ev = sub.add_parser("evaluate", help="test metrics of a checkpoint on its task")
     ev.add_argument("checkpoint", type=Path)
@@ -101,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--length", type=int, default=100)
     report.add_argument("--epochs", type=int, default=40)
     report.set_defaults(func=_report)
+    export_module.add_parser(sub)
     return parser
 
 

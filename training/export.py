@@ -8,7 +8,6 @@ warnings are silenced around the call only.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import Literal
 import onnx
 import torch
 
-from modelrepo import Manifest, OnnxInfo, OutputSpec, SequenceInput, StatePair, TrainingRecord
-from modelrepo.manifest import MANIFEST_FILE, MODEL_FILE, Architecture, Normalization
+from modelrepo import Manifest, OnnxInfo, OutputSpec, SequenceInput, StatePair, TrainingRecord, writer
+from modelrepo.manifest import MODEL_FILE, Architecture, Normalization
 from training.errors import ExportError
 from training.model import SequenceModel
 from training.verify import verify_export
@@ -42,16 +41,22 @@ def to_onnx(model: SequenceModel) -> bytes:
     outputs = [output_name(model), *(o for _, o in cfg.state_names)]
     axes = {"input": {0: "batch", 1: "time"}, outputs[0]: {0: "batch", 1: "time"}}
     axes |= {name: {0: "batch"} for name in inputs[1:] + outputs[1:]}
+    return export_quietly(model, (x, *state), inputs, outputs, axes).SerializeToString()
+
+
+def export_quietly(module: torch.nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],
+                   axes: dict[str, dict[int, str]]) -> onnx.ModelProto:
+    """The TorchScript exporter's graph of `module(*args)`, its known warnings silenced, checked."""
     with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
         path = Path(scratch) / MODEL_FILE
-        torch.onnx.export(model, (x, *state), path, input_names=inputs, output_names=outputs,
+        torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
         proto = onnx.load(path)  # also pulls in any external data file, so the bytes below are self-contained
     onnx.checker.check_model(proto)
-    return proto.SerializeToString()
+    return proto
 
 
 def recurrent_ops(onnx_bytes: bytes) -> list[str]:
@@ -92,36 +97,22 @@ def build_manifest(model: SequenceModel, name: str, version: int, onnx_bytes: by
 
 
 def check_destination(dest: Path, force: bool) -> None:
-    if dest.exists() and not force:
-        raise ExportError(f"{dest} already exists; pass --force to replace it")
-
-
-def write_version_dir(dest: Path, manifest: Manifest, onnx_bytes: bytes, extra: dict[str, bytes],
-                      force: bool) -> None:
-    """Writes everything into a temporary sibling folder, then swaps it in: never a half-written version."""
-    check_destination(dest, force)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    tmp.chmod(0o755)
     try:
-        (tmp / MODEL_FILE).write_bytes(onnx_bytes)
-        manifest.dump(tmp / MANIFEST_FILE)
-        for file_name, data in extra.items():
-            (tmp / file_name).write_bytes(data)
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        writer.check_destination(dest, force)
+    except writer.DestinationExists as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def export_model(model: SequenceModel, root: Path, name: str, version: int, *, labels: list[str] | None = None,
                  training: TrainingRecord | None = None, description: str = "",
                  extra: dict[str, bytes] | None = None, force: bool = False) -> Manifest:
     """Exports, verifies and writes `root/name/version/`; returns the manifest written."""
+    if not isinstance(model, SequenceModel):
+        raise ExportError(f"export_model takes the trainer's SequenceModel, not {type(model).__name__}; export your "
+                          "own module with training.export_module.export_module (docs/models.md)")
     dest = Path(root) / name / str(version)
     check_destination(dest, force)
     onnx_bytes = to_onnx(model)
     manifest = build_manifest(model, name, version, onnx_bytes, labels, training, description)
-    write_version_dir(dest, manifest, onnx_bytes, extra or {}, force)
+    writer.write_version_dir(dest, manifest, onnx_bytes, extra or {}, force)
     return manifest

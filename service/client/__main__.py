@@ -1,14 +1,16 @@
-"""`python -m service.client [--target HOST:PORT] models | stream MODEL --input x.npy --chunk N --output y.npy`."""
+"""`python -m service.client [--target HOST:PORT] models | stream MODEL --input x.npy --chunk N --output y.npy |
+infer MODEL --input x.npy --output y.npy | vad FILE.wav [--chunk FRAMES]`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from service.client import Client, ServerError
+from service.client import Client, ServerError, vad
 from service.client.common import DEFAULT_TARGET
 
 
@@ -31,6 +33,26 @@ def stream_file(client: Client, args: argparse.Namespace) -> None:
     print(f"{args.model} v{stream.info.version}: {len(pieces)} chunks, {first} {y.shape} -> {args.output}")
 
 
+def infer_file(client: Client, args: argparse.Namespace) -> None:
+    """One whole sequence `(time, features)` from a .npy file through Infer; save the first output, (time, size)."""
+    x = np.load(args.input)
+    if x.ndim != 2:
+        raise SystemExit(f"{args.input}: expected (time, features), got shape {x.shape}")
+    outputs, _ = client.infer(args.model, x[None], version=args.version)
+    name, y = next(iter(outputs.items()))
+    np.save(args.output, y[0])
+    print(f"{args.model}: {name} {y[0].shape} -> {args.output}; last step argmax {int(np.argmax(y[0, -1]))}")
+
+
+def vad_file(client: Client, args: argparse.Namespace) -> None:
+    """Stream a WAV file through the VAD model; print one speech segment per line."""
+    probs = vad.frame_probabilities(client, vad.read_wav(args.wav), args.chunk, args.model)
+    segments = vad.speech_segments(probs)
+    for start, end in segments:
+        print(f"speech {start:7.2f}s - {end:7.2f}s")
+    print(f"{len(segments)} speech segments in {len(probs)} frames ({len(probs) * 512 / vad.SAMPLE_RATE:.2f}s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m service.client", description="seqserve command-line client")
     parser.add_argument("--target", default=DEFAULT_TARGET, help=f"server HOST:PORT (default {DEFAULT_TARGET})")
@@ -42,16 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--input", required=True, help=".npy file holding (time, features)")
     stream.add_argument("--chunk", type=int, default=10, help="steps per chunk (default 10)")
     stream.add_argument("--output", required=True, help=".npy file for the first output, (time, size)")
+    infer = commands.add_parser("infer", help="run a whole (time, features) .npy file with Infer")
+    infer.add_argument("model")
+    infer.add_argument("--version", type=int, default=0, help="model version (default: newest)")
+    infer.add_argument("--input", required=True, help=".npy file holding (time, features)")
+    infer.add_argument("--output", required=True, help=".npy file for the first output, (time, size)")
+    detect = commands.add_parser("vad", help="print the speech segments of a 16 kHz mono WAV file")
+    detect.add_argument("wav", type=Path)
+    detect.add_argument("--model", default=vad.MODEL, help=f"the VAD model (default {vad.MODEL})")
+    detect.add_argument("--chunk", type=int, default=4, help="frames per chunk (default 4)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "stream" and args.chunk < 1:
+    if args.command in ("stream", "vad") and args.chunk < 1:
         raise SystemExit("--chunk must be >= 1")
     try:
         with Client(args.target) as client:
-            list_models(client) if args.command == "models" else stream_file(client, args)
+            {"models": lambda: list_models(client), "stream": lambda: stream_file(client, args),
+             "infer": lambda: infer_file(client, args), "vad": lambda: vad_file(client, args)}[args.command]()
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

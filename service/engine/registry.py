@@ -175,6 +175,6 @@ def _load_version(found: ModelVersionDir, settings: Settings) -> tuple[Manifest,
 def _failed(found: ModelVersionDir, reason: str, settings: Settings) -> ModelStatus:
     """A not-ready status; the reason names files relative to the repository and stays one short line."""
     reason = reason.replace(f"{settings.models.resolve()}/", "").replace(f"{settings.models}/", "")
-    reason = " ".join(reason.split())[:300]
+    reason = " ".join(reason.split())[:600]
     log.error("not serving %s version %d: %s", found.name, found.version, reason)
     return ModelStatus(found.name, found.version, False, reason, None, None)

@@ -39,17 +39,28 @@ def check_graph(manifest: Manifest, runtime: Runtime) -> None:
         want_out[pair.output] = (pair.dtype, (None, *pair.shape))
     _match("input", want_in, runtime.inputs)
     _match("output", want_out, runtime.outputs)
+    for tensor in runtime.inputs:  # outputs may carry onnxruntime's inferred sizes; the warm-up checks them
+        if tensor.shape and tensor.shape[0] is not None:
+            raise ModelInvalid(f"graph input {tensor.name!r} has a fixed size {tensor.shape[0]} on axis 0 "
+                               f"(shape {list(tensor.shape)}); expected {_layout(manifest)} with a dynamic batch "
+                               "axis first (python -m modelrepo import wraps other layouts)")
 
 
 def warm_up(manifest: Manifest, runtime: Runtime) -> None:
-    """One run of a batch of 2 sequences of 3 steps from the initial state; shapes and values must be sane."""
-    batch, steps = 2, 3
+    """Runs at batch 1 and 3 (2 and 3 steps) from the initial state; shapes and values must be sane."""
+    for batch, steps in ((1, 2), (3, 3)):
+        _warm_up(manifest, runtime, batch, steps)
+
+
+def _warm_up(manifest: Manifest, runtime: Runtime, batch: int, steps: int) -> None:
     x = np.zeros((batch, steps, manifest.input.features), dtype=manifest.input.dtype)
     state = {p.input: np.full((batch, *p.shape), p.initial, dtype=p.dtype) for p in manifest.state}
     try:
         outputs, new_state = runtime.run({manifest.input.name: x}, state)
     except Exception as exc:
-        raise ModelInvalid(f"warm-up run failed: {type(exc).__name__}") from exc
+        message = " ".join(str(exc).split())
+        raise ModelInvalid(f"warm-up at batch {batch} failed; expected {_layout(manifest)}; onnxruntime: "
+                           f"{type(exc).__name__}: {message}") from exc
     for o in manifest.outputs:
         got = np.asarray(outputs[o.name])
         if got.shape != (batch, steps, o.size) or not np.isfinite(got).all():
@@ -58,6 +69,12 @@ def warm_up(manifest: Manifest, runtime: Runtime) -> None:
         shape = to_host(new_state[p.input]).shape
         if shape != (batch, *p.shape):
             raise ModelInvalid(f"warm-up: state {p.output!r} has shape {list(shape)}")
+
+
+def _layout(manifest: Manifest) -> str:
+    """The canonical layout of the manifest, e.g. `input (batch, time, 12), state h0 (batch, 1, 48)`."""
+    state = "".join(f", state {p.input} (batch, {', '.join(map(str, p.shape))})" for p in manifest.state)
+    return f"input {manifest.input.name} (batch, time, {manifest.input.features}){state}"
 
 
 def _match(kind: str, want: dict[str, Expected], got: list[TensorInfo]) -> None:

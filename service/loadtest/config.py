@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 DEFAULT_TARGET = "127.0.0.1:8001"
+PROTOCOLS = ("native", "triton")  # native `Stream` | Triton `ModelStreamInfer` (service/loadtest/triton.py)
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class LoadConfig:
     features: int | None = None  # chunk width; None = ask the server (GetModel)
     seed: int = 0
     progress: bool = True
+    protocol: str = "native"
+    multiplex: bool = False  # triton: every sequence of a client process on one ModelStreamInfer call
 
     def __post_init__(self) -> None:
         if self.streams < 1 or self.chunk < 1 or self.processes < 1:
@@ -38,6 +41,12 @@ class LoadConfig:
             raise ValueError("warmup must be >= 0")
         if self.rate is not None and self.rate <= 0:
             raise ValueError("rate must be > 0")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}")
+        if self.protocol != "triton" and self.multiplex:
+            raise ValueError("multiplex needs --protocol triton")
+        if self.protocol == "triton" and self.rate is not None:
+            raise ValueError("the triton protocol runs closed loop only (no --rate)")
 
     @property
     def mode(self) -> str:
@@ -70,6 +79,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[LoadConfig, str | Non
     p.add_argument("--processes", type=int, default=1, help="client processes sharing the streams")
     p.add_argument("--features", type=int, default=None, help="chunk width (default: from GetModel)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--protocol", choices=PROTOCOLS, default="native",
+                   help="native Stream, or Triton ModelStreamInfer (one sequence per load stream)")
+    p.add_argument("--multiplex", action="store_true",
+                   help="triton: all sequences of a client process on one ModelStreamInfer stream")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
     a = p.parse_args(argv)
@@ -77,7 +90,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[LoadConfig, str | Non
         config = LoadConfig(
             target=a.target, model=a.model, version=a.version, streams=a.streams, chunk=a.chunk,
             duration_s=a.duration, chunks=a.chunks, warmup_s=a.warmup, rate=a.rate, processes=a.processes,
-            features=a.features, seed=a.seed, progress=not a.no_progress,
+            features=a.features, seed=a.seed, progress=not a.no_progress, protocol=a.protocol,
+            multiplex=a.multiplex,
         )
     except ValueError as exc:
         p.error(str(exc))

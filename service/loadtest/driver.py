@@ -83,7 +83,7 @@ class Driver:
             await call.write(protocol.open_request(self.config.model, self.config.version))
             _, error = protocol.reply_error(await stream.read())
         except (StreamFailed, grpc.aio.AioRpcError) as exc:
-            self.tally.record_error(_code_of(exc))
+            self.tally.record_error(code_of(exc))
             return None
         if error is not None:
             self.tally.record_error(error)
@@ -164,7 +164,7 @@ class Driver:
             await body(stream, deadline)
             await stream.finish()
         except (StreamFailed, grpc.aio.AioRpcError) as exc:
-            self.tally.record_error(_code_of(exc))
+            self.tally.record_error(code_of(exc))
         finally:
             self.tally.ended = time.monotonic()
 
@@ -182,7 +182,7 @@ class Driver:
         return self.tally
 
 
-def _code_of(exc: Exception) -> str:
+def code_of(exc: Exception) -> str:
     if isinstance(exc, StreamFailed):
         return exc.code
     assert isinstance(exc, grpc.aio.AioRpcError)

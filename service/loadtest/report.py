@@ -31,6 +31,7 @@ class Report:
     max_ms: float
     mean_ms: float
     errors: dict[str, int]  # status code name -> count
+    protocol: str = "native"  # "native" | "triton" | "triton-multiplexed"
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -44,7 +45,7 @@ class Report:
         rows = [
             ("target", f"{self.target} model={self.model}"),
             ("load", f"{self.mode} loop, {self.streams} streams x chunk {self.chunk}, "
-                     f"{self.processes} client process(es){offered}"),
+                     f"{self.processes} client process(es){offered}, {self.protocol}"),
             ("answered", f"{self.chunks} chunks, {self.steps} steps in {self.elapsed_s:.2f} s"),
             ("throughput", f"{self.throughput_chunks_per_s:.1f} chunks/s, {self.throughput_steps_per_s:.1f} steps/s"),
             ("latency ms", f"p50 {self.p50_ms:.3f}  p90 {self.p90_ms:.3f}  p99 {self.p99_ms:.3f}  "
@@ -79,4 +80,5 @@ def build_report(config: LoadConfig, tally: Tally) -> Report:
         max_ms=max_ms(h),
         mean_ms=float(h.get_mean_value()) / 1000.0 if chunks else 0.0,
         errors=dict(tally.errors),
+        protocol=config.protocol + ("-multiplexed" if config.multiplex else ""),
     )

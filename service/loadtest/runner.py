@@ -18,6 +18,7 @@ from service.loadtest.config import LoadConfig
 from service.loadtest.driver import CHANNEL_OPTIONS, Counter, Driver, fetch_features
 from service.loadtest.report import Report, build_report
 from service.loadtest.stats import Tally, merge_all
+from service.loadtest.triton import TritonDriver
 
 START_TIMEOUT_S = 120.0
 PROGRESS_EVERY_S = 1.0
@@ -64,6 +65,10 @@ async def _features(config: LoadConfig) -> int:
         return await fetch_features(channel, config)
 
 
+def make_driver(config: LoadConfig, progress: Counter) -> Driver | TritonDriver:
+    return TritonDriver(config, progress) if config.protocol == "triton" else Driver(config, progress)
+
+
 async def _no_wait() -> None:
     return None
 
@@ -75,7 +80,7 @@ def _worker(config: LoadConfig, counter: Synchronized[int], barrier: Any, result
         await asyncio.to_thread(barrier.wait, START_TIMEOUT_S)
 
     try:
-        tally = asyncio.run(Driver(config, counter).run(wait_for_start))
+        tally = asyncio.run(make_driver(config, counter).run(wait_for_start))
         results.put(tally.encode())
     except BaseException as exc:
         barrier.abort()
@@ -112,5 +117,5 @@ def run_load(config: LoadConfig) -> Report:
     else:
         counter = _LocalCounter()
         with Progress([counter], config.progress):
-            tally = asyncio.run(Driver(config, counter).run(_no_wait))
+            tally = asyncio.run(make_driver(config, counter).run(_no_wait))
     return build_report(config, tally)

@@ -90,12 +90,17 @@ def test_tune_measures_thread_counts_only_when_asked_to() -> None:
 
 
 async def test_shipped_tiny_models_run_inline_on_one_thread(caplog: pytest.LogCaptureFixture) -> None:
-    """Measured at load (no --intra-op-threads, no --inline-run-max-us): 1 thread, inline, logged once each."""
+    """Measured at load (no --intra-op-threads, no --inline-run-max-us): 1 thread, inline, logged once each.
+
+    The project's own small recurrent models; an imported model (Silero VAD: a convolutional front end over 512
+    samples per frame) is not tiny and may well be sent to the executor."""
     with caplog.at_level(logging.INFO, logger="service.engine.registry"):
         registry = await Registry.load(Settings(models=SHIPPED, device="cpu"), Metrics())  # the defaults: auto
     try:
         for status in registry.statuses():
-            assert status.tuning is not None
+            assert status.tuning is not None and status.manifest is not None
+            if status.manifest.architecture.cell == "custom":
+                continue
             assert (status.tuning.intra_op_threads, status.tuning.threads_auto, status.tuning.inline) == (1, True, True)
             tuned = [r for r in caplog.records if r.getMessage().startswith(f"tuned {status.name} version")]
             assert len(tuned) == 1 and "1 intra-op thread(s) (measured" in tuned[0].getMessage()
