@@ -80,6 +80,8 @@ class SumOfWorkers:
                 families.setdefault(family.name, Metric(family.name, family.documentation, family.type))
                 samples = sums.setdefault(family.name, {})
                 for sample in family.samples:
+                    if sample.name.endswith("_created"):  # a timestamp, not a quantity: no sum of it means anything
+                        continue
                     key = (sample.name, tuple(sorted(sample.labels.items())))
                     samples[key] = samples.get(key, 0.0) + sample.value
                     if sample.name == "seqserve_requests_total":
