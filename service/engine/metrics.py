@@ -17,6 +17,7 @@ import bisect
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -159,6 +160,7 @@ class Metrics:
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str], int] = {}
         self.models: dict[str, list[ModelMetrics]] = {}  # by model name: one per served version
+        self.store: StoreCounters | None = None  # the shared session store's counters, when there is one
         self.registry = CollectorRegistry()
         self.registry.register(_Exporter(self))
 
@@ -172,6 +174,12 @@ class Metrics:
         counters = ModelMetrics()
         self.models.setdefault(model, []).append(counters)
         return counters
+
+
+class StoreCounters(Protocol):
+    round_trips: int  # commits, loads and deletes sent
+    failures: int  # of them, those that could not reach the store (UNAVAILABLE)
+    conflicts: int  # rows refused by the compare-and-set (another replica advanced the session)
 
 
 _HISTOGRAMS = (
@@ -204,6 +212,16 @@ class _Exporter(Collector):
             evictions.add_metric([name], sum(v.evictions for v in versions))
         yield active
         yield evictions
+        if (store := m.store) is not None:
+            for name, doc, value in (
+                ("round_trips", "Round trips to the session store (one per batch on the write-through path)",
+                 store.round_trips),
+                ("failures", "Session store calls that could not reach it", store.failures),
+                ("conflicts", "Steps refused by the store's compare-and-set (another replica won)", store.conflicts),
+            ):
+                counter = CounterMetricFamily(f"seqserve_session_store_{name}", doc)
+                counter.add_metric([], value)
+                yield counter
         for metric, doc, attr in _HISTOGRAMS:
             family = HistogramMetricFamily(metric, doc, labels=["model"])
             for name, versions in models:

@@ -63,6 +63,7 @@ class Registry:
         if store is not None and not await store.ping():
             log.warning("session store %s is unreachable for now: stateful steps get UNAVAILABLE until it is back",
                         settings.session_store)
+        metrics.store = store  # its counters on /metrics
         executor = ThreadPoolExecutor(max_workers=MODEL_WORKERS, thread_name_prefix="seqserve-model")
         loop = asyncio.get_running_loop()
         statuses: list[ModelStatus] = []

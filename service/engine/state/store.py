@@ -157,6 +157,8 @@ class RedisStore:
             raise ConfigurationError(f"--session-store {url!r}: {exc}") from None
         self._commit = self._client.register_script(COMMIT)
         self.round_trips = 0  # commits, loads and deletes sent (one per batch on the write-through path)
+        self.failures = 0  # of them, those that could not reach Redis
+        self.conflicts = 0  # rows refused by the compare-and-set (counted by write-through)
 
     async def ping(self) -> bool:
         try:
@@ -205,6 +207,7 @@ class RedisStore:
         await self._client.aclose()
 
     def _unavailable(self, exc: BaseException) -> Unavailable:
+        self.failures += 1
         log.warning("session store %s: %s: %s", self.url, type(exc).__name__, exc)
         return Unavailable(f"the session store is unreachable ({type(exc).__name__}); retry shortly")
 

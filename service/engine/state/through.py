@@ -64,6 +64,7 @@ async def write_through(
             refused[i] = ResourceExhausted(f"the session store holds its limit of {store.max_sessions} sessions")
             continue
         if stored:
+            store.conflicts += 1
             gone = "ended or expired" if stored == ABSENT else "advanced by another step"
             refused[i] = Aborted(f"a concurrent step won the session (it was {gone}); retry from its stored position")
             continue

@@ -35,7 +35,9 @@ def test_sequences_alternating_between_two_servers_equal_whole_runs(
     for s, k in interleaved(sequences):
         s.outputs.append(first_output(clients[k % 2].infer(**s.request(k))))  # each request on the other server
     assert_parity(sequences, reference)
-    assert all(server.registry.store is not None and server.registry.store.round_trips for server in servers)
+    for server in servers:  # on /metrics: round trips, and steps redone after the other server advanced them
+        assert server.metric("seqserve_session_store_round_trips_total") > 0
+        assert server.metric("seqserve_session_store_conflicts_total") > 0
     with redis_server.client() as redis:
         assert redis.dbsize() == 0  # END deleted every stored sequence
 
@@ -54,6 +56,7 @@ def test_redis_down_is_unavailable_with_a_clear_message_and_the_server_recovers(
     assert refused.value.status() == "StatusCode.UNAVAILABLE"
     assert "session store is unreachable" in refused.value.message()
     assert client.is_server_live() and client.is_server_ready()
+    assert server.metric("seqserve_session_store_failures_total") > 0
     redis_server.start()
     s.outputs.clear()
     for k in range(len(s.chunks)):  # the store came back empty: the sequence starts again, and runs exactly
