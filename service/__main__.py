@@ -52,7 +52,8 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("draining: serving open sessions until they end, for up to %.1f s", settings.shutdown_grace)
+    if settings.session_store == "memory":
+        log.info("draining: serving open sessions until they end, for up to %.1f s", settings.shutdown_grace)
     await serving.shutdown(settings.shutdown_grace)
     metrics_http.shutdown()
     metrics_http.server_close()
