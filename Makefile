@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 SERVE_STAMP := $(VENV)/.serve-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test models report bench proto lint clean wheelhouse deploy-deps
+.PHONY: run test models report bench proto lint clean wheelhouse deploy-deps fuzz
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ report: $(TEST_STAMP)
 ## bench: throughput and latency against the compute and transport ceilings
 bench: $(TEST_STAMP)
 	$(PY) -m bench
+
+## fuzz: the live fuzz at length (make test runs 6,000 messages; FUZZ_MESSAGES, FUZZ_SEED to change)
+FUZZ_MESSAGES ?= 100000
+FUZZ_SEED ?= 12
+fuzz: $(TEST_STAMP)
+	SEQSERVE_FUZZ_MESSAGES=$(FUZZ_MESSAGES) SEQSERVE_FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest -s \
+		tests/service/grpc/test_fuzz.py tests/service/grpc/test_decode.py
 
 ## proto: regenerate the committed protobuf/gRPC code
 proto: $(TEST_STAMP)

@@ -45,3 +45,12 @@ class ConfigurationError(Exception):
 
     Not a `SeqServeError`: it never reaches a client, it stops the start-up with a clear message.
     """
+
+
+CLIP_CHARS = 64  # client text (names, ids) echoed in an error message, at most
+
+
+def clip(value: object, limit: int = CLIP_CHARS) -> str:
+    """`repr(value)` cut to `limit` characters: client text in an error message never makes it unbounded."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"

@@ -11,7 +11,7 @@ import numpy as np
 
 from modelrepo import Manifest
 from service.engine.batching import Arrays, Batcher, Row
-from service.engine.errors import FailedPrecondition, InvalidInput, Unavailable
+from service.engine.errors import FailedPrecondition, InvalidInput, Unavailable, clip
 from service.engine.metrics import ModelMetrics, ModelStats
 from service.engine.runtime import Runtime
 from service.engine.sessions import Session
@@ -160,7 +160,7 @@ class ServedModel:
         if state is None:
             state = {p.input: np.full((batch, *p.shape), p.initial, dtype=p.dtype) for p in pairs}
         elif set(state) != {p.input for p in pairs}:
-            raise InvalidInput(f"state must hold exactly {sorted(p.input for p in pairs)}, got {sorted(state)}")
+            raise InvalidInput(f"state must hold exactly {sorted(p.input for p in pairs)}, got {clip(sorted(state))}")
         for p in pairs:
             value = state[p.input]
             want = (batch, *p.shape)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from service.engine.errors import FailedPrecondition, SequenceNotFound
+from service.engine.errors import FailedPrecondition, SequenceNotFound, clip
 
 if TYPE_CHECKING:
     from service.engine.model import ServedModel
@@ -164,7 +164,7 @@ class Sequences:
         if not flags.start:
             if session is None:
                 raise SequenceNotFound(
-                    f"sequence {flags.sequence_id!r} of model {model.manifest.name!r} is not open "
+                    f"sequence {clip(flags.sequence_id)} of model {model.manifest.name!r} is not open "
                     "(never started, ended or expired): its first request must set sequence_start (START)"
                 )
             return session

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import grpc
 
-from service.engine.errors import ModelNotFound
+from service.engine.errors import ModelNotFound, clip
 from service.grpc.cut import OpenStreams
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
@@ -84,7 +84,7 @@ class NativeServicer(pb_grpc.SeqServeServicer):
         if request.version:
             infos = [i for i in infos if i.version == request.version]
         if not infos:
-            wanted = f"{request.name!r} version {request.version}" if request.version else repr(request.name)
+            wanted = f"{clip(request.name)} version {request.version}" if request.version else clip(request.name)
             raise ModelNotFound(f"no model {wanted}")
         newest_ready = [i for i in infos if i.ready] or infos
         return pb.GetModelResponse(model=newest_ready[-1])

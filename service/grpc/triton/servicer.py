@@ -16,11 +16,12 @@ import numpy as np
 
 from service.engine.errors import Unavailable
 from service.grpc.cut import CUT_MESSAGE, OpenStreams
+from service.grpc.decode import parse_version
 from service.grpc.generated.inference import grpc_service_pb2 as pb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as pb_grpc
 from service.grpc.interceptors import REQUEST_MODEL
 from service.grpc.triton.config import model_config, model_metadata, model_statistics, repository_index
-from service.grpc.triton.convert import fill_response, parse_version, request_to_infer
+from service.grpc.triton.convert import fill_response, request_to_infer
 from service.grpc.triton.stream import TritonStream
 
 if TYPE_CHECKING:

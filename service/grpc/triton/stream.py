@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from functools import partial
 
+from service.engine.errors import clip
 from service.grpc.errors import to_status
 from service.grpc.generated.inference import grpc_service_pb2 as pb
 
@@ -29,7 +30,7 @@ def error_answer(request: pb.ModelInferRequest, exc: BaseException, count: Count
     """The in-stream error: the status code name and the safe message, with the request's model and id."""
     code, message = to_status(exc)
     count(request.model_name, code.name)
-    where = f"request {request.id!r}: " if request.id else ""
+    where = f"request {clip(request.id)}: " if request.id else ""
     answer = Answer(error_message=f"{where}{code.name}: {message}")
     response = answer.infer_response
     response.model_name, response.model_version, response.id = request.model_name, request.model_version, request.id
