@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 from service.engine.errors import ConfigurationError
 from service.grpc.server import serve
 from service.settings import Settings
+from service.startup import check_port_free
 
 log = logging.getLogger("service")
 
@@ -42,8 +43,14 @@ def configure_logging(settings: Settings) -> None:
 
 
 async def run(settings: Settings) -> None:
+    check_port_free(settings.host, settings.metrics_port, "metrics")  # before the models load: fail fast
     serving = await serve(settings)
-    metrics_http, _ = start_http_server(settings.metrics_port, settings.host, registry=serving.metrics.registry)
+    try:
+        metrics_http, _ = start_http_server(settings.metrics_port, settings.host, registry=serving.metrics.registry)
+    except OSError as exc:
+        await serving.shutdown(0)
+        raise ConfigurationError(f"cannot bind the metrics port {settings.host}:{settings.metrics_port}: "
+                                 f"{exc.strerror or exc}") from None
     log.info("metrics on http://%s:%d/metrics", settings.host, metrics_http.server_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

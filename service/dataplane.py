@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from service.engine.errors import InvalidInput, SeqServeError
+from service.engine.readiness import unmet
 from service.engine.sequences import SequenceFlags, Sequences, StepResult
 
 if TYPE_CHECKING:
@@ -41,8 +42,9 @@ class InferRequest:
 
 
 class DataPlane:
-    def __init__(self, registry: Registry, metrics: Metrics) -> None:
+    def __init__(self, registry: Registry, metrics: Metrics, require_models: str = "any") -> None:
         self.registry = registry
+        self.unready = unmet(require_models, registry.statuses())  # why the server is not ready (None: it is)
         self._metrics = metrics
         self._sequences = Sequences()
         self._names = frozenset(status.name for status in registry.statuses())
@@ -56,7 +58,7 @@ class DataPlane:
         return "seqserve", version("seqserve"), EXTENSIONS
 
     def ready(self) -> bool:
-        return not self.registry.draining
+        return self.unready is None and not self.registry.draining
 
     def model(self, name: str, version: int | None = None) -> ServedModel:
         """The served version (newest ready one by default); `ModelNotFound` / `Unavailable` with the reason."""
@@ -67,7 +69,7 @@ class DataPlane:
             self.registry.get(name, version)
         except SeqServeError:
             return False
-        return self.ready()
+        return not self.registry.draining
 
     def versions(self, name: str) -> list[int]:
         return sorted(s.version for s in self.registry.statuses() if s.name == name)

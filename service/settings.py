@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest gRPC message, both ways")
     stream_queue_size: int = Field(16, ge=1, description="chunks a stream may have queued before backpressure")
     reject_nonfinite: bool = Field(True, description="reject chunks holding NaN or Inf (INVALID_ARGUMENT)")
+    require_models: str = Field(
+        "any", min_length=1, description="when the server is ready (health SERVING, ServerReady): any = at least one "
+        "model served, all = every version found, or NAME,NAME,... = each of these served"
+    )
     shutdown_grace: float = Field(10.0, ge=0, description="seconds open sessions get to finish on SIGTERM/SIGINT")
     log_format: Literal["plain", "json"] = Field("plain", description="log line format")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")

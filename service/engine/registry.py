@@ -79,6 +79,8 @@ class Registry:
                 statuses.append(ModelStatus(found.name, found.version, True, "", runtime.provider, manifest, tuning))
                 log.info("serving %s version %d on %s", found.name, found.version, runtime.provider)
                 log.info("tuned %s version %d: %s", found.name, found.version, tuning.describe())
+        if not statuses:
+            log.warning("model repository %s holds no model (expected <models>/<name>/<version>/)", settings.models)
         registry = cls(statuses, models, executor)
         registry._reaper = loop.create_task(registry._evict_forever(settings.session_idle_timeout), name="reaper")
         return registry

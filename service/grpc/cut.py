@@ -3,7 +3,8 @@
 Left to `server.stop`, grpc core cancels the calls as it closes the connections, and a proxy in between (nginx)
 may see the connection go before the status and reset the stream (its clients then see INTERNAL, not UNAVAILABLE).
 So once the sessions have ended (or the grace is used up), `cut` ends every open stream with a status of its own,
-and only then does the server stop.
+and only then does the server stop. A stream that starts after the cut (it raced the stop) is refused with the
+same UNAVAILABLE as it starts.
 
 By default a handler is cut where it waits in its own code (reading a request, waiting for a step): its task is
 cancelled and the handler turns that into the status. A handler whose response grpc is writing at that moment is
@@ -51,10 +52,14 @@ class Watch:
 class OpenStreams:
     def __init__(self) -> None:
         self._open: set[Watch] = set()
+        self._closed = False  # cut: a stream that starts now (racing the server's stop) is refused at once
+
 
     @contextlib.contextmanager
     def watch(self, on_cut: Callable[[], None] | None = None) -> Iterator[Watch]:
         """Track the calling stream RPC (run it inside the handler, on its task) until the block ends."""
+        if self._closed:  # else grpc's stop would cancel it: CANCELLED, not our UNAVAILABLE
+            raise Unavailable(CUT_MESSAGE)
         task = asyncio.current_task()
         assert task is not None, "a stream handler runs in a task"
         watch = Watch(task, on_cut)
@@ -65,7 +70,9 @@ class OpenStreams:
             self._open.discard(watch)
 
     async def cut(self, timeout: float) -> int:
-        """End every open stream with UNAVAILABLE; wait up to `timeout` s for their handlers; how many were open."""
+        """End every open stream with UNAVAILABLE, and refuse every later one; wait up to `timeout` s for their
+        handlers; how many were open."""
+        self._closed = True
         watches = list(self._open)
         for watch in watches:
             watch.cut = True

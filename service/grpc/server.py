@@ -11,6 +11,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from service.dataplane import DataPlane
+from service.engine.errors import ConfigurationError
 from service.engine.metrics import Metrics
 from service.engine.registry import Registry
 from service.grpc.cut import OpenStreams
@@ -18,6 +19,7 @@ from service.grpc.interceptors import ErrorInterceptor
 from service.grpc.native.servicer import add_native
 from service.grpc.triton.servicer import add_triton
 from service.settings import Settings
+from service.startup import check_port_free
 
 log = logging.getLogger(__name__)
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -63,13 +65,15 @@ class Serving:
 
 async def serve(settings: Settings) -> Serving:
     """Load and warm up every model, then start serving on `settings.host:settings.port` (0 = any free port)."""
+    check_port_free(settings.host, settings.port, "gRPC")
     metrics = Metrics()
     registry = await Registry.load(settings, metrics)
-    dataplane = DataPlane(registry, metrics)
+    dataplane = DataPlane(registry, metrics, settings.require_models)
     limits = settings.max_message_bytes
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor(dataplane.count)],
-        options=[("grpc.max_send_message_length", limits), ("grpc.max_receive_message_length", limits)],
+        options=[("grpc.max_send_message_length", limits), ("grpc.max_receive_message_length", limits),
+                 ("grpc.so_reuseport", 0)],  # a second server on a port in use fails instead of sharing it
     )
     streams = OpenStreams()
     services = [add_native(server, dataplane, streams)]
@@ -77,13 +81,20 @@ async def serve(settings: Settings) -> Serving:
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection([*services, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    try:
+        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    except RuntimeError:
+        port = 0
     if port == 0:
         await registry.close()
-        raise OSError(f"cannot bind {settings.host}:{settings.port}")
+        raise ConfigurationError(f"cannot bind the gRPC port {settings.host}:{settings.port}")
     await server.start()
+    if dataplane.unready is not None:
+        log.warning("not ready (--require-models %s): %s; health NOT_SERVING", settings.require_models,
+                    dataplane.unready)
+    status = health_pb2.HealthCheckResponse.SERVING if dataplane.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ("", *services):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health.set(name, status)
     log.info("gRPC serving on %s:%d (%s)", settings.host, port, ", ".join(services))
     return Serving(server, port, registry, metrics, health, streams, dataplane)
 
