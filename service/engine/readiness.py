@@ -8,14 +8,10 @@ reports NOT_SERVING on health and `ServerReady` false, so a balancer never sends
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-
-class Status(Protocol):
-    name: str
-    version: int
-    ready: bool
-    reason: str
+if TYPE_CHECKING:
+    from service.engine.registry import ModelStatus as Status
 
 
 def unmet(requirement: str, statuses: Sequence[Status]) -> str | None:
