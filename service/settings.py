@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,8 +49,27 @@ class Settings(BaseSettings):
         "model served, all = every version found, or NAME,NAME,... = each of these served"
     )
     shutdown_grace: float = Field(10.0, ge=0, description="seconds open sessions get to finish on SIGTERM/SIGINT")
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate (chain) of the server: gRPC and /metrics speak TLS; needs --tls-key"
+    )
+    tls_key: Path | None = Field(None, description="PEM private key of --tls-cert")
+    tls_client_ca: Path | None = Field(
+        None, description="PEM CA bundle: clients must present a certificate it signed (mTLS, gRPC and /metrics)"
+    )
+    metrics_host: str | None = Field(None, description="address /metrics binds (default: --host)")
+    metrics_max_connections: int = Field(
+        64, ge=1, description="open /metrics connections at most; more are closed at once (no thread per connection)"
+    )
     log_format: Literal["plain", "json"] = Field("plain", description="log line format")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -66,8 +85,9 @@ class Settings(BaseSettings):
             return cls(**given)
         except ValidationError as exc:
             first = exc.errors()[0]
-            field = str(first["loc"][0]) if first["loc"] else "settings"
-            parser.error(f"--{field.replace('_', '-')}: {first['msg']}")
+            if not first["loc"]:  # a check across fields: its message names the flags
+                parser.error(str(first["msg"]).removeprefix("Value error, "))
+            parser.error(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}")
 
 
 def build_parser() -> argparse.ArgumentParser:

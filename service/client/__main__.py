@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.client import Client, ServerError
+from service.client import Client, ServerError, security
 from service.client.common import DEFAULT_TARGET
 
 
@@ -34,6 +34,7 @@ def stream_file(client: Client, args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m service.client", description="seqserve command-line client")
     parser.add_argument("--target", default=DEFAULT_TARGET, help=f"server HOST:PORT (default {DEFAULT_TARGET})")
+    security.add_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models", help="list every model version the server found")
     stream = commands.add_parser("stream", help="stream a (time, features) .npy file chunk by chunk")
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "stream" and args.chunk < 1:
         raise SystemExit("--chunk must be >= 1")
     try:
-        with Client(args.target) as client:
+        with Client(args.target, security=security.from_arguments(args)) as client:
             list_models(client) if args.command == "models" else stream_file(client, args)
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -17,6 +17,7 @@ from service.engine.registry import Registry
 from service.grpc.cut import OpenStreams
 from service.grpc.interceptors import ErrorInterceptor
 from service.grpc.native.servicer import add_native
+from service.grpc.tls import server_credentials
 from service.grpc.triton.servicer import add_triton
 from service.settings import Settings
 from service.startup import check_port_free
@@ -81,8 +82,16 @@ async def serve(settings: Settings) -> Serving:
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection([*services, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
+    address = f"{settings.host}:{settings.port}"
     try:
-        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        credentials = server_credentials(settings)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except ConfigurationError:
+        await registry.close()
+        raise
     except RuntimeError:
         port = 0
     if port == 0:
@@ -95,7 +104,9 @@ async def serve(settings: Settings) -> Serving:
     status = health_pb2.HealthCheckResponse.SERVING if dataplane.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ("", *services):
         await health.set(name, status)
-    log.info("gRPC serving on %s:%d (%s)", settings.host, port, ", ".join(services))
+    log.info("gRPC serving on %s:%d (%s)%s", settings.host, port, ", ".join(services),
+             "" if credentials is None else " over TLS" + (" (client certificates required)" if settings.tls_client_ca
+                                                           else ""))
     return Serving(server, port, registry, metrics, health, streams, dataplane)
 
 
