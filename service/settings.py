@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     log_format: Literal["plain", "json"] = Field("plain", description="log line format")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 
+    @field_validator("tls_cert", "tls_key", "tls_client_ca", "metrics_host", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # `SEQSERVE_TLS_CERT=` (compose's unset variables) means none
+
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):

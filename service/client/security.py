@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 TOKEN_ENV = "SEQSERVE_TOKEN"  # the CLI's and probe's default token, so it stays off the command line
+ENV_PREFIX = "SEQSERVE_CLIENT_"  # defaults of the TLS flags (the server's own settings are SEQSERVE_TLS_*)
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,20 @@ PLAIN = Security()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The client flags: --tls, --tls-ca, --tls-cert, --tls-key, --tls-server-name, --token."""
+    """The client flags: --tls, --tls-ca, --tls-cert, --tls-key, --tls-server-name, --token (each defaults to its
+    `SEQSERVE_CLIENT_*` variable, so a container's health probe needs no arguments)."""
+    def env(name: str) -> str | None:
+        return os.environ.get(f"{ENV_PREFIX}{name}") or None
+
     parser.add_argument("--tls", action="store_true", help="speak TLS, trusting the system's CAs (or --tls-ca)")
-    parser.add_argument("--tls-ca", type=Path, help="PEM CA bundle to trust for the server's certificate (TLS)")
-    parser.add_argument("--tls-cert", type=Path, help="PEM client certificate, for servers requiring one (mTLS)")
-    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
-    parser.add_argument("--tls-server-name", help="name to check the server's certificate against")
+    parser.add_argument("--tls-ca", type=Path, default=env("TLS_CA"),
+                        help=f"PEM CA bundle to trust for the server's certificate (TLS; env {ENV_PREFIX}TLS_CA)")
+    parser.add_argument("--tls-cert", type=Path, default=env("TLS_CERT"),
+                        help=f"PEM client certificate, for servers requiring one (mTLS; env {ENV_PREFIX}TLS_CERT)")
+    parser.add_argument("--tls-key", type=Path, default=env("TLS_KEY"),
+                        help=f"PEM private key of --tls-cert (env {ENV_PREFIX}TLS_KEY)")
+    parser.add_argument("--tls-server-name", default=env("TLS_SERVER_NAME"),
+                        help=f"name to check the server's certificate against (env {ENV_PREFIX}TLS_SERVER_NAME)")
     parser.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                         help=f"bearer token for servers with authentication (default: env {TOKEN_ENV})")
 
