@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from service.engine.access import CLIENT, SessionQuota
 from service.engine.errors import InvalidInput, SeqServeError
 from service.engine.readiness import unmet
 from service.engine.sequences import SequenceFlags, Sequences, StepResult
@@ -46,7 +47,8 @@ class DataPlane:
         self.registry = registry
         self.unready = unmet(require_models, registry.statuses())  # why the server is not ready (None: it is)
         self._metrics = metrics
-        self._sequences = Sequences()
+        self.quota = SessionQuota()
+        self._sequences = Sequences(self._open_for_client)
         self._names = frozenset(status.name for status in registry.statuses())
 
     # -- server and model state --------------------------------------------------------------------------------
@@ -61,12 +63,14 @@ class DataPlane:
         return self.unready is None and not self.registry.draining
 
     def model(self, name: str, version: int | None = None) -> ServedModel:
-        """The served version (newest ready one by default); `ModelNotFound` / `Unavailable` with the reason."""
+        """The served version (newest ready one by default); `ModelNotFound` / `Unavailable` with the reason;
+        `PermissionDenied` first if the client may not use `name`."""
+        CLIENT.get().check_model(name)
         return self.registry.get(name, version)
 
     def model_ready(self, name: str, version: int | None) -> bool:
         try:
-            self.registry.get(name, version)
+            self.model(name, version)
         except SeqServeError:
             return False
         return not self.registry.draining
@@ -75,10 +79,14 @@ class DataPlane:
         return sorted(s.version for s in self.registry.statuses() if s.name == name)
 
     def ready_models(self) -> list[ServedModel]:
-        return self.registry.models()
+        """Every served version the client may use."""
+        client = CLIENT.get()
+        return [m for m in self.registry.models() if client.may_use(m.manifest.name)]
 
     def statuses(self) -> list[ModelStatus]:
-        return self.registry.statuses()
+        """Every model version found that the client may use, served or not."""
+        client = CLIENT.get()
+        return [s for s in self.registry.statuses() if client.may_use(s.name)]
 
     # -- inference ---------------------------------------------------------------------------------------------
     def start(self, model: ServedModel, request: InferRequest, then: Callable[[Arrays], T]) -> asyncio.Future[T]:
@@ -100,7 +108,8 @@ class DataPlane:
             state = {name: a[np.newaxis] for name, a in (result.state or {}).items()}
             return then(_pick(model, request, outputs, state))
 
-        return self._sequences.submit(model, request.sequence, request.x[0], respond, want_state=want_state)
+        return self._sequences.submit(model, request.sequence, request.x[0], respond, want_state=want_state,
+                                      namespace=CLIENT.get().namespace)
 
     async def infer(self, model: ServedModel, request: InferRequest) -> Arrays:
         return await self.start(model, request, _same)
@@ -110,7 +119,24 @@ class DataPlane:
         return await model.infer(x, state)
 
     def open_session(self, name: str, version: int | None) -> Session:
-        return self.registry.get(name, version).open_session()
+        """A native stream's session, counted against the client's session quota."""
+        return self._open_for_client(self.model(name, version))
+
+    def _open_for_client(self, model: ServedModel, on_close: Callable[[], None] | None = None) -> Session:
+        release = self.quota.acquire(CLIENT.get())
+        if release is None:
+            return model.open_session(on_close)
+
+        def closed() -> None:
+            release()
+            if on_close is not None:
+                on_close()
+
+        try:
+            return model.open_session(closed)
+        except BaseException:
+            release()
+            raise
 
     async def _stateless(self, model: ServedModel, request: InferRequest, then: Callable[[Arrays], T]) -> T:
         outputs, state = await model.infer(request.x)

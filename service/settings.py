@@ -56,6 +56,17 @@ class Settings(BaseSettings):
     tls_client_ca: Path | None = Field(
         None, description="PEM CA bundle: clients must present a certificate it signed (mTLS, gRPC and /metrics)"
     )
+    auth_tokens: str | None = Field(
+        None, description="bearer-token authentication: a JSON file (or the JSON itself) of token -> {principal, "
+        "models, max_sessions}; every RPC then needs 'authorization: Bearer <token>'"
+    )
+    auth_exempt: str = Field(
+        "health", description="services answering without a token when auth is on: health, reflection (comma list)"
+    )
+    max_sessions_per_client: int = Field(
+        0, ge=0, description="open sessions per client (principal, or peer host without auth) over every model; "
+        "0 = no limit"
+    )
     metrics_host: str | None = Field(None, description="address /metrics binds (default: --host)")
     metrics_max_connections: int = Field(
         64, ge=1, description="open /metrics connections at most; more are closed at once (no thread per connection)"
@@ -63,7 +74,7 @@ class Settings(BaseSettings):
     log_format: Literal["plain", "json"] = Field("plain", description="log line format")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 
-    @field_validator("tls_cert", "tls_key", "tls_client_ca", "metrics_host", mode="before")
+    @field_validator("tls_cert", "tls_key", "tls_client_ca", "metrics_host", "auth_tokens", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value  # `SEQSERVE_TLS_CERT=` (compose's unset variables) means none

@@ -40,6 +40,14 @@ class ModelRunFailed(SeqServeError):
         super().__init__(message)
 
 
+class Unauthenticated(SeqServeError):
+    """No credentials, or credentials the server does not know (UNAUTHENTICATED)."""
+
+
+class PermissionDenied(SeqServeError):
+    """The principal may not use this model (PERMISSION_DENIED)."""
+
+
 class ConfigurationError(Exception):
     """The server cannot start as configured (e.g. `--device cuda` without an active CUDA provider).
 

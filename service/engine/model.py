@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
@@ -55,6 +56,7 @@ class ServedModel:
             inline=InlinePolicy(settings.inline_run_max_us, None if tuning is None else tuning.ns_per_step),
         )
         self._sessions: dict[int, Session] = {}  # by slot
+        self._on_close: dict[int, Callable[[], None]] = {}  # by slot: what the opener wants done at close
         self._no_sessions = asyncio.Event()  # set exactly when `_sessions` is empty
         self._no_sessions.set()
         self._ids = itertools.count(1)
@@ -78,7 +80,8 @@ class ServedModel:
         """A chunk `(time >= 1, features)` of the model's dtype, finite unless allowed; `InvalidInput` otherwise."""
         return self._check(x, ("time", "features"))
 
-    def open_session(self) -> Session:
+    def open_session(self, on_close: Callable[[], None] | None = None) -> Session:
+        """A new session from the initial state; `on_close` runs once when it closes (end, eviction, shutdown)."""
         if self.draining:
             raise Unavailable("the server is shutting down; no new sessions")
         if not self.manifest.streamable:
@@ -86,6 +89,8 @@ class ServedModel:
         slot = self._pool.alloc(time.monotonic())
         session = Session(next(self._ids), self, slot, self._pool, self._batcher, self._metrics, self._forget)
         self._sessions[slot] = session
+        if on_close is not None:
+            self._on_close[slot] = on_close
         self._no_sessions.clear()
         self._metrics.active_sessions += 1
         return session
@@ -134,6 +139,9 @@ class ServedModel:
     def _forget(self, session: Session) -> None:
         if self._sessions.pop(session.slot, None) is not None:
             self._metrics.active_sessions -= 1
+            on_close = self._on_close.pop(session.slot, None)
+            if on_close is not None:
+                on_close()
             if not self._sessions:
                 self._no_sessions.set()
 

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from service.engine.sessions import Session
 
 SequenceId = int | str
-_Key = tuple[str, int, SequenceId]
-_MIN_SWEEP = 64
+_Key = tuple[str, str, int, SequenceId]  # (namespace, model, version, sequence_id)
+Opener = Callable[["ServedModel", Callable[[], None]], "Session"]  # (model, on_close) -> a new session
 T = TypeVar("T")
 
 
@@ -47,13 +47,13 @@ class StepResult:
 class Sequences:
     """The open sequences of every model, each owning one engine `Session`."""
 
-    def __init__(self) -> None:
+    def __init__(self, opener: Opener | None = None) -> None:
         self._sessions: dict[_Key, Session] = {}
         self._tails: dict[_Key, asyncio.Future[Any]] = {}  # each sequence's last submitted request
-        self._sweep_at = _MIN_SWEEP
+        self._open: Opener = opener or (lambda model, on_close: model.open_session(on_close))
 
     def __len__(self) -> int:
-        """Open sequences (some may have been evicted by the engine since the last sweep)."""
+        """Open sequences (a session the engine evicts leaves the table at once)."""
         return len(self._sessions)
 
     def submit(
@@ -64,6 +64,7 @@ class Sequences:
         then: Callable[[StepResult], T],
         *,
         want_state: bool = False,
+        namespace: str = "",
     ) -> asyncio.Future[T]:
         """Run one step `x: (time, features)` of a sequence: a future of `then(result)`, no task.
 
@@ -72,8 +73,9 @@ class Sequences:
         on the way (unknown sequence, bad chunk) raise here. Otherwise it starts when the one before it is done
         (whatever that one's outcome) and errors come through the future. The futures of one sequence complete
         in submission order, so done-callbacks added to them right away also run in submission order.
+        Ids live in `namespace` (the principal's, with authentication): other namespaces never see them.
         """
-        key = (model.manifest.name, model.manifest.version, flags.sequence_id)
+        key = (namespace, model.manifest.name, model.manifest.version, flags.sequence_id)
         previous = self._tails.get(key)
         if previous is None:
             future = self._start(key, model, flags, x, then, want_state)
@@ -86,9 +88,10 @@ class Sequences:
 
     def close(self) -> None:
         """End every sequence and free its session."""
-        for session in self._sessions.values():
-            session.close()
+        sessions = list(self._sessions.values())  # each close takes its id out of the table
         self._sessions.clear()
+        for session in sessions:
+            session.close()
 
     def _start_after(
         self,
@@ -120,6 +123,12 @@ class Sequences:
         then: Callable[[StepResult], T],
         want_state: bool,
     ) -> asyncio.Future[T]:
+        try:  # first: a bad chunk answers the same whether the id is open or not (no probing)
+            model.validate_chunk(x)
+        except Exception:
+            if flags.end and (open_session := self._sessions.get(key)) is not None:
+                self._settle(key, open_session, flags)  # END frees the session whatever the outcome
+            raise
         session = self._session_for(key, model, flags)
         try:
             step = session.submit(x)
@@ -171,18 +180,16 @@ class Sequences:
         if session is not None:
             session.reset()
             return session
-        self._sweep()
-        session = model.open_session()
+        opened: list[Session] = []
+        session = self._open(model, lambda: self._forget(key, opened[0]))
+        opened.append(session)
         self._sessions[key] = session
         return session
 
-    def _sweep(self) -> None:
-        """Drop the sessions the engine evicted; amortised over the table's growth."""
-        if len(self._sessions) < self._sweep_at:
-            return
-        for key in [k for k, s in self._sessions.items() if s.closed]:
+    def _forget(self, key: _Key, session: Session) -> None:
+        """A session closed (END, eviction, shutdown): its id leaves the table at once."""
+        if self._sessions.get(key) is session:
             del self._sessions[key]
-        self._sweep_at = max(_MIN_SWEEP, 2 * len(self._sessions))
 
 
 def _copy_outcome(source: asyncio.Future[T], target: asyncio.Future[T]) -> None:

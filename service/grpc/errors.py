@@ -15,9 +15,11 @@ from service.engine.errors import (
     InvalidInput,
     ModelNotFound,
     ModelRunFailed,
+    PermissionDenied,
     ResourceExhausted,
     SeqServeError,
     SequenceNotFound,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -30,6 +32,8 @@ STATUS_CODES: dict[type[SeqServeError], grpc.StatusCode] = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     ModelRunFailed: grpc.StatusCode.INTERNAL,  # logged once per batch by the batcher; the message is generic
 }
 INTERNAL_MESSAGE = "internal error; see the server log"

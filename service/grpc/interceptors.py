@@ -25,9 +25,8 @@ Count = Callable[[str, str], None]  # (model as named, status code name)
 Check = Callable[[Any], Any]  # the request (or request iterator) as the handler gets it; raises if undecodable
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, count: Count) -> None:
-        self._count = count
+class HandlerInterceptor(grpc.aio.ServerInterceptor):
+    """An interceptor that replaces each method's handler with `wrap(handler, details)`."""
 
     async def intercept_service(
         self,
@@ -37,9 +36,18 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:  # an unknown method: grpc answers UNIMPLEMENTED itself
             return handler
-        return self._wrap(handler, handler_call_details.method)
+        return self.wrap(handler, handler_call_details)
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    def wrap(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
+
+
+class ErrorInterceptor(HandlerInterceptor):
+    def __init__(self, count: Count) -> None:
+        self._count = count
+
+    def wrap(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method = details.method
         codec = {"request_deserializer": safe_deserializer(handler.request_deserializer, method),
                  "response_serializer": handler.response_serializer}
         if handler.unary_unary is not None:

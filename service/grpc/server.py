@@ -14,6 +14,7 @@ from service.dataplane import DataPlane
 from service.engine.errors import ConfigurationError
 from service.engine.metrics import Metrics
 from service.engine.registry import Registry
+from service.grpc.auth import interceptor as auth_interceptor
 from service.grpc.cut import OpenStreams
 from service.grpc.interceptors import ErrorInterceptor
 from service.grpc.native.servicer import add_native
@@ -71,8 +72,13 @@ async def serve(settings: Settings) -> Serving:
     registry = await Registry.load(settings, metrics)
     dataplane = DataPlane(registry, metrics, settings.require_models)
     limits = settings.max_message_bytes
+    try:
+        auth = auth_interceptor(settings)  # after the error interceptor: what it raises becomes a status there
+    except ConfigurationError:
+        await registry.close()
+        raise
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(dataplane.count)],
+        interceptors=[ErrorInterceptor(dataplane.count), *([auth] if auth is not None else [])],
         options=[("grpc.max_send_message_length", limits), ("grpc.max_receive_message_length", limits),
                  ("grpc.so_reuseport", 0)],  # a second server on a port in use fails instead of sharing it
     )
