@@ -118,9 +118,9 @@ class DataPlane:
         """Whole sequences from explicit state (batch-first) or the initial state: (outputs, final state)."""
         return await model.infer(x, state)
 
-    def open_session(self, name: str, version: int | None) -> Session:
-        """A native stream's session, counted against the client's session quota."""
-        return self._open_for_client(self.model(name, version))
+    def open_session(self, name: str, version: int | None, on_close: Callable[[], None] | None = None) -> Session:
+        """A native stream's session, counted against the client's session quota; `on_close` runs once it closes."""
+        return self._open_for_client(self.model(name, version), on_close)
 
     def _open_for_client(self, model: ServedModel, on_close: Callable[[], None] | None = None) -> Session:
         release = self.quota.acquire(CLIENT.get())

@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     )
     max_sessions: int = Field(1024, ge=1, description="open sessions per model; beyond: RESOURCE_EXHAUSTED")
     session_idle_timeout: float = Field(60.0, gt=0, description="seconds without a step before a session is evicted")
+    max_request_steps: int = Field(65536, ge=1, description="steps per sequence in one request (chunk or Infer)")
+    max_request_batch: int = Field(256, ge=1, description="sequences in one stateless request (Infer, ModelInfer)")
+    max_run_steps: int = Field(
+        4096, ge=1, description="a longer stateless sequence runs in segments of this many steps, its state "
+        "carried: model runs and their memory stay bounded, other streams run in between"
+    )
+    max_streams_without_session: int = Field(
+        1024, ge=1, description="native streams open before their first open message, at most (RESOURCE_EXHAUSTED)"
+    )
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest gRPC message, both ways")
     stream_queue_size: int = Field(16, ge=1, description="chunks a stream may have queued before backpressure")
     reject_nonfinite: bool = Field(True, description="reject chunks holding NaN or Inf (INVALID_ARGUMENT)")

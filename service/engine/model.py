@@ -40,6 +40,9 @@ class ServedModel:
         self.draining = False
         self.tuning = tuning  # the load-time decisions (None: not tuned); the live one is `self.inline`
         self._reject_nonfinite = settings.reject_nonfinite
+        self._max_request_batch = settings.max_request_batch
+        self._max_request_steps = settings.max_request_steps
+        self._max_run_steps = settings.max_run_steps
         self._input_dtype = np.dtype(manifest.input.dtype)  # built once: `_check` runs on every chunk
         self._metrics = metrics
         store = device_store(runtime.provider) if runtime.io_binding else HostStore  # state stays where the model runs
@@ -78,7 +81,10 @@ class ServedModel:
 
     def validate_chunk(self, x: np.ndarray) -> np.ndarray:
         """A chunk `(time >= 1, features)` of the model's dtype, finite unless allowed; `InvalidInput` otherwise."""
-        return self._check(x, ("time", "features"))
+        chunk = self._check(x, ("time", "features"))
+        if chunk.shape[0] > self._max_request_steps:
+            raise InvalidInput(f"chunk of {chunk.shape[0]} steps; at most {self._max_request_steps} per request")
+        return chunk
 
     def open_session(self, on_close: Callable[[], None] | None = None) -> Session:
         """A new session from the initial state; `on_close` runs once when it closes (end, eviction, shutdown)."""
@@ -110,13 +116,29 @@ class ServedModel:
             if self.draining:
                 raise Unavailable("the server is shutting down; no new requests")
             x = self._check(x, ("batch", "time", "features"))
-            results = await asyncio.gather(*self._batcher.enqueue(self._rows(x, state)))
-            outputs = {name: np.stack([r[0][name] for r in results]) for name in results[0][0]}
-            new_state = {p.input: np.stack([r[1][p.input] for r in results]) for p in self.manifest.state}
+            batch, steps = x.shape[0], x.shape[1]
+            if batch > self._max_request_batch or steps > self._max_request_steps:
+                raise InvalidInput(f"request of {batch} sequences x {steps} steps; at most {self._max_request_batch} "
+                                   f"sequences and {self._max_request_steps} steps per request")
+            # Long sequences run in segments, the state carried between them: a model run (and onnxruntime's
+            # arena, which keeps its peak) stays small, and other streams' batches run in between.
+            segment = self._max_run_steps if self.manifest.state else steps  # no state: one whole run
+            pieces = []
+            for begin in range(0, steps, segment):
+                outputs, new_state = await self._run_rows(x[:, begin:begin + segment], state)
+                pieces.append(outputs)
+                state = new_state
+            if len(pieces) > 1:
+                outputs = {name: np.concatenate([p[name] for p in pieces], axis=1) for name in pieces[0]}
             ok = True
             return outputs, new_state
         finally:
             self._metrics.record_request(ok, time.perf_counter_ns() - start)
+
+    async def _run_rows(self, x: np.ndarray, state: Arrays | None) -> tuple[Arrays, Arrays]:
+        results = await asyncio.gather(*self._batcher.enqueue(self._rows(x, state)))
+        outputs = {name: np.stack([r[0][name] for r in results]) for name in results[0][0]}
+        return outputs, {p.input: np.stack([r[1][p.input] for r in results]) for p in self.manifest.state}
 
     def evict_idle(self, now: float) -> int:
         """Expire sessions idle since before `now - session_idle_timeout` (and not busy); how many."""

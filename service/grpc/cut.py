@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from service.engine.errors import Unavailable
+from service.engine.errors import SeqServeError, Unavailable
 
 CUT_MESSAGE = "the server is shutting down and has ended this stream"
 
@@ -32,21 +32,36 @@ class Watch:
     task: asyncio.Task[object]
     on_cut: Callable[[], None] | None = None
     writing: bool = False
-    cut: bool = False
+    error: SeqServeError | None = None  # why the stream was ended from outside (a cut: UNAVAILABLE)
 
-    def was_cut(self) -> Unavailable | None:
-        """Where a cancellation was caught: the error to end the stream with if it was cut (then the cancellation
-        is absorbed), else None (re-raise it: the client went away)."""
-        if not self.cut:
+    @property
+    def cut(self) -> bool:
+        return self.error is not None
+
+    def end(self, error: SeqServeError) -> None:
+        """End the stream from outside with `error` (a cut, or its session's eviction): its task is cancelled where
+        it waits, unless grpc is writing a response (then `written` raises it)."""
+        if self.error is not None:
+            return
+        self.error = error
+        if self.on_cut is not None:
+            self.on_cut()
+        elif not self.writing:
+            self.task.cancel()
+
+    def was_cut(self) -> SeqServeError | None:
+        """Where a cancellation was caught: the error to end the stream with if it was ended from outside (then
+        the cancellation is absorbed), else None (re-raise it: the client went away)."""
+        if self.error is None:
             return None
         self.task.uncancel()
-        return Unavailable(CUT_MESSAGE)
+        return self.error
 
     def written(self) -> None:
-        """A response is out: raise `Unavailable` if the stream was cut while grpc was writing it."""
+        """A response is out: raise the error if the stream was ended while grpc was writing it."""
         self.writing = False
-        if self.cut:
-            raise Unavailable(CUT_MESSAGE)
+        if self.error is not None:
+            raise self.error
 
 
 class OpenStreams:
@@ -75,11 +90,7 @@ class OpenStreams:
         self._closed = True
         watches = list(self._open)
         for watch in watches:
-            watch.cut = True
-            if watch.on_cut is not None:
-                watch.on_cut()
-            elif not watch.writing:
-                watch.task.cancel()
+            watch.end(Unavailable(CUT_MESSAGE))
         if watches:
             await asyncio.wait([w.task for w in watches], timeout=timeout)
         return len(watches)

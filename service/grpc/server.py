@@ -83,7 +83,7 @@ async def serve(settings: Settings) -> Serving:
                  ("grpc.so_reuseport", 0)],  # a second server on a port in use fails instead of sharing it
     )
     streams = OpenStreams()
-    services = [add_native(server, dataplane, streams)]
+    services = [add_native(server, dataplane, streams, settings.max_streams_without_session)]
     services.append(add_triton(server, dataplane, settings, streams))  # Triton/KServe v2
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import grpc
 
-from service.engine.errors import ModelNotFound, clip
+from service.engine.errors import ModelNotFound, ResourceExhausted, clip
 from service.grpc.cut import OpenStreams
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
@@ -26,21 +26,28 @@ if TYPE_CHECKING:
 Context: TypeAlias = grpc.aio.ServicerContext
 
 
-def add_native(server: grpc.aio.Server, dataplane: DataPlane, streams: OpenStreams) -> str:
+def add_native(server: grpc.aio.Server, dataplane: DataPlane, streams: OpenStreams, max_sessionless: int = 1024
+               ) -> str:
     """Serve the native API on `server`; returns the service's full name."""
-    pb_grpc.add_SeqServeServicer_to_server(NativeServicer(dataplane, streams), server)
+    pb_grpc.add_SeqServeServicer_to_server(NativeServicer(dataplane, streams, max_sessionless), server)
     return pb.DESCRIPTOR.services_by_name["SeqServe"].full_name
 
 
 class NativeServicer(pb_grpc.SeqServeServicer):
-    def __init__(self, dataplane: DataPlane, streams: OpenStreams) -> None:
+    def __init__(self, dataplane: DataPlane, streams: OpenStreams, max_sessionless: int) -> None:
         self._dataplane = dataplane
         self._streams = streams
+        self._max_sessionless = max_sessionless
+        self._sessionless = 0  # streams open without a session yet: each costs memory, none holds a pool slot
 
     async def Stream(self, requests: AsyncIterator[pb.StreamRequest], context: Context
                      ) -> AsyncIterator[pb.StreamResponse]:
-        handler = StreamHandler(self._dataplane)
+        if self._sessionless >= self._max_sessionless:
+            raise ResourceExhausted(f"{self._sessionless} streams are open without a session; open one at once")
+        self._sessionless += 1
+        waiting = True
         with self._streams.watch() as watch:
+            handler = StreamHandler(self._dataplane, watch)
             try:  # one generator for the whole stream, one WhichOneof per request, the chunk path first
                 async for request in requests:
                     kind = request.WhichOneof("kind")
@@ -51,6 +58,9 @@ class NativeServicer(pb_grpc.SeqServeServicer):
                         return
                     else:
                         response = handler.control(request, kind)
+                        if waiting and handler.session is not None:
+                            waiting = False
+                            self._sessionless -= 1
                     watch.writing = True
                     yield response
                     watch.written()
@@ -63,6 +73,8 @@ class NativeServicer(pb_grpc.SeqServeServicer):
                 handler.count_failure(exc)
                 raise
             finally:
+                if waiting:
+                    self._sessionless -= 1
                 handler.close()
 
     async def Infer(self, request: pb.InferRequest, context: Context) -> pb.InferResponse:

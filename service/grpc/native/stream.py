@@ -18,13 +18,15 @@ from service.grpc.native import convert
 if TYPE_CHECKING:
     from service.dataplane import DataPlane
     from service.engine.sessions import Session
+    from service.grpc.cut import Watch
 
 SURVIVABLE = (InvalidInput, ResourceExhausted, ModelRunFailed)
 
 
 class StreamHandler:
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, watch: Watch) -> None:
         self._dataplane = dataplane
+        self._watch = watch  # ended from outside when the session is evicted: the stream does not linger
         self._session: Session | None = None
         self._label = UNKNOWN_MODEL  # the metrics label: the session's model once open
 
@@ -65,7 +67,8 @@ class StreamHandler:
     def _open(self, request: pb.StreamRequest) -> pb.StreamResponse:
         if self._session is not None:
             raise FailedPrecondition("the stream already has a session; open once per stream")
-        self._session = self._dataplane.open_session(request.open.model, request.open.version or None)
+        self._session = self._dataplane.open_session(request.open.model, request.open.version or None,
+                                                     self._session_closed)
         manifest = self._session.model.manifest
         self._label = manifest.name
         self._dataplane.count(self._label, "OK")
@@ -74,6 +77,12 @@ class StreamHandler:
         opened.model, opened.version, opened.session_id = manifest.name, manifest.version, self._session.id
         opened.provider = self._session.model.provider
         return response
+
+    def _session_closed(self) -> None:
+        session = self._session
+        if session is not None and session.expired:
+            timeout = session.model.session_idle_timeout
+            self._watch.end(FailedPrecondition(f"session expired after {timeout:g} s without a step; stream ended"))
 
     def _error(self, request: pb.StreamRequest, exc: Exception) -> pb.StreamResponse:
         code, message = to_status(exc)

@@ -91,6 +91,7 @@ def _input_array(request: pb.ModelInferRequest, manifest: Manifest) -> np.ndarra
 
 
 _ID_KINDS = ("int64_param", "uint64_param", "string_param")
+MAX_SEQUENCE_ID_CHARS = 256  # an id is a key held while its sequence is open: no megabyte keys
 
 
 def _sequence_flags(request: pb.ModelInferRequest) -> SequenceFlags | None:
@@ -102,6 +103,9 @@ def _sequence_flags(request: pb.ModelInferRequest) -> SequenceFlags | None:
             if kind not in _ID_KINDS:
                 raise InvalidInput(f"parameter {SEQUENCE_ID} must be an integer or a string, got {kind}")
             sequence_id = getattr(param, kind)
+            if isinstance(sequence_id, str) and len(sequence_id) > MAX_SEQUENCE_ID_CHARS:
+                raise InvalidInput(f"{SEQUENCE_ID} string of {len(sequence_id)} characters; at most "
+                                   f"{MAX_SEQUENCE_ID_CHARS}")
         elif name in (SEQUENCE_START, SEQUENCE_END):
             if param.WhichOneof("parameter_choice") != "bool_param":
                 raise InvalidInput(f"parameter {name} must be a bool")
