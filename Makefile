@@ -44,7 +44,7 @@ bench: $(TEST_STAMP)
 FUZZ_MESSAGES ?= 100000
 FUZZ_SEED ?= 12
 fuzz: $(TEST_STAMP)
-	SEQSERVE_FUZZ_MESSAGES=$(FUZZ_MESSAGES) SEQSERVE_FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest -s \
+	FUZZ_MESSAGES=$(FUZZ_MESSAGES) FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest -s \
 		tests/service/grpc/test_fuzz.py tests/service/grpc/test_decode.py
 
 ## soak: 30 minutes at 256 churning streams (SIGKILLed clients too); RSS slope and sessions left (not in make test)

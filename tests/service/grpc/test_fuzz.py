@@ -20,10 +20,10 @@ from tests.service.grpc import fuzzing
 from tests.service.grpc.helpers import Reference, RunningServer
 from tests.service.helpers import MANIFESTS
 
-MESSAGES = int(os.environ.get("SEQSERVE_FUZZ_MESSAGES", "6000"))  # `make fuzz` sets more
+MESSAGES = int(os.environ.get("FUZZ_MESSAGES", "6000"))  # `make fuzz` sets more
 STREAM_SHARE = 0.2  # of the messages, sent inside streams
 PER_STREAM = 10
-SEED = int(os.environ.get("SEQSERVE_FUZZ_SEED", "12"))
+SEED = int(os.environ.get("FUZZ_SEED", "12"))
 MODEL = "vowels_lstm"
 
 
