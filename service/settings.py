@@ -48,7 +48,8 @@ class Settings(BaseSettings):
         "carried: model runs and their memory stay bounded, other streams run in between"
     )
     max_streams_without_session: int = Field(
-        1024, ge=1, description="native streams open before their first open message, at most (RESOURCE_EXHAUSTED)"
+        1024, ge=1, description="streams open without a session (native: before open) or a request (Triton), at "
+        "most, both fronts together (RESOURCE_EXHAUSTED)"
     )
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest gRPC message, both ways")
     stream_queue_size: int = Field(16, ge=1, description="chunks a stream may have queued before backpressure")

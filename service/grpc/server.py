@@ -16,6 +16,7 @@ from service.engine.metrics import Metrics
 from service.engine.registry import Registry
 from service.grpc.auth import interceptor as auth_interceptor
 from service.grpc.cut import OpenStreams
+from service.grpc.idle import IdleStreams
 from service.grpc.interceptors import ErrorInterceptor
 from service.grpc.native.servicer import add_native
 from service.grpc.tls import server_credentials
@@ -83,8 +84,9 @@ async def serve(settings: Settings) -> Serving:
                  ("grpc.so_reuseport", 0)],  # a second server on a port in use fails instead of sharing it
     )
     streams = OpenStreams()
-    services = [add_native(server, dataplane, streams, settings.max_streams_without_session)]
-    services.append(add_triton(server, dataplane, settings, streams))  # Triton/KServe v2
+    idle = IdleStreams(settings.max_streams_without_session)  # shared by both fronts
+    services = [add_native(server, dataplane, streams, idle)]
+    services.append(add_triton(server, dataplane, settings, streams, idle))  # Triton/KServe v2
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection([*services, HEALTH_SERVICE, reflection.SERVICE_NAME], server)

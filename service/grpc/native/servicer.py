@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import grpc
 
-from service.engine.errors import ModelNotFound, ResourceExhausted, clip
+from service.engine.errors import ModelNotFound, clip
 from service.grpc.cut import OpenStreams
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
+from service.grpc.idle import IdleStreams
 from service.grpc.interceptors import REQUEST_MODEL
 from service.grpc.native import convert
 from service.grpc.native.stream import StreamHandler
@@ -26,25 +27,21 @@ if TYPE_CHECKING:
 Context: TypeAlias = grpc.aio.ServicerContext
 
 
-def add_native(server: grpc.aio.Server, dataplane: DataPlane, streams: OpenStreams, max_sessionless: int = 1024
-               ) -> str:
+def add_native(server: grpc.aio.Server, dataplane: DataPlane, streams: OpenStreams, idle: IdleStreams) -> str:
     """Serve the native API on `server`; returns the service's full name."""
-    pb_grpc.add_SeqServeServicer_to_server(NativeServicer(dataplane, streams, max_sessionless), server)
+    pb_grpc.add_SeqServeServicer_to_server(NativeServicer(dataplane, streams, idle), server)
     return pb.DESCRIPTOR.services_by_name["SeqServe"].full_name
 
 
 class NativeServicer(pb_grpc.SeqServeServicer):
-    def __init__(self, dataplane: DataPlane, streams: OpenStreams, max_sessionless: int) -> None:
+    def __init__(self, dataplane: DataPlane, streams: OpenStreams, idle: IdleStreams) -> None:
         self._dataplane = dataplane
         self._streams = streams
-        self._max_sessionless = max_sessionless
-        self._sessionless = 0  # streams open without a session yet: each costs memory, none holds a pool slot
+        self._idle = idle  # streams open without a session yet (bounded)
 
     async def Stream(self, requests: AsyncIterator[pb.StreamRequest], context: Context
                      ) -> AsyncIterator[pb.StreamResponse]:
-        if self._sessionless >= self._max_sessionless:
-            raise ResourceExhausted(f"{self._sessionless} streams are open without a session; open one at once")
-        self._sessionless += 1
+        self._idle.enter()
         waiting = True
         with self._streams.watch() as watch:
             handler = StreamHandler(self._dataplane, watch)
@@ -60,7 +57,7 @@ class NativeServicer(pb_grpc.SeqServeServicer):
                         response = handler.control(request, kind)
                         if waiting and handler.session is not None:
                             waiting = False
-                            self._sessionless -= 1
+                            self._idle.leave()
                     watch.writing = True
                     yield response
                     watch.written()
@@ -74,7 +71,7 @@ class NativeServicer(pb_grpc.SeqServeServicer):
                 raise
             finally:
                 if waiting:
-                    self._sessionless -= 1
+                    self._idle.leave()
                 handler.close()
 
     async def Infer(self, request: pb.InferRequest, context: Context) -> pb.InferResponse:

@@ -40,8 +40,10 @@ def error_answer(request: pb.ModelInferRequest, exc: BaseException, count: Count
 class TritonStream:
     """The answers of one stream (`answers()`), and `stop_reading()` for a shutdown that cuts it."""
 
-    def __init__(self, requests: AsyncIterator[pb.ModelInferRequest], start: Start, count: Count, window: int) -> None:
+    def __init__(self, requests: AsyncIterator[pb.ModelInferRequest], start: Start, count: Count, window: int,
+                 on_first: Callable[[], None] | None = None) -> None:
         self._requests = requests
+        self._on_first = on_first  # runs once: at the first request, or via `first_read` at the end
         self._start = start
         self._count = count
         self._window = window
@@ -55,6 +57,12 @@ class TritonStream:
         self._read_done = False
         self._stopping = False
         self.stopped = False  # reading stopped before the client half-closed: the stream was cut
+
+    def first_read(self) -> None:
+        """The first request arrived (or never will): run `on_first`, once."""
+        on_first, self._on_first = self._on_first, None
+        if on_first is not None:
+            on_first()
 
     def stop_reading(self) -> None:
         """Read no more requests; the ones already started are still answered, then `answers()` ends."""
@@ -116,6 +124,8 @@ class TritonStream:
                 request = await anext(self._requests, None)
                 if request is None:
                     break
+                if self._on_first is not None:
+                    self.first_read()
                 self._unanswered += 1
                 answer = Answer()
                 try:

@@ -8,6 +8,7 @@ import asyncio
 import queue
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -21,7 +22,10 @@ from service.grpc.generated.inference import grpc_service_pb2 as tpb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as tpb_grpc
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as npb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as npb_grpc
+from service.grpc.idle import IdleStreams
 from service.grpc.native.servicer import NativeServicer
+from service.grpc.triton.servicer import TritonServicer
+from service.settings import Settings
 from tests.service.grpc.helpers import Reference, RunningServer, runtime_of
 
 MODEL = "vowels_lstm"
@@ -101,8 +105,10 @@ def test_a_stream_whose_session_is_evicted_ends_with_failed_precondition(
     assert server.active_sessions(MODEL) == 0
 
 
-async def test_streams_without_a_session_are_bounded() -> None:
-    servicer = NativeServicer(dataplane=None, streams=OpenStreams(), max_sessionless=1)  # type: ignore[arg-type]
+async def test_streams_without_a_session_or_a_request_are_bounded_over_both_fronts() -> None:
+    idle, streams = IdleStreams(1), OpenStreams()
+    servicer = NativeServicer(dataplane=None, streams=streams, idle=idle)  # type: ignore[arg-type]
+    triton = TritonServicer(SimpleNamespace(count=lambda *_: None), Settings(), streams, idle)  # type: ignore[arg-type]
     reading, release = asyncio.Event(), asyncio.Event()
 
     async def silent() -> AsyncIterator[npb.StreamRequest]:
@@ -113,9 +119,17 @@ async def test_streams_without_a_session_are_bounded() -> None:
 
     first = asyncio.ensure_future(anext(servicer.Stream(silent(), None), None))  # type: ignore[arg-type]
     await reading.wait()
-    with pytest.raises(ResourceExhausted, match="without a session"):
+    with pytest.raises(ResourceExhausted, match="without a session or a request"):
         await anext(servicer.Stream(silent(), None))  # type: ignore[arg-type]
     release.set()
     assert await first is None  # the client half-closed: the stream ended, its place is free again
     second = servicer.Stream(silent(), None)  # type: ignore[arg-type]
     assert await anext(second, None) is None
+    reading.clear()
+    release.clear()
+    waiting = asyncio.ensure_future(anext(triton.ModelStreamInfer(silent(), None), None))  # type: ignore[arg-type]
+    await reading.wait()  # a Triton stream without a request takes the one place too
+    with pytest.raises(ResourceExhausted):
+        await anext(servicer.Stream(silent(), None))  # type: ignore[arg-type]
+    release.set()
+    assert await waiting is None and idle.count == 0
