@@ -24,7 +24,7 @@ from service.grpc.generated.inference import grpc_service_pb2 as tpb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as tpb_grpc
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as npb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as npb_grpc
-from tests.service.grpc.helpers import Reference, RunningServer
+from tests.service.grpc.helpers import Reference, RunningServer, rpc_status
 
 MODEL, OTHER = "vowels_lstm", "vowels_gru"
 TOKENS = {
@@ -57,14 +57,6 @@ def logits(response: tpb.ModelInferResponse) -> np.ndarray:
     return np.frombuffer(response.raw_output_contents[0], "<f4")
 
 
-def status_of(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
-    try:
-        call()
-    except grpc.RpcError as exc:
-        return exc.code(), exc.details()  # type: ignore[attr-defined]
-    return grpc.StatusCode.OK, ""
-
-
 def test_every_rpc_needs_a_known_token_but_health_is_exempt(start_server: Callable[..., RunningServer]) -> None:
     server = auth_server(start_server)
     with grpc.insecure_channel(server.target) as channel:
@@ -77,9 +69,9 @@ def test_every_rpc_needs_a_known_token_but_health_is_exempt(start_server: Callab
         }
         for name, call in calls.items():
             for metadata in ((), bearer("nope"), (("authorization", "Basic abc"),)):
-                code, details = status_of(lambda call=call, metadata=metadata: call(metadata=metadata, timeout=10))
+                code, details = rpc_status(lambda call=call, metadata=metadata: call(metadata=metadata, timeout=10))
                 assert code is grpc.StatusCode.UNAUTHENTICATED and "token" in details, (name, details)
-            assert status_of(lambda call=call: call(metadata=bearer("bob-token"), timeout=10))[0] is grpc.StatusCode.OK
+            assert rpc_status(lambda call=call: call(metadata=bearer("bob-token"), timeout=10))[0] is grpc.StatusCode.OK
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert health.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -94,7 +86,7 @@ def test_principals_see_and_use_only_their_models(start_server: Callable[..., Ru
         assert denied.value.code is grpc.StatusCode.PERMISSION_DENIED and "carol" in denied.value.message
     with grpc.insecure_channel(server.target) as channel:
         triton = tpb_grpc.GRPCInferenceServiceStub(channel)
-        code, _ = status_of(lambda: triton.ModelMetadata(tpb.ModelMetadataRequest(name=OTHER),
+        code, _ = rpc_status(lambda: triton.ModelMetadata(tpb.ModelMetadataRequest(name=OTHER),
                                                          metadata=bearer("carol-token"), timeout=10))
         assert code is grpc.StatusCode.PERMISSION_DENIED
 
@@ -111,7 +103,7 @@ def test_a_principal_holds_at_most_its_session_quota_over_both_fronts(start_serv
         with pytest.raises(ServerError) as full:
             alice.stream(MODEL).__enter__()
         assert full.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED and "quota" in full.value.message
-        code, _ = status_of(lambda: triton.ModelInfer(triton_request(np.zeros((2, 12)), 6, start=True),
+        code, _ = rpc_status(lambda: triton.ModelInfer(triton_request(np.zeros((2, 12)), 6, start=True),
                                                       metadata=bearer("alice-token"), timeout=10))
         assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
         with Client(server.target, security=Security(token="bob-token")) as bob, bob.stream(MODEL):
@@ -132,7 +124,7 @@ def test_sequence_ids_are_namespaced_and_a_foreign_id_answers_like_an_unknown_on
         triton.ModelInfer(triton_request(x[:3], 77, start=True), metadata=alice)
 
         def as_bob(sequence_id: int, chunk: np.ndarray, **flags: bool) -> tuple[grpc.StatusCode, str]:
-            answer = status_of(lambda: triton.ModelInfer(triton_request(chunk, sequence_id, **flags), metadata=bob,
+            answer = rpc_status(lambda: triton.ModelInfer(triton_request(chunk, sequence_id, **flags), metadata=bob,
                                                          timeout=10))
             return answer[0], answer[1].replace(str(sequence_id), "ID")
 
@@ -152,8 +144,8 @@ def test_without_auth_probing_an_id_gets_the_same_answer_live_or_not_and_peers_h
         triton = tpb_grpc.GRPCInferenceServiceStub(channel)
         triton.ModelInfer(triton_request(np.zeros((2, 12)), 41, start=True))
         nan = np.full((2, 12), np.nan)
-        live = status_of(lambda: triton.ModelInfer(triton_request(nan, 41), timeout=10))
-        unknown = status_of(lambda: triton.ModelInfer(triton_request(nan, 42), timeout=10))
+        live = rpc_status(lambda: triton.ModelInfer(triton_request(nan, 41), timeout=10))
+        unknown = rpc_status(lambda: triton.ModelInfer(triton_request(nan, 42), timeout=10))
         assert live == unknown and live[0] is grpc.StatusCode.INVALID_ARGUMENT
         with Client(server.target) as client, pytest.raises(ServerError) as full:
             client.stream(MODEL).__enter__()  # the same peer host already holds its one session

@@ -14,17 +14,9 @@ from service.grpc.generated.inference import grpc_service_pb2_grpc as tpb_grpc
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as npb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as npb_grpc
 from service.grpc.native.convert import array_to_tensor
-from tests.service.grpc.helpers import RunningServer
+from tests.service.grpc.helpers import RunningServer, rpc_status
 
 MODEL = "vowels_lstm"
-
-
-def code_and_details(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
-    try:
-        call()
-    except grpc.RpcError as exc:
-        return exc.code(), exc.details()  # type: ignore[attr-defined]
-    return grpc.StatusCode.OK, ""
 
 
 def test_hostile_tensors_versions_and_names_get_invalid_argument_or_not_found(
@@ -50,10 +42,10 @@ def test_hostile_tensors_versions_and_names_get_invalid_argument_or_not_found(
                 tpb.ModelMetadataRequest(name=MODEL, version="\u0661"), timeout=10),
         }
         for finding, call in calls.items():
-            code, details = code_and_details(call)
+            code, details = rpc_status(call)
             assert code is grpc.StatusCode.INVALID_ARGUMENT, (finding, code, details)
             assert "Error" not in details and len(details) < 300, (finding, details)
-        code, details = code_and_details(lambda: triton.ModelMetadata(tpb.ModelMetadataRequest(name="n" * 1_000_000),
+        code, details = rpc_status(lambda: triton.ModelMetadata(tpb.ModelMetadataRequest(name="n" * 1_000_000),
                                                                       timeout=10))
         assert code is grpc.StatusCode.NOT_FOUND and len(details) < 200
 
@@ -64,7 +56,8 @@ def test_a_hostile_chunk_is_an_in_stream_error_and_the_stream_goes_on(
 ) -> None:
     server = start_server()
     good = npb.StreamRequest(seq=2, chunk=npb.Chunk(input=array_to_tensor(np.zeros((2, 12), np.float32))))
-    bad = npb.StreamRequest(seq=1, chunk=npb.Chunk(input=npb.Tensor(dtype=npb.DATA_TYPE_FLOAT32, shape=shape, data=data)))
+    tensor = npb.Tensor(dtype=npb.DATA_TYPE_FLOAT32, shape=shape, data=data)
+    bad = npb.StreamRequest(seq=1, chunk=npb.Chunk(input=tensor))
     with grpc.insecure_channel(server.target) as channel:
         requests = [npb.StreamRequest(open=npb.Open(model=MODEL)), bad, good, npb.StreamRequest(seq=3, end=npb.End())]
         answers = list(npb_grpc.SeqServeStub(channel).Stream(iter(requests), timeout=30))
