@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 SERVE_STAMP := $(VENV)/.serve-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test models report bench proto lint clean wheelhouse deploy-deps test-deps
+.PHONY: run test models report bench proto lint clean wheelhouse deploy-deps test-deps fuzz soak
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,19 @@ report: $(TEST_STAMP)
 ## bench: every path side by side (native, Triton, hand-written baseline, echo ceiling); results in bench/results/local/
 bench: $(TEST_STAMP)
 	$(PY) -m bench
+
+## fuzz: the live fuzz at length (make test runs 6,000 messages; FUZZ_MESSAGES, FUZZ_SEED to change)
+FUZZ_MESSAGES ?= 100000
+FUZZ_SEED ?= 12
+fuzz: $(TEST_STAMP)
+	FUZZ_MESSAGES=$(FUZZ_MESSAGES) FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest -s \
+		tests/service/grpc/test_fuzz.py tests/service/grpc/test_decode.py
+
+## soak: 30 minutes at 256 churning streams (SIGKILLed clients too); RSS slope and sessions left (not in make test)
+SOAK_MINUTES ?= 30
+SOAK_STREAMS ?= 256
+soak: $(TEST_STAMP)
+	$(PY) scripts/soak.py --minutes $(SOAK_MINUTES) --streams $(SOAK_STREAMS) --json soak.json
 
 ## proto: regenerate the committed protobuf/gRPC code
 proto: $(TEST_STAMP)

@@ -20,7 +20,7 @@ READY_TIMEOUT_S = 120.0
 ROOT = Path(__file__).resolve().parent.parent
 # What `python -m service` logs once it serves, for a `LogWatcher`: its gRPC port (logged after every model is warm
 # and health says SERVING) and its metrics port.
-SERVER_PORTS = {"port": r"gRPC serving on \S+:(\d+)", "metrics": r"metrics on http://\S+:(\d+)/metrics"}
+SERVER_PORTS = {"port": r"gRPC serving on \S+:(\d+)", "metrics": r"metrics on https?://\S+:(\d+)/metrics"}
 
 
 class LogWatcher(threading.Thread):

@@ -14,11 +14,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from prometheus_client import start_http_server
-
 from service.engine.errors import ConfigurationError
 from service.grpc.server import serve
+from service.grpc.tls import server_context
+from service.metrics_http import MetricsServer
 from service.settings import Settings
+from service.startup import check_port_free
 from service.workers import run_workers
 
 log = logging.getLogger("service")
@@ -43,10 +44,19 @@ def configure_logging(settings: Settings) -> None:
 
 
 async def run(settings: Settings) -> None:
+    metrics_host = settings.metrics_host or settings.host
+    check_port_free(metrics_host, settings.metrics_port, "metrics")  # before the models load: fail fast
     serving = await serve(settings)
-    metrics_http, _ = start_http_server(settings.metrics_port, settings.host, registry=serving.metrics.registry)
+    metrics_http = MetricsServer(serving.metrics.registry, settings.metrics_max_connections)
+    try:
+        context = server_context(settings)
+        metrics_port = await metrics_http.start(metrics_host, settings.metrics_port, context)
+    except OSError as exc:
+        await serving.shutdown(0)
+        raise ConfigurationError(f"cannot bind the metrics port {metrics_host}:{settings.metrics_port}: "
+                                 f"{exc.strerror or exc}") from None
     where = "worker metrics at" if settings.reuse_port else "metrics on"  # --workers: the parent's sum is "on"
-    log.info("%s http://%s:%d/metrics", where, settings.host, metrics_http.server_port)
+    log.info("%s http%s://%s:%d/metrics", where, "" if context is None else "s", metrics_host, metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -55,8 +65,7 @@ async def run(settings: Settings) -> None:
     if settings.session_store == "memory":
         log.info("draining: serving open sessions until they end, for up to %.1f s", settings.shutdown_grace)
     await serving.shutdown(settings.shutdown_grace)
-    metrics_http.shutdown()
-    metrics_http.server_close()
+    await metrics_http.close()
     log.info("stopped")
 
 

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from service.engine.access import CLIENT, SessionQuota
 from service.engine.errors import FailedPrecondition, InvalidInput, SeqServeError, SequenceNotFound
+from service.engine.readiness import unmet
 from service.engine.sequences import SequenceFlags, Sequences, StepResult
 from service.engine.state.codec import decode_answer
 from service.engine.state.store import new_token, stream_key, valid_token
@@ -43,10 +45,12 @@ class InferRequest:
 
 
 class DataPlane:
-    def __init__(self, registry: Registry, metrics: Metrics) -> None:
+    def __init__(self, registry: Registry, metrics: Metrics, require_models: str = "any") -> None:
         self.registry = registry
+        self.unready = unmet(require_models, registry.statuses())  # why the server is not ready (None: it is)
         self._metrics = metrics
-        self._sequences = Sequences()
+        self.quota = SessionQuota()
+        self._sequences = Sequences(self._open_for_client)
         self._names = frozenset(status.name for status in registry.statuses())
 
     # -- server and model state --------------------------------------------------------------------------------
@@ -58,27 +62,33 @@ class DataPlane:
         return "seqserve", version("seqserve"), EXTENSIONS
 
     def ready(self) -> bool:
-        return not self.registry.draining
+        return self.unready is None and not self.registry.draining
 
     def model(self, name: str, version: int | None = None) -> ServedModel:
-        """The served version (newest ready one by default); `ModelNotFound` / `Unavailable` with the reason."""
+        """The served version (newest ready one by default); `ModelNotFound` / `Unavailable` with the reason;
+        `PermissionDenied` first if the client may not use `name`."""
+        CLIENT.get().check_model(name)
         return self.registry.get(name, version)
 
     def model_ready(self, name: str, version: int | None) -> bool:
         try:
-            self.registry.get(name, version)
+            self.model(name, version)
         except SeqServeError:
             return False
-        return self.ready()
+        return not self.registry.draining
 
     def versions(self, name: str) -> list[int]:
         return sorted(s.version for s in self.registry.statuses() if s.name == name)
 
     def ready_models(self) -> list[ServedModel]:
-        return self.registry.models()
+        """Every served version the client may use."""
+        client = CLIENT.get()
+        return [m for m in self.registry.models() if client.may_use(m.manifest.name)]
 
     def statuses(self) -> list[ModelStatus]:
-        return self.registry.statuses()
+        """Every model version found that the client may use, served or not."""
+        client = CLIENT.get()
+        return [s for s in self.registry.statuses() if client.may_use(s.name)]
 
     # -- inference ---------------------------------------------------------------------------------------------
     def start(self, model: ServedModel, request: InferRequest, then: Callable[[Arrays], T]) -> asyncio.Future[T]:
@@ -100,7 +110,8 @@ class DataPlane:
             state = {name: a[np.newaxis] for name, a in (result.state or {}).items()}
             return then(_pick(model, request, outputs, state))
 
-        return self._sequences.submit(model, request.sequence, request.x[0], respond, want_state=want_state)
+        return self._sequences.submit(model, request.sequence, request.x[0], respond, want_state=want_state,
+                                      namespace=CLIENT.get().namespace)
 
     async def infer(self, model: ServedModel, request: InferRequest) -> Arrays:
         return await self.start(model, request, _same)
@@ -109,18 +120,22 @@ class DataPlane:
         """Whole sequences from explicit state (batch-first) or the initial state: (outputs, final state)."""
         return await model.infer(x, state)
 
-    def open_session(self, name: str, version: int | None) -> Session:
-        """A native stream's session; with a session store, resumable by its token (`store.token_of(key)`)."""
-        model = self.registry.get(name, version)
+    def open_session(self, name: str, version: int | None, on_close: Callable[[], None] | None = None) -> Session:
+        """A native stream's session, counted against the client's session quota; `on_close` runs once it closes.
+
+        With a session store it is resumable by its token (`store.token_of(session.key)`)."""
+        model = self.model(name, version)
         if model.store is None:
-            return model.open_session()
-        session = model.open_session(stream_key(model.name, model.version, new_token()))
+            return self._open_for_client(model, None, on_close)
+        session = self._open_for_client(model, stream_key(model.name, model.version, new_token()), on_close)
         session.answers = True
         return session
 
-    async def resume_session(self, name: str, version: int | None, token: str) -> tuple[Session, list[Arrays]]:
+    async def resume_session(
+        self, name: str, version: int | None, token: str, on_close: Callable[[], None] | None = None
+    ) -> tuple[Session, list[Arrays]]:
         """Continue a native stream's session from the store: the session and the last answers it kept."""
-        model = self.registry.get(name, version)
+        model = self.model(name, version)
         if model.store is None:
             raise FailedPrecondition("resuming needs a shared session store (--session-store redis://...); "
                                      "this server keeps sessions in memory, so they end with their stream")
@@ -131,7 +146,7 @@ class DataPlane:
         if stored is None:
             raise SequenceNotFound(f"no session of model {model.name!r} to resume for this token "
                                    "(ended, expired or never opened)")
-        session = model.open_session(key)
+        session = self._open_for_client(model, key, on_close)
         session.answers = True
         try:
             session.restore(stored)
@@ -145,6 +160,24 @@ class DataPlane:
         store = session.model.store
         if session.key is not None and store is not None and not session.closed:
             await store.delete(session.key)
+
+    def _open_for_client(
+        self, model: ServedModel, key: str | None = None, on_close: Callable[[], None] | None = None
+    ) -> Session:
+        release = self.quota.acquire(CLIENT.get())
+        if release is None:
+            return model.open_session(key, on_close)
+
+        def closed() -> None:
+            release()
+            if on_close is not None:
+                on_close()
+
+        try:
+            return model.open_session(key, closed)
+        except BaseException:
+            release()
+            raise
 
     async def _stateless(self, model: ServedModel, request: InferRequest, then: Callable[[Arrays], T]) -> T:
         outputs, state = await model.infer(request.x)

@@ -19,10 +19,12 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service.client.security import PLAIN, Security, add_arguments, from_arguments
 
-def probe(target: str, timeout: float, service: str = "") -> str:
+
+def probe(target: str, timeout: float, service: str = "", security: Security = PLAIN) -> str:
     """The health status name the server reports for `service` ("" = the whole server)."""
-    with grpc.insecure_channel(target) as channel:
+    with security.channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
@@ -34,13 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", default=default_target, help=f"server address (default {default_target})")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer (default 3)")
     parser.add_argument("--service", default="", help='health service name (default "": the whole server)')
+    add_arguments(parser)  # TLS / mTLS / token, for a hardened server
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        status = probe(args.target, args.timeout, args.service)
+        status = probe(args.target, args.timeout, args.service, from_arguments(args))
     except grpc.RpcError as exc:
         print(f"unhealthy: {args.target}: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -59,12 +59,61 @@ class Settings(BaseSettings):
         False, description="bind the gRPC port with SO_REUSEPORT (set by --workers for its processes; off otherwise, "
         "so that a stale second server cannot silently share the port)"
     )
+    max_request_steps: int = Field(65536, ge=1, description="steps per sequence in one request (chunk or Infer)")
+    max_request_batch: int = Field(256, ge=1, description="sequences in one stateless request (Infer, ModelInfer)")
+    max_run_steps: int = Field(
+        4096, ge=1, description="a longer stateless sequence runs in segments of this many steps, its state "
+        "carried: model runs and their memory stay bounded, other streams run in between"
+    )
+    max_streams_without_session: int = Field(
+        1024, ge=1, description="streams open without a session (native: before open) or a request (Triton), at "
+        "most, both fronts together (RESOURCE_EXHAUSTED)"
+    )
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest gRPC message, both ways")
     stream_queue_size: int = Field(16, ge=1, description="chunks a stream may have queued before backpressure")
     reject_nonfinite: bool = Field(True, description="reject chunks holding NaN or Inf (INVALID_ARGUMENT)")
+    require_models: str = Field(
+        "any", min_length=1, description="when the server is ready (health SERVING, ServerReady): any = at least one "
+        "model served, all = every version found, or NAME,NAME,... = each of these served"
+    )
     shutdown_grace: float = Field(10.0, ge=0, description="seconds open sessions get to finish on SIGTERM/SIGINT")
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate (chain) of the server: gRPC and /metrics speak TLS; needs --tls-key"
+    )
+    tls_key: Path | None = Field(None, description="PEM private key of --tls-cert")
+    tls_client_ca: Path | None = Field(
+        None, description="PEM CA bundle: clients must present a certificate it signed (mTLS, gRPC and /metrics)"
+    )
+    auth_tokens: str | None = Field(
+        None, description="bearer-token authentication: a JSON file (or the JSON itself) of token -> {principal, "
+        "models, max_sessions}; every RPC then needs 'authorization: Bearer <token>'"
+    )
+    auth_exempt: str = Field(
+        "health", description="services answering without a token when auth is on: health, reflection (comma list)"
+    )
+    max_sessions_per_client: int = Field(
+        0, ge=0, description="open sessions per client (principal, or peer host without auth) over every model; "
+        "0 = no limit"
+    )
+    metrics_host: str | None = Field(None, description="address /metrics binds (default: --host)")
+    metrics_max_connections: int = Field(
+        64, ge=1, description="open /metrics connections at most; more are closed at once (no thread per connection)"
+    )
     log_format: Literal["plain", "json"] = Field("plain", description="log line format")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+
+    @field_validator("tls_cert", "tls_key", "tls_client_ca", "metrics_host", "auth_tokens", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # `SEQSERVE_TLS_CERT=` (compose's unset variables) means none
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -80,8 +129,9 @@ class Settings(BaseSettings):
             return cls(**given)
         except ValidationError as exc:
             first = exc.errors()[0]
-            field = str(first["loc"][0]) if first["loc"] else "settings"
-            parser.error(f"--{field.replace('_', '-')}: {first['msg']}")
+            if not first["loc"]:  # a check across fields: its message names the flags
+                parser.error(str(first["msg"]).removeprefix("Value error, "))
+            parser.error(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}")
 
 
 def build_parser() -> argparse.ArgumentParser:

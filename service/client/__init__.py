@@ -5,10 +5,12 @@
 
 `AsyncClient` is the asyncio flavour with the same methods (awaitable). Every server error surfaces as
 `ServerError` carrying the gRPC status code (and, for in-stream errors, the chunk's sequence number).
+`security=Security(ca=..., cert=..., key=..., token=...)` reaches a server with TLS, mTLS or authentication.
 """
 
 from service.client.aio import AsyncClient, AsyncStream
 from service.client.common import ServerError
+from service.client.security import Security
 from service.client.sync import Client, Stream
 
-__all__ = ["AsyncClient", "AsyncStream", "Client", "ServerError", "Stream"]
+__all__ = ["AsyncClient", "AsyncStream", "Client", "Security", "ServerError", "Stream"]

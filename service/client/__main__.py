@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.client import Client, ServerError, vad
+from service.client import Client, ServerError, security, vad
 from service.client.common import DEFAULT_TARGET
 
 
@@ -56,6 +56,7 @@ def vad_file(client: Client, args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m service.client", description="seqserve command-line client")
     parser.add_argument("--target", default=DEFAULT_TARGET, help=f"server HOST:PORT (default {DEFAULT_TARGET})")
+    security.add_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models", help="list every model version the server found")
     stream = commands.add_parser("stream", help="stream a (time, features) .npy file chunk by chunk")
@@ -81,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("stream", "vad") and args.chunk < 1:
         raise SystemExit("--chunk must be >= 1")
     try:
-        with Client(args.target) as client:
+        with Client(args.target, security=security.from_arguments(args)) as client:
             {"models": lambda: list_models(client), "stream": lambda: stream_file(client, args),
              "infer": lambda: infer_file(client, args), "vad": lambda: vad_file(client, args)}[args.command]()
     except ServerError as exc:

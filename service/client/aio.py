@@ -13,14 +13,15 @@ import numpy as np
 from service.client import common
 from service.client.common import Arrays, ServerError
 from service.client.resume import DEFAULT_RETRY, Journal, RetryPolicy
+from service.client.security import PLAIN, Security
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 
 
 class AsyncClient:
     def __init__(self, target: str = common.DEFAULT_TARGET,
-                 max_message_bytes: int = common.DEFAULT_MAX_MESSAGE_BYTES) -> None:
-        self._channel = grpc.aio.insecure_channel(target, options=common.channel_options(max_message_bytes))
+                 max_message_bytes: int = common.DEFAULT_MAX_MESSAGE_BYTES, security: Security = PLAIN) -> None:
+        self._channel = security.aio_channel(target, common.channel_options(max_message_bytes))
         self._stub = pb_grpc.SeqServeStub(self._channel)
 
     async def models(self) -> list[pb.ModelInfo]:

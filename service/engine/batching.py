@@ -76,6 +76,11 @@ class Batcher:
         self._delay_ns = max_queue_delay_us * 1000
         self._max_queued = max_queued
         self._store = store  # None (memory): the pool is the truth, nothing is written through
+        # Stateless rows (no session) may hold at most half the queue, so they never lock the streams out, and
+        # after a batch that held any, a waiting stream step leads the next batch (streams are not starved).
+        self._max_stateless = max(1, max_queued // 2)
+        self._stateless = 0  # stateless rows queued
+        self._streams_turn = False
         self.inline = InlinePolicy(0) if inline is None else inline  # default: every run in the executor
         self._queue: deque[Step] = deque()
         self._company = Company(self._delay_ns)  # the sessions a batch waits for, and for how long
@@ -102,6 +107,11 @@ class Batcher:
             raise Unavailable("the model is shutting down")
         if len(self._queue) + len(rows) > self._max_queued:
             raise ResourceExhausted(f"the model's queue is full ({self._max_queued} steps)")
+        stateless = sum(1 for row in rows if row[1] is None)
+        if stateless and self._stateless + stateless > self._max_stateless:
+            raise ResourceExhausted(f"the model's queue for whole-sequence requests is full ({self._max_stateless} "
+                                    "sequences; the rest is kept for streams)")
+        self._stateless += stateless
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[StepResult]] = []
         now = time.perf_counter_ns()
@@ -150,8 +160,9 @@ class Batcher:
                 return
 
     def _take_batch(self) -> list[Step]:
-        """The oldest live step and up to `max_batch_size - 1` more of the same length from other sessions."""
-        length = self._queue[0].x.shape[0]
+        """The oldest live step and up to `max_batch_size - 1` more of the same length from other sessions (on the
+        streams' turn, the oldest stream step leads)."""
+        length = self._lead().x.shape[0]
         batch: list[Step] = []
         owners: set[int] = set()
         rest: deque[Step] = deque()
@@ -174,7 +185,20 @@ class Batcher:
                 step.generation = owner.generation
             batch.append(step)
         self._queue = rest
+        if self._stateless:  # (the streaming-only path pays nothing for this)
+            self._stateless = sum(1 for step in rest if step.owner is None)
+            self._streams_turn = any(step.owner is None for step in batch)
+        else:
+            self._streams_turn = False
         return batch
+
+    def _lead(self) -> Step:
+        first = self._queue[0]
+        if self._streams_turn and first.owner is None:
+            for step in self._queue:
+                if step.owner is not None and not step.future.done():
+                    return step
+        return first
 
     async def _run(self, batch: list[Step]) -> None:
         start = time.perf_counter_ns()

@@ -45,8 +45,25 @@ class ModelRunFailed(SeqServeError):
         super().__init__(message)
 
 
+class Unauthenticated(SeqServeError):
+    """No credentials, or credentials the server does not know (UNAUTHENTICATED)."""
+
+
+class PermissionDenied(SeqServeError):
+    """The principal may not use this model (PERMISSION_DENIED)."""
+
+
 class ConfigurationError(Exception):
     """The server cannot start as configured (e.g. `--device cuda` without an active CUDA provider).
 
     Not a `SeqServeError`: it never reaches a client, it stops the start-up with a clear message.
     """
+
+
+CLIP_CHARS = 64  # client text (names, ids) echoed in an error message, at most
+
+
+def clip(value: object, limit: int = CLIP_CHARS) -> str:
+    """`repr(value)` cut to `limit` characters: client text in an error message never makes it unbounded."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"

@@ -3,7 +3,7 @@
 The engine and the fronts update plain ints, floats and bucket lists on the event loop thread (no locks, no
 Prometheus objects on the hot path). `Metrics.registry` is a per-server `CollectorRegistry` (not the global one,
 so several servers can live in one process) holding one custom collector that turns those counters into
-Prometheus families when `/metrics` is scraped. Serve it with `start_http_server(port, registry=metrics.registry)`.
+Prometheus families when `/metrics` is scraped. Served by `service/metrics_http.py`.
 
 Thread safety: a scrape runs on the HTTP server's thread while the loop keeps counting. It only reads: ints and
 floats are read whole, and the dicts and lists it walks are copied first (`dict.copy()` and `list(...)` run

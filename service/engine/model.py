@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
 
 from modelrepo import Manifest
 from service.engine.batching import Arrays, Batcher, Row
-from service.engine.errors import FailedPrecondition, InvalidInput, Unavailable
+from service.engine.errors import FailedPrecondition, InvalidInput, Unavailable, clip
 from service.engine.metrics import ModelMetrics, ModelStats
 from service.engine.runtime import Runtime
 from service.engine.sessions import Session
@@ -41,6 +42,9 @@ class ServedModel:
         self.draining = False
         self.tuning = tuning  # the load-time decisions (None: not tuned); the live one is `self.inline`
         self._reject_nonfinite = settings.reject_nonfinite
+        self._max_request_batch = settings.max_request_batch
+        self._max_request_steps = settings.max_request_steps
+        self._max_run_steps = settings.max_run_steps
         self._input_dtype = np.dtype(manifest.input.dtype)  # built once: `_check` runs on every chunk
         self._metrics = metrics
         self.store = store  # the session store (None: memory, the pool is the truth)
@@ -59,6 +63,7 @@ class ServedModel:
             store=store,
         )
         self._sessions: dict[int, Session] = {}  # by slot
+        self._on_close: dict[int, Callable[[], None]] = {}  # by slot: what the opener wants done at close
         self._no_sessions = asyncio.Event()  # set exactly when `_sessions` is empty
         self._no_sessions.set()
         self._ids = itertools.count(1)
@@ -80,10 +85,14 @@ class ServedModel:
 
     def validate_chunk(self, x: np.ndarray) -> np.ndarray:
         """A chunk `(time >= 1, features)` of the model's dtype, finite unless allowed; `InvalidInput` otherwise."""
-        return self._check(x, ("time", "features"))
+        chunk = self._check(x, ("time", "features"))
+        if chunk.shape[0] > self._max_request_steps:
+            raise InvalidInput(f"chunk of {chunk.shape[0]} steps; at most {self._max_request_steps} per request")
+        return chunk
 
-    def open_session(self, key: str | None = None) -> Session:
-        """A new session at the initial state; `key`: its key in the session store (with a store)."""
+    def open_session(self, key: str | None = None, on_close: Callable[[], None] | None = None) -> Session:
+        """A new session at the initial state; `key`: its key in the session store (with a store); `on_close` runs
+        once when it closes (end, eviction, shutdown)."""
         if self.draining:
             raise Unavailable("the server is shutting down; no new sessions")
         if not self.manifest.streamable:
@@ -91,6 +100,8 @@ class ServedModel:
         slot = self._pool.alloc(time.monotonic())
         session = Session(next(self._ids), self, slot, self._pool, self._batcher, self._metrics, self._forget, key)
         self._sessions[slot] = session
+        if on_close is not None:
+            self._on_close[slot] = on_close
         self._no_sessions.clear()
         self._metrics.active_sessions += 1
         return session
@@ -110,13 +121,29 @@ class ServedModel:
             if self.draining:
                 raise Unavailable("the server is shutting down; no new requests")
             x = self._check(x, ("batch", "time", "features"))
-            results = await asyncio.gather(*self._batcher.enqueue(self._rows(x, state)))
-            outputs = {name: np.stack([r[0][name] for r in results]) for name in results[0][0]}
-            new_state = {p.input: np.stack([r[1][p.input] for r in results]) for p in self.manifest.state}
+            batch, steps = x.shape[0], x.shape[1]
+            if batch > self._max_request_batch or steps > self._max_request_steps:
+                raise InvalidInput(f"request of {batch} sequences x {steps} steps; at most {self._max_request_batch} "
+                                   f"sequences and {self._max_request_steps} steps per request")
+            # Long sequences run in segments, the state carried between them: a model run (and onnxruntime's
+            # arena, which keeps its peak) stays small, and other streams' batches run in between.
+            segment = self._max_run_steps if self.manifest.state else steps  # no state: one whole run
+            pieces = []
+            for begin in range(0, steps, segment):
+                outputs, new_state = await self._run_rows(x[:, begin:begin + segment], state)
+                pieces.append(outputs)
+                state = new_state
+            if len(pieces) > 1:
+                outputs = {name: np.concatenate([p[name] for p in pieces], axis=1) for name in pieces[0]}
             ok = True
             return outputs, new_state
         finally:
             self._metrics.record_request(ok, time.perf_counter_ns() - start)
+
+    async def _run_rows(self, x: np.ndarray, state: Arrays | None) -> tuple[Arrays, Arrays]:
+        results = await asyncio.gather(*self._batcher.enqueue(self._rows(x, state)))
+        outputs = {name: np.stack([r[0][name] for r in results]) for name in results[0][0]}
+        return outputs, {p.input: np.stack([r[1][p.input] for r in results]) for p in self.manifest.state}
 
     def evict_idle(self, now: float) -> int:
         """Expire sessions idle since before `now - session_idle_timeout` (and not busy); how many."""
@@ -139,6 +166,9 @@ class ServedModel:
     def _forget(self, session: Session) -> None:
         if self._sessions.pop(session.slot, None) is not None:
             self._metrics.active_sessions -= 1
+            on_close = self._on_close.pop(session.slot, None)
+            if on_close is not None:
+                on_close()
             if not self._sessions:
                 self._no_sessions.set()
 
@@ -165,7 +195,7 @@ class ServedModel:
         if state is None:
             state = {p.input: np.full((batch, *p.shape), p.initial, dtype=p.dtype) for p in pairs}
         elif set(state) != {p.input for p in pairs}:
-            raise InvalidInput(f"state must hold exactly {sorted(p.input for p in pairs)}, got {sorted(state)}")
+            raise InvalidInput(f"state must hold exactly {sorted(p.input for p in pairs)}, got {clip(sorted(state))}")
         for p in pairs:
             value = state[p.input]
             want = (batch, *p.shape)

@@ -14,7 +14,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from modelrepo import Manifest, ManifestError, ModelVersionDir, scan_repository
-from service.engine.errors import ConfigurationError, ModelNotFound, Unavailable
+from service.engine.errors import ConfigurationError, ModelNotFound, Unavailable, clip
 from service.engine.metrics import Metrics
 from service.engine.model import ServedModel
 from service.engine.runtime import Runtime
@@ -91,6 +91,8 @@ class Registry:
                 statuses.append(ModelStatus(found.name, found.version, True, "", runtime.provider, manifest, tuning))
                 log.info("serving %s version %d on %s", found.name, found.version, runtime.provider)
                 log.info("tuned %s version %d: %s", found.name, found.version, tuning.describe())
+        if not statuses:
+            log.warning("model repository %s holds no model (expected <models>/<name>/<version>/)", settings.models)
         registry = cls(statuses, models, executor, store)
         registry._reaper = loop.create_task(registry._evict_forever(settings.session_idle_timeout), name="reaper")
         return registry
@@ -99,11 +101,11 @@ class Registry:
         """The model version (newest ready one by default); `ModelNotFound` or `Unavailable` with the reason."""
         found = self._by_name.get(name, [])
         if not found:
-            raise ModelNotFound(f"unknown model {name!r}")
+            raise ModelNotFound(f"unknown model {clip(name)}")
         if version is not None:
             found = [s for s in found if s.version == version]
             if not found:
-                raise ModelNotFound(f"model {name!r} has no version {version}")
+                raise ModelNotFound(f"model {name!r} has no version {clip(version)}")
         ready = [s for s in found if s.ready]
         if not ready:
             raise Unavailable(f"model {name!r} version {found[-1].version} is not available: {found[-1].reason}")

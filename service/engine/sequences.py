@@ -1,10 +1,12 @@
 """Triton's sequence extension on the engine: a `sequence_id -> Session` table, no protobuf.
 
-A sequence is addressed by `(model, version, sequence_id)`; the id is an int or a str (5 and "5" are two different
+A sequence is addressed by `(namespace, model, version, sequence_id)`: the namespace is the principal's with
+authentication (another principal never sees its ids), the id an int or a str (5 and "5" are two different
 sequences). START opens the sequence's session, or restarts it from the initial state if it is open; a request
 without START needs an open session (else `SequenceNotFound`); END frees the session once its step is done,
-whatever the step's outcome. Sessions the engine evicts for idleness are closed there and vanish from the table
-here. Requests of one sequence run strictly in the order they were submitted; sequences run concurrently and
+whatever the step's outcome. A session that closes (END, idle eviction, shutdown) leaves the table at once. A bad
+chunk is refused before the id is looked up, so it answers the same whether the id is open or not (no probing).
+Requests of one sequence run strictly in the order they were submitted; sequences run concurrently and
 meet in the model's batcher.
 
 With a session store (`--session-store redis://`) the table is a cache: a request for a sequence this process does
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from service.engine.errors import Aborted, FailedPrecondition, SequenceNotFound
+from service.engine.errors import Aborted, FailedPrecondition, SequenceNotFound, clip
 from service.engine.state.store import sequence_key
 
 if TYPE_CHECKING:
@@ -32,8 +34,9 @@ if TYPE_CHECKING:
     from service.engine.sessions import Session
 
 SequenceId = int | str
-_Key = tuple[str, int, SequenceId]
-_MIN_SWEEP = 64
+_Key = tuple[str, str, int, SequenceId]  # (namespace, model, version, sequence_id)
+# (model, its key in the session store or None, on_close) -> a new session (the data plane's: quotas apply)
+Opener = Callable[["ServedModel", "str | None", Callable[[], None]], "Session"]
 REDO_LIMIT = 3  # a step refused because another process advanced the sequence is redone from the store this often
 T = TypeVar("T")
 
@@ -66,13 +69,13 @@ class _Request(Generic[T]):
 class Sequences:
     """The open sequences of every model, each owning one engine `Session`."""
 
-    def __init__(self) -> None:
+    def __init__(self, opener: Opener | None = None) -> None:
         self._sessions: dict[_Key, Session] = {}
         self._tails: dict[_Key, asyncio.Future[Any]] = {}  # each sequence's last submitted request
-        self._sweep_at = _MIN_SWEEP
+        self._open: Opener = opener or (lambda model, key, on_close: model.open_session(key, on_close))
 
     def __len__(self) -> int:
-        """Open sequences (some may have been evicted by the engine since the last sweep)."""
+        """Open sequences (a session that closes leaves the table at once)."""
         return len(self._sessions)
 
     def submit(
@@ -83,6 +86,7 @@ class Sequences:
         then: Callable[[StepResult], T],
         *,
         want_state: bool = False,
+        namespace: str = "",
     ) -> asyncio.Future[T]:
         """Run one step `x: (time, features)` of a sequence: a future of `then(result)`, no task.
 
@@ -91,8 +95,9 @@ class Sequences:
         on the way (unknown sequence, bad chunk) raise here. Otherwise it starts when the one before it is done
         (whatever that one's outcome) and errors come through the future. The futures of one sequence complete
         in submission order, so done-callbacks added to them right away also run in submission order.
+        Ids live in `namespace` (the principal's, with authentication): other namespaces never see them.
         """
-        key = (model.manifest.name, model.manifest.version, flags.sequence_id)
+        key = (namespace, model.manifest.name, model.manifest.version, flags.sequence_id)
         request = _Request(key, model, flags, x, then, want_state)
         previous = self._tails.get(key)
         if previous is None:
@@ -106,9 +111,10 @@ class Sequences:
 
     def close(self) -> None:
         """End every sequence and free its session."""
-        for session in self._sessions.values():
-            session.close()
+        sessions = list(self._sessions.values())  # each close takes its id out of the table
         self._sessions.clear()
+        for session in sessions:
+            session.close()
 
     def _start_after(self, future: asyncio.Future[T], request: _Request[T], attempt: int = 0) -> None:
         """Start a request that waited (for the one before it, or to be redone); its outcome goes to `future`."""
@@ -124,6 +130,12 @@ class Sequences:
 
     def _start(self, request: _Request[T], attempt: int = 0) -> asyncio.Future[T]:
         key, model, flags = request.key, request.model, request.flags
+        try:  # first: a bad chunk answers the same whether the id is open or not (no probing)
+            model.validate_chunk(request.x)
+        except Exception:
+            if flags.end and (open_session := self._sessions.get(key)) is not None:
+                self._settle(key, open_session, flags)  # END frees the session whatever the outcome
+            raise
         if model.store is not None and not flags.start and not self._holds(key):
             # not held here (another replica served it, or it was evicted locally): continue from the store
             return asyncio.ensure_future(self._resume(request, attempt))
@@ -162,12 +174,11 @@ class Sequences:
         """Load a sequence this process does not hold from the store, then run the step here."""
         model, key = request.model, request.key
         assert model.store is not None
-        stored = await model.store.load(sequence_key(*key))
+        stored = await model.store.load(_store_key(key))
         if stored is None:
             raise _not_found(model, request.flags)
         if not self._holds(key):  # one request of a sequence at a time: nobody restored it meanwhile
-            self._sweep()
-            self._sessions[key] = model.open_session(sequence_key(*key))
+            self._sessions[key] = self._opened(key, model)
         self._sessions[key].restore(stored)
         return await self._start(request, attempt)
 
@@ -207,23 +218,33 @@ class Sequences:
             else:
                 session.reset()
             return session
-        self._sweep()
-        session = model.open_session(None if model.store is None else sequence_key(*key))
+        session = self._opened(key, model)
         self._sessions[key] = session
         return session
 
-    def _sweep(self) -> None:
-        """Drop the sessions the engine evicted; amortised over the table's growth."""
-        if len(self._sessions) < self._sweep_at:
-            return
-        for key in [k for k, s in self._sessions.items() if s.closed]:
+    def _opened(self, key: _Key, model: ServedModel) -> Session:
+        """A new session for `key`, which takes it out of the table when it closes."""
+        opened: list[Session] = []
+        store_key = None if model.store is None else _store_key(key)
+        session = self._open(model, store_key, lambda: self._forget(key, opened[0]))
+        opened.append(session)
+        return session
+
+    def _forget(self, key: _Key, session: Session) -> None:
+        """A session closed (END, eviction, shutdown): its id leaves the table at once."""
+        if self._sessions.get(key) is session:
             del self._sessions[key]
-        self._sweep_at = max(_MIN_SWEEP, 2 * len(self._sessions))
+
+
+def _store_key(key: _Key) -> str:
+    """The key of a sequence in the session store, namespaced like the table's."""
+    namespace, model, version, sequence_id = key
+    return sequence_key(model, version, sequence_id, namespace)
 
 
 def _not_found(model: ServedModel, flags: SequenceFlags) -> SequenceNotFound:
     return SequenceNotFound(
-        f"sequence {flags.sequence_id!r} of model {model.manifest.name!r} is not open "
+        f"sequence {clip(flags.sequence_id)} of model {model.manifest.name!r} is not open "
         "(never started, ended or expired): its first request must set sequence_start (START)"
     )
 

@@ -16,9 +16,11 @@ from service.engine.errors import (
     InvalidInput,
     ModelNotFound,
     ModelRunFailed,
+    PermissionDenied,
     ResourceExhausted,
     SeqServeError,
     SequenceNotFound,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -32,9 +34,12 @@ STATUS_CODES: dict[type[SeqServeError], grpc.StatusCode] = {
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     Aborted: grpc.StatusCode.ABORTED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     ModelRunFailed: grpc.StatusCode.INTERNAL,  # logged once per batch by the batcher; the message is generic
 }
 INTERNAL_MESSAGE = "internal error; see the server log"
+MAX_MESSAGE_CHARS = 1024  # a status message stays far below the metadata limit whatever it quotes
 
 
 def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -42,6 +47,7 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     for cls in type(exc).__mro__:
         code = STATUS_CODES.get(cls)  # type: ignore[call-overload]
         if code is not None:
-            return code, str(exc)
+            message = str(exc)
+            return code, message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "..."
     log.error("unexpected error while serving a request", exc_info=exc)
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE

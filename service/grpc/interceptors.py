@@ -3,7 +3,8 @@
 `ErrorInterceptor` wraps each method handler so that whatever it raises ends the call with the status of
 `service/grpc/errors.py`: a domain error with its code and safe message, anything else with INTERNAL and a generic
 message (the details go to the log, once). A handler that wants its failures counted by model names the model in
-`REQUEST_MODEL` as soon as it knows it; the interceptor then counts the failure under that name.
+`REQUEST_MODEL` as soon as it knows it; the interceptor then counts the failure under that name. Requests are
+decoded safely (`service/grpc/decode.py`): a message protobuf cannot parse is INVALID_ARGUMENT, on every RPC.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ from typing import Any
 
 import grpc
 
+from service.grpc.decode import checked, checked_stream, safe_deserializer
 from service.grpc.errors import to_status
 
 # The model a unary request named (as sent), for counting its failure; set by the handler, read here.
 REQUEST_MODEL: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_model", default=None)
 Count = Callable[[str, str], None]  # (model as named, status code name)
+Check = Callable[[Any], Any]  # the request (or request iterator) as the handler gets it; raises if undecodable
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, count: Count) -> None:
-        self._count = count
+class HandlerInterceptor(grpc.aio.ServerInterceptor):
+    """An interceptor that replaces each method's handler with `wrap(handler, details)`."""
 
     async def intercept_service(
         self,
@@ -34,23 +36,33 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:  # an unknown method: grpc answers UNIMPLEMENTED itself
             return handler
-        return self._wrap(handler)
+        return self.wrap(handler, handler_call_details)
 
-    def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        codec = {"request_deserializer": handler.request_deserializer,
+    def wrap(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
+
+
+class ErrorInterceptor(HandlerInterceptor):
+    def __init__(self, count: Count) -> None:
+        self._count = count
+
+    def wrap(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method = details.method
+        codec = {"request_deserializer": safe_deserializer(handler.request_deserializer, method),
                  "response_serializer": handler.response_serializer}
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary), **codec)
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, checked), **codec)
         if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary), **codec)
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, checked_stream), **codec)
         if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(self._streaming(handler.unary_stream), **codec)
-        return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream), **codec)
+            return grpc.unary_stream_rpc_method_handler(self._streaming(handler.unary_stream, checked), **codec)
+        return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream, checked_stream), **codec)
 
-    def _unary(self, behavior: Callable[..., Any]) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    def _unary(self, behavior: Callable[..., Any], check: Check
+               ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
         async def mapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                return await behavior(request, context)
+                return await behavior(check(request), context)
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
@@ -58,10 +70,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
         return mapped
 
-    def _streaming(self, behavior: Callable[..., Any]) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
+    def _streaming(self, behavior: Callable[..., Any], check: Check
+                   ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
         async def mapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
-                responses = behavior(request, context)
+                responses = behavior(check(request), context)
                 if inspect.isasyncgen(responses):
                     async for response in responses:
                         yield response

@@ -11,13 +11,18 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from service.dataplane import DataPlane
+from service.engine.errors import ConfigurationError
 from service.engine.metrics import Metrics
 from service.engine.registry import Registry
+from service.grpc.auth import interceptor as auth_interceptor
 from service.grpc.cut import OpenStreams
+from service.grpc.idle import IdleStreams
 from service.grpc.interceptors import ErrorInterceptor
 from service.grpc.native.servicer import add_native
+from service.grpc.tls import server_credentials
 from service.grpc.triton.servicer import add_triton
 from service.settings import Settings
+from service.startup import check_port_free
 
 log = logging.getLogger(__name__)
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -68,32 +73,56 @@ class Serving:
 
 async def serve(settings: Settings) -> Serving:
     """Load and warm up every model, then start serving on `settings.host:settings.port` (0 = any free port)."""
+    if not settings.reuse_port:  # --workers binds one port several times, on purpose
+        check_port_free(settings.host, settings.port, "gRPC")
     metrics = Metrics()
     registry = await Registry.load(settings, metrics)
-    dataplane = DataPlane(registry, metrics)
+    dataplane = DataPlane(registry, metrics, settings.require_models)
     limits = settings.max_message_bytes
+    try:
+        auth = auth_interceptor(settings)  # after the error interceptor: what it raises becomes a status there
+    except ConfigurationError:
+        await registry.close()
+        raise
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(dataplane.count)],
+        interceptors=[ErrorInterceptor(dataplane.count), *([auth] if auth is not None else [])],
         options=[("grpc.max_send_message_length", limits), ("grpc.max_receive_message_length", limits),
-                 ("grpc.so_reuseport", int(settings.reuse_port))],  # explicit: grpc's default is on
+                 # explicit (grpc's default is on): only --workers shares the port; otherwise a second server on a
+                 # port in use fails instead of silently sharing it
+                 ("grpc.so_reuseport", int(settings.reuse_port))],
     )
     streams = OpenStreams()
-    services = [add_native(server, dataplane, streams)]
-    services.append(add_triton(server, dataplane, settings, streams))  # Triton/KServe v2
+    idle = IdleStreams(settings.max_streams_without_session)  # shared by both fronts
+    services = [add_native(server, dataplane, streams, idle)]
+    services.append(add_triton(server, dataplane, settings, streams, idle))  # Triton/KServe v2
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection([*services, HEALTH_SERVICE, reflection.SERVICE_NAME], server)
+    address = f"{settings.host}:{settings.port}"
     try:
-        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
-    except RuntimeError:  # grpc raises for a port in use (older releases returned 0)
+        credentials = server_credentials(settings)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except ConfigurationError:
+        await registry.close()
+        raise
+    except RuntimeError:
         port = 0
     if port == 0:
         await registry.close()
-        raise OSError(f"cannot bind {settings.host}:{settings.port}")
+        raise ConfigurationError(f"cannot bind the gRPC port {settings.host}:{settings.port}")
     await server.start()
+    if dataplane.unready is not None:
+        log.warning("not ready (--require-models %s): %s; health NOT_SERVING", settings.require_models,
+                    dataplane.unready)
+    status = health_pb2.HealthCheckResponse.SERVING if dataplane.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ("", *services):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("gRPC serving on %s:%d (%s)", settings.host, port, ", ".join(services))
+        await health.set(name, status)
+    log.info("gRPC serving on %s:%d (%s)%s", settings.host, port, ", ".join(services),
+             "" if credentials is None else " over TLS" + (" (client certificates required)" if settings.tls_client_ca
+                                                           else ""))
     return Serving(server, port, registry, metrics, health, streams, dataplane)
 
 

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from service.client.security import PLAIN, Security, add_arguments, from_arguments
+
 DEFAULT_TARGET = "127.0.0.1:8001"
 PROTOCOLS = ("native", "triton")  # native `Stream` | Triton `ModelStreamInfer` (service/loadtest/triton.py)
 
@@ -27,6 +29,7 @@ class LoadConfig:
     progress: bool = True
     protocol: str = "native"
     multiplex: bool = False  # triton: every sequence of a client process on one ModelStreamInfer call
+    security: Security = PLAIN  # TLS / mTLS / bearer token (`--tls-ca`, `--tls-cert`, `--token`, ...)
 
     def __post_init__(self) -> None:
         if self.streams < 1 or self.chunk < 1 or self.processes < 1:
@@ -85,13 +88,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[LoadConfig, str | Non
                    help="triton: all sequences of a client process on one ModelStreamInfer stream")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    add_arguments(p)
     a = p.parse_args(argv)
     try:
         config = LoadConfig(
             target=a.target, model=a.model, version=a.version, streams=a.streams, chunk=a.chunk,
             duration_s=a.duration, chunks=a.chunks, warmup_s=a.warmup, rate=a.rate, processes=a.processes,
             features=a.features, seed=a.seed, progress=not a.no_progress, protocol=a.protocol,
-            multiplex=a.multiplex,
+            multiplex=a.multiplex, security=from_arguments(a),
         )
     except ValueError as exc:
         p.error(str(exc))

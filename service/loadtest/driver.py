@@ -169,7 +169,7 @@ class Driver:
             self.tally.ended = time.monotonic()
 
     async def run(self, wait_for_start: Callable[[], Awaitable[None]]) -> Tally:
-        async with grpc.aio.insecure_channel(self.config.target, options=CHANNEL_OPTIONS) as channel:
+        async with self.config.security.aio_channel(self.config.target, CHANNEL_OPTIONS) as channel:
             opened = await asyncio.gather(*(self._open(channel) for _ in range(self.config.streams)))
             streams = [s for s in opened if s is not None]
             await wait_for_start()

@@ -12,8 +12,6 @@ from dataclasses import replace
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
-import grpc
-
 from service.loadtest.config import LoadConfig
 from service.loadtest.driver import CHANNEL_OPTIONS, Counter, Driver, fetch_features
 from service.loadtest.report import Report, build_report
@@ -61,7 +59,7 @@ class Progress:
 async def _features(config: LoadConfig) -> int:
     if config.features is not None:
         return config.features
-    async with grpc.aio.insecure_channel(config.target, options=CHANNEL_OPTIONS) as channel:
+    async with config.security.aio_channel(config.target, CHANNEL_OPTIONS) as channel:
         return await fetch_features(channel, config)
 
 

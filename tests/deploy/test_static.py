@@ -42,9 +42,11 @@ def test_replicas_are_healthy_before_the_balancer_starts(compose: dict[str, Any]
 def test_balancer_uses_the_repository_nginx_config_on_8001(compose: dict[str, Any]) -> None:
     balancer = compose["balancer"]
     mounts = {Path(v["source"]).relative_to(REPO_ROOT).as_posix(): v["target"] for v in balancer["volumes"]}
-    assert mounts == {"deploy/nginx.conf": "/etc/nginx/nginx.conf", "deploy/balancer-compose": "/etc/nginx/seqserve"}
+    assert mounts == {"deploy/nginx.conf": "/etc/nginx/nginx.conf", "deploy/balancer-compose": "/etc/nginx/seqserve",
+                      "deploy/tls": "/etc/nginx/tls"}
     assert [(p["published"], p["target"]) for p in balancer["ports"]] == [("8001", 8001)]
-    assert "grpc_pass grpc://seqserve;" in (REPO_ROOT / "deploy" / "nginx.conf").read_text()
+    assert "include seqserve/pass.conf;" in (REPO_ROOT / "deploy" / "nginx.conf").read_text()
+    assert "grpc_pass grpc://seqserve;" in (REPO_ROOT / "deploy" / "balancer-compose" / "pass.conf").read_text()
 
 
 def test_loadtest_and_prometheus_are_opt_in_profiles(compose: dict[str, Any]) -> None:

@@ -16,10 +16,11 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.procs import SERVER_PORTS, LogWatcher
+from service.client.security import PLAIN, Security
+from tests.service.grpc.certs import Certs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx.conf"
@@ -31,9 +32,9 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 
 
-def wait_serving(target: str, timeout: float = START_TIMEOUT_S) -> None:
+def wait_serving(target: str, timeout: float = START_TIMEOUT_S, security: Security = PLAIN) -> None:
     """Block until `target`'s health service says SERVING (raises grpc.RpcError on timeout)."""
-    with grpc.insecure_channel(target) as channel:
+    with security.channel(target) as channel:
         watch = health_pb2_grpc.HealthStub(channel).Watch(
             health_pb2.HealthCheckRequest(service=""), timeout=timeout, wait_for_ready=True
         )
@@ -46,7 +47,7 @@ def wait_serving(target: str, timeout: float = START_TIMEOUT_S) -> None:
 class Replica:
     """One `python -m service` process on free ports, serving `models` on CPU."""
 
-    def __init__(self, models: Path, *extra_args: str) -> None:
+    def __init__(self, models: Path, *extra_args: str, security: Security = PLAIN) -> None:
         argv = [sys.executable, "-m", "service", "--models", str(models), "--host", "127.0.0.1", "--port", "0",
                 "--metrics-port", "0", "--device", "cpu", "--intra-op-threads", "1", *extra_args]
         self.process = subprocess.Popen(
@@ -58,7 +59,7 @@ class Replica:
         self.port = int(self._log.found["port"].result(START_TIMEOUT_S))
         self.metrics_port = int(self._log.found["metrics"].result(START_TIMEOUT_S))
         self.target = f"127.0.0.1:{self.port}"
-        wait_serving(self.target)
+        wait_serving(self.target, security=security)
 
     def active_sessions(self) -> float:
         """Sum of the `seqserve_active_sessions` gauge over models, read from this replica's /metrics."""
@@ -87,15 +88,28 @@ class Replica:
 
 
 class Balancer:
-    """nginx with the repository's deploy/nginx.conf, listening on a free local port, in front of `upstreams`."""
+    """nginx with the repository's deploy/nginx.conf, listening on a free local port, in front of `upstreams`;
+    with `certs`, TLS on both sides (its client certificate towards the replicas, for mTLS)."""
 
-    def __init__(self, workdir: Path, upstreams: list[str], binary: str) -> None:
+    def __init__(self, workdir: Path, upstreams: list[str], binary: str, certs: Certs | None = None) -> None:
         conf_dir = workdir / "nginx"
         (conf_dir / "seqserve").mkdir(parents=True)
         (conf_dir / "nginx.conf").symlink_to(NGINX_CONF)
         self.port = _free_port()
         self.target = f"127.0.0.1:{self.port}"
-        (conf_dir / "seqserve" / "listen.conf").write_text(f"listen {self.target} http2;\n")
+        if certs is None:
+            (conf_dir / "seqserve" / "listen.conf").write_text(f"listen {self.target} http2;\n")
+            (conf_dir / "seqserve" / "pass.conf").write_text("grpc_pass grpc://seqserve;\n")
+        else:
+            (conf_dir / "seqserve" / "listen.conf").write_text(
+                f"listen {self.target} ssl http2;\nssl_certificate {certs.server_cert};\n"
+                f"ssl_certificate_key {certs.server_key};\n"
+            )
+            (conf_dir / "seqserve" / "pass.conf").write_text(
+                f"grpc_pass grpcs://seqserve;\ngrpc_ssl_trusted_certificate {certs.ca};\ngrpc_ssl_verify on;\n"
+                f"grpc_ssl_name localhost;\ngrpc_ssl_certificate {certs.client_cert};\n"
+                f"grpc_ssl_certificate_key {certs.client_key};\n"
+            )
         (conf_dir / "seqserve" / "upstream.conf").write_text(
             "".join(f"server {u} max_fails=1 fail_timeout=5s;\n" for u in upstreams)
         )
@@ -105,7 +119,7 @@ class Balancer:
                                         stderr=subprocess.PIPE, text=True)
         self._log = LogWatcher(self.process.stderr, {})
         self._log.start()
-        wait_serving(self.target)
+        wait_serving(self.target, security=PLAIN if certs is None else Security(ca=certs.ca))
 
     @property
     def log(self) -> str:

@@ -109,10 +109,12 @@ def new_epoch() -> str:
     return secrets.token_hex(6)
 
 
-def sequence_key(model: str, version: int, sequence_id: int | str) -> str:
-    """A Triton sequence's key (5 and "5" are different sequences)."""
+def sequence_key(model: str, version: int, sequence_id: int | str, namespace: str = "") -> str:
+    """A Triton sequence's key (5 and "5" are different sequences), in its principal's namespace ("" without auth).
+
+    The namespace is length-prefixed, so no namespace and id can spell another pair's key."""
     kind = "i" if isinstance(sequence_id, int) else "s"
-    return f"{KEY_PREFIX}:{model}:{version}:t:{kind}{sequence_id}"
+    return f"{KEY_PREFIX}:{model}:{version}:t:{len(namespace)}:{namespace}:{kind}{sequence_id}"
 
 
 def stream_key(model: str, version: int, token: str) -> str:

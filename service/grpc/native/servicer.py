@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import grpc
 
-from service.engine.errors import ModelNotFound
+from service.engine.errors import ModelNotFound, clip
 from service.grpc.cut import OpenStreams
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
+from service.grpc.idle import IdleStreams
 from service.grpc.interceptors import REQUEST_MODEL
 from service.grpc.native import convert
 from service.grpc.native.stream import StreamHandler
@@ -26,21 +27,24 @@ if TYPE_CHECKING:
 Context: TypeAlias = grpc.aio.ServicerContext
 
 
-def add_native(server: grpc.aio.Server, dataplane: DataPlane, streams: OpenStreams) -> str:
+def add_native(server: grpc.aio.Server, dataplane: DataPlane, streams: OpenStreams, idle: IdleStreams) -> str:
     """Serve the native API on `server`; returns the service's full name."""
-    pb_grpc.add_SeqServeServicer_to_server(NativeServicer(dataplane, streams), server)
+    pb_grpc.add_SeqServeServicer_to_server(NativeServicer(dataplane, streams, idle), server)
     return pb.DESCRIPTOR.services_by_name["SeqServe"].full_name
 
 
 class NativeServicer(pb_grpc.SeqServeServicer):
-    def __init__(self, dataplane: DataPlane, streams: OpenStreams) -> None:
+    def __init__(self, dataplane: DataPlane, streams: OpenStreams, idle: IdleStreams) -> None:
         self._dataplane = dataplane
         self._streams = streams
+        self._idle = idle  # streams open without a session yet (bounded)
 
     async def Stream(self, requests: AsyncIterator[pb.StreamRequest], context: Context
                      ) -> AsyncIterator[pb.StreamResponse]:
-        handler = StreamHandler(self._dataplane)
+        self._idle.enter()
+        waiting = True
         with self._streams.watch() as watch:
+            handler = StreamHandler(self._dataplane, watch)
             try:  # one generator for the whole stream, one WhichOneof per request, the chunk path first
                 async for request in requests:
                     kind = request.WhichOneof("kind")
@@ -53,6 +57,9 @@ class NativeServicer(pb_grpc.SeqServeServicer):
                     else:
                         answer = handler.control(request, kind)
                         response = answer if isinstance(answer, pb.StreamResponse) else await answer
+                        if waiting and handler.session is not None:
+                            waiting = False
+                            self._idle.leave()
                     watch.writing = True
                     yield response
                     watch.written()
@@ -68,6 +75,8 @@ class NativeServicer(pb_grpc.SeqServeServicer):
                     handler.hand_off(context)
                 raise
             finally:
+                if waiting:
+                    self._idle.leave()
                 handler.close()
 
     async def Infer(self, request: pb.InferRequest, context: Context) -> pb.InferResponse:
@@ -89,7 +98,7 @@ class NativeServicer(pb_grpc.SeqServeServicer):
         if request.version:
             infos = [i for i in infos if i.version == request.version]
         if not infos:
-            wanted = f"{request.name!r} version {request.version}" if request.version else repr(request.name)
+            wanted = f"{clip(request.name)} version {request.version}" if request.version else clip(request.name)
             raise ModelNotFound(f"no model {wanted}")
         newest_ready = [i for i in infos if i.ready] or infos
         return pb.GetModelResponse(model=newest_ready[-1])

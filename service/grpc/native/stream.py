@@ -22,14 +22,16 @@ from service.grpc.native import convert
 if TYPE_CHECKING:
     from service.dataplane import DataPlane
     from service.engine.sessions import Session
+    from service.grpc.cut import Watch
 
 SURVIVABLE = (InvalidInput, ResourceExhausted, ModelRunFailed)
 RESUME_KEY = "seqserve-resume-token"  # trailing metadata of a stream cut by a shutdown: `Open{resume}` elsewhere
 
 
 class StreamHandler:
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, watch: Watch) -> None:
         self._dataplane = dataplane
+        self._watch = watch  # ended from outside when the session is evicted: the stream does not linger
         self._session: Session | None = None
         self._label = UNKNOWN_MODEL  # the metrics label: the session's model once open
 
@@ -84,12 +86,13 @@ class StreamHandler:
     def _open(self, request: pb.StreamRequest) -> pb.StreamResponse:
         if self._session is not None:
             raise FailedPrecondition("the stream already has a session; open once per stream")
-        self._session = self._dataplane.open_session(request.open.model, request.open.version or None)
+        self._session = self._dataplane.open_session(request.open.model, request.open.version or None,
+                                                     self._session_closed)
         return self._opened(request, self._session)
 
     async def _resume(self, request: pb.StreamRequest) -> pb.StreamResponse:
         self._session, recent = await self._dataplane.resume_session(
-            request.open.model, request.open.version or None, request.open.resume
+            request.open.model, request.open.version or None, request.open.resume, self._session_closed
         )
         response = self._opened(request, self._session)
         for answer in recent:
@@ -111,6 +114,12 @@ class StreamHandler:
         if session.key is not None:
             opened.resume_token, opened.position = token_of(session.key), session.position
         return response
+
+    def _session_closed(self) -> None:
+        session = self._session
+        if session is not None and session.expired:
+            timeout = session.model.session_idle_timeout
+            self._watch.end(FailedPrecondition(f"session expired after {timeout:g} s without a step; stream ended"))
 
     def _error(self, request: pb.StreamRequest, exc: Exception) -> pb.StreamResponse:
         code, message = to_status(exc)

@@ -6,15 +6,15 @@ Malformed requests raise `InvalidInput`.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Mapping
 
 import numpy as np
 
 from modelrepo.manifest import Manifest
 from service.dataplane import InferRequest
-from service.engine.errors import InvalidInput
+from service.engine.errors import InvalidInput, clip
 from service.engine.sequences import SequenceFlags, SequenceId
+from service.grpc.decode import check_shape
 from service.grpc.generated.inference import grpc_service_pb2 as pb
 
 # Protocol datatype names <-> wire dtypes (little-endian whatever the host).
@@ -59,7 +59,7 @@ def _input_array(request: pb.ModelInferRequest, manifest: Manifest) -> np.ndarra
     expected = manifest.input.name
     inputs = request.inputs
     if len(inputs) != 1 or inputs[0].name != expected:
-        names = [tensor.name for tensor in inputs]
+        names = clip([tensor.name for tensor in inputs])
         raise InvalidInput(f"model {manifest.name!r} takes exactly one input {expected!r}, got {names}")
     raw = request.raw_input_contents
     if raw and len(raw) != 1:
@@ -68,12 +68,13 @@ def _input_array(request: pb.ModelInferRequest, manifest: Manifest) -> np.ndarra
     accepted, served = _accepted(manifest.input.dtype)
     datatype = tensor.datatype
     if datatype not in accepted:
-        raise InvalidInput(f"input {expected!r}: datatype {datatype or '(none)'} not accepted; use {accepted}")
+        given = clip(datatype) if datatype else "(none)"
+        raise InvalidInput(f"input {expected!r}: datatype {given} not accepted; use {accepted}")
     dtype = DATATYPES[datatype]
     shape = tuple(tensor.shape)
-    if len(shape) != 3 or any(d < 0 for d in shape):
+    count = check_shape(shape, f"input {expected!r}")
+    if len(shape) != 3:
         raise InvalidInput(f"input {expected!r}: shape {list(shape)} is not (batch, time, {manifest.input.features})")
-    count = math.prod(shape)
     if raw:
         data = raw[0]  # read once: every access returns a fresh copy of the bytes
         if len(data) != count * dtype.itemsize:
@@ -90,6 +91,7 @@ def _input_array(request: pb.ModelInferRequest, manifest: Manifest) -> np.ndarra
 
 
 _ID_KINDS = ("int64_param", "uint64_param", "string_param")
+MAX_SEQUENCE_ID_CHARS = 256  # an id is a key held while its sequence is open: no megabyte keys
 
 
 def _sequence_flags(request: pb.ModelInferRequest) -> SequenceFlags | None:
@@ -101,6 +103,9 @@ def _sequence_flags(request: pb.ModelInferRequest) -> SequenceFlags | None:
             if kind not in _ID_KINDS:
                 raise InvalidInput(f"parameter {SEQUENCE_ID} must be an integer or a string, got {kind}")
             sequence_id = getattr(param, kind)
+            if isinstance(sequence_id, str) and len(sequence_id) > MAX_SEQUENCE_ID_CHARS:
+                raise InvalidInput(f"{SEQUENCE_ID} string of {len(sequence_id)} characters; at most "
+                                   f"{MAX_SEQUENCE_ID_CHARS}")
         elif name in (SEQUENCE_START, SEQUENCE_END):
             if param.WhichOneof("parameter_choice") != "bool_param":
                 raise InvalidInput(f"parameter {name} must be a bool")
@@ -123,14 +128,5 @@ def _requested_outputs(request: pb.ModelInferRequest, manifest: Manifest) -> tup
     names = tuple(out.name for out in request.outputs)
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise InvalidInput(f"model {manifest.name!r} has no output {unknown}; it has {known}")
+        raise InvalidInput(f"model {manifest.name!r} has no output {clip(unknown)}; it has {known}")
     return names
-
-
-def parse_version(text: str) -> int | None:
-    """A request's model version: "" is the version served by default."""
-    if not text:
-        return None
-    if not text.isdigit() or int(text) <= 0:
-        raise InvalidInput(f"model version must be a positive integer, got {text!r}")
-    return int(text)

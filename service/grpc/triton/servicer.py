@@ -16,11 +16,13 @@ import numpy as np
 
 from service.engine.errors import Unavailable
 from service.grpc.cut import CUT_MESSAGE, OpenStreams
+from service.grpc.decode import parse_version
 from service.grpc.generated.inference import grpc_service_pb2 as pb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as pb_grpc
+from service.grpc.idle import IdleStreams
 from service.grpc.interceptors import REQUEST_MODEL
 from service.grpc.triton.config import model_config, model_metadata, model_statistics, repository_index
-from service.grpc.triton.convert import fill_response, parse_version, request_to_infer
+from service.grpc.triton.convert import fill_response, request_to_infer
 from service.grpc.triton.stream import TritonStream
 
 if TYPE_CHECKING:
@@ -32,17 +34,19 @@ Context: TypeAlias = grpc.aio.ServicerContext
 R = TypeVar("R", bound=pb.ModelInferResponse)
 
 
-def add_triton(server: grpc.aio.Server, dataplane: DataPlane, settings: Settings, streams: OpenStreams) -> str:
+def add_triton(server: grpc.aio.Server, dataplane: DataPlane, settings: Settings, streams: OpenStreams,
+               idle: IdleStreams) -> str:
     """Serve the Triton protocol on `server`; returns the service's full name."""
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(TritonServicer(dataplane, settings, streams), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(TritonServicer(dataplane, settings, streams, idle), server)
     return pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
 class TritonServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, dataplane: DataPlane, settings: Settings, streams: OpenStreams) -> None:
+    def __init__(self, dataplane: DataPlane, settings: Settings, streams: OpenStreams, idle: IdleStreams) -> None:
         self._dataplane = dataplane
         self._settings = settings
         self._streams = streams
+        self._idle = idle  # streams open without a request yet (bounded)
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self._dataplane.live())
@@ -87,12 +91,17 @@ class TritonServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        stream = TritonStream(requests, self.start, self._dataplane.count, self._settings.stream_queue_size)
-        with self._streams.watch(on_cut=stream.stop_reading):
-            async for answer in stream.answers():
-                yield answer
-            if stream.stopped:  # cut by a shutdown: every request read was answered; the rest never will be
-                raise Unavailable(CUT_MESSAGE)
+        self._idle.enter()
+        stream = TritonStream(requests, self.start, self._dataplane.count, self._settings.stream_queue_size,
+                              on_first=self._idle.leave)
+        try:
+            with self._streams.watch(on_cut=stream.stop_reading):
+                async for answer in stream.answers():
+                    yield answer
+                if stream.stopped:  # cut by a shutdown: every request read was answered; the rest never will be
+                    raise Unavailable(CUT_MESSAGE)
+        finally:
+            stream.first_read()  # still idle (no request ever came): leave now
 
     def start(self, request: pb.ModelInferRequest, response: R) -> asyncio.Future[R]:
         """Start one inference whose answer fills `response` (a `ModelInferResponse`) in place; a sequence request

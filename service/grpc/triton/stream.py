@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from functools import partial
 
+from service.engine.errors import clip
 from service.grpc.errors import to_status
 from service.grpc.generated.inference import grpc_service_pb2 as pb
 
@@ -29,7 +30,7 @@ def error_answer(request: pb.ModelInferRequest, exc: BaseException, count: Count
     """The in-stream error: the status code name and the safe message, with the request's model and id."""
     code, message = to_status(exc)
     count(request.model_name, code.name)
-    where = f"request {request.id!r}: " if request.id else ""
+    where = f"request {clip(request.id)}: " if request.id else ""
     answer = Answer(error_message=f"{where}{code.name}: {message}")
     response = answer.infer_response
     response.model_name, response.model_version, response.id = request.model_name, request.model_version, request.id
@@ -39,8 +40,10 @@ def error_answer(request: pb.ModelInferRequest, exc: BaseException, count: Count
 class TritonStream:
     """The answers of one stream (`answers()`), and `stop_reading()` for a shutdown that cuts it."""
 
-    def __init__(self, requests: AsyncIterator[pb.ModelInferRequest], start: Start, count: Count, window: int) -> None:
+    def __init__(self, requests: AsyncIterator[pb.ModelInferRequest], start: Start, count: Count, window: int,
+                 on_first: Callable[[], None] | None = None) -> None:
         self._requests = requests
+        self._on_first = on_first  # runs once: at the first request, or via `first_read` at the end
         self._start = start
         self._count = count
         self._window = window
@@ -54,6 +57,12 @@ class TritonStream:
         self._read_done = False
         self._stopping = False
         self.stopped = False  # reading stopped before the client half-closed: the stream was cut
+
+    def first_read(self) -> None:
+        """The first request arrived (or never will): run `on_first`, once."""
+        on_first, self._on_first = self._on_first, None
+        if on_first is not None:
+            on_first()
 
     def stop_reading(self) -> None:
         """Read no more requests; the ones already started are still answered, then `answers()` ends."""
@@ -115,6 +124,8 @@ class TritonStream:
                 request = await anext(self._requests, None)
                 if request is None:
                     break
+                if self._on_first is not None:
+                    self.first_read()
                 self._unanswered += 1
                 answer = Answer()
                 try:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import grpc
 import numpy as np
 
 from modelrepo import Manifest
@@ -116,3 +117,12 @@ class Reference:
 def runtime_of(model: ServedModel) -> Runtime:
     """The onnxruntime wrapper a served model runs on (for fault injection; the one place that knows where it is)."""
     return model._batcher._runtime  # type: ignore[attr-defined]
+
+
+def rpc_status(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
+    """How a blocking call ended: (code, details); (OK, "") if it returned."""
+    try:
+        call()
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details()  # type: ignore[attr-defined]
+    return grpc.StatusCode.OK, ""

@@ -1,0 +1,148 @@
+"""`make soak`: the server under churning clients for a long time; does its memory stay flat?
+
+A real `python -m service` serves `--streams` concurrent native streams from `--workers` client processes. Each
+stream is a short session (open, 1..40 chunks, then end, or abandon it mid-way without ending); every
+`--kill-every` seconds one worker is SIGKILLed (its streams vanish with their connections) and replaced. Triton
+sequences started and never ended ride along, left to the idle eviction. The server's RSS is sampled every
+`--sample` seconds; the report is the least-squares slope after the warm-up (target: < 1 MiB per 10 minutes)
+and the sessions gauge once the clients have gone (target: 0).
+
+    python scripts/soak.py --minutes 30 --streams 256          # what `make soak` runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import random
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.procs import real_server, rss_bytes  # noqa: E402
+from service.client import AsyncClient, ServerError  # noqa: E402
+
+MODEL, FEATURES = "vowels_lstm", 12
+IDLE_TIMEOUT_S = 5  # the server's session idle timeout during the soak: abandoned Triton sequences go quickly
+
+
+async def churn(target: str, streams: int, seed: int) -> None:
+    """`streams` concurrent loops of short sessions, some abandoned mid-way; forever (until killed)."""
+    rng = random.Random(seed)
+    chunk = np.random.default_rng(seed).standard_normal((10, FEATURES)).astype(np.float32)
+    async with AsyncClient(target) as client:
+        async def loop() -> None:
+            while True:
+                try:
+                    stream = await client.stream(MODEL).open()
+                    for _ in range(rng.randint(1, 40)):
+                        await stream.send(chunk)
+                    if rng.random() < 0.2:
+                        stream.cancel()  # abandoned: no end, the call cancelled
+                    else:
+                        await stream.close()
+                except ServerError:
+                    await asyncio.sleep(0.1)
+
+        await asyncio.gather(*(loop() for _ in range(streams)))
+
+
+def worker(target: str, streams: int, seed: int) -> None:
+    asyncio.run(churn(target, streams, seed))
+
+
+def triton_leftovers(target: str, count: int, seed: int) -> None:
+    """Start `count` Triton sequences and never end them (the idle eviction must free them)."""
+    import tritonclient.grpc as triton
+
+    client = triton.InferenceServerClient(target)
+    x = np.zeros((1, 3, FEATURES), np.float32)
+    for i in range(count):
+        tensor = triton.InferInput("input", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x)
+        client.infer(MODEL, [tensor], sequence_id=seed * 100_000 + i + 1, sequence_start=True)
+    client.close()
+
+
+def sessions(metrics_url: str) -> float:
+    with urllib.request.urlopen(metrics_url, timeout=10) as reply:
+        text = reply.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("seqserve_active_sessions{"))
+
+
+def slope_mib_per_10min(samples: list[tuple[float, float]]) -> float:
+    t = np.array([s[0] for s in samples])
+    rss = np.array([s[1] for s in samples])
+    return float(np.polyfit(t, rss, 1)[0] * 600) if len(samples) >= 2 else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python scripts/soak.py", description=__doc__.split("\n")[0])
+    p.add_argument("--minutes", type=float, default=30.0)
+    p.add_argument("--streams", type=int, default=256)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--sample", type=float, default=10.0, help="seconds between RSS samples")
+    p.add_argument("--warmup", type=float, default=None, help="seconds left out of the slope (default: 1/6)")
+    p.add_argument("--kill-every", type=float, default=30.0, help="seconds between SIGKILLs of a client worker")
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    duration = args.minutes * 60
+    warmup = duration / 6 if args.warmup is None else args.warmup
+    context = multiprocessing.get_context("spawn")
+    flags = ["--session-idle-timeout", str(IDLE_TIMEOUT_S), "--intra-op-threads", "1"]
+    with real_server(ROOT / "models", flags) as server:
+        assert server.metrics_url is not None
+        per_worker = max(1, args.streams // args.workers)
+        workers = [context.Process(target=worker, args=(server.target, per_worker, i), daemon=True)
+                   for i in range(args.workers)]
+        for w in workers:
+            w.start()
+        began = time.monotonic()
+        samples: list[tuple[float, float]] = []
+        next_kill, seed, killed = began + args.kill_every, args.workers, 0
+        while (now := time.monotonic()) - began < duration:
+            samples.append((now - began, rss_bytes(server.pid) / 2**20))
+            print(f"[soak] {now - began:7.0f} s  RSS {samples[-1][1]:7.1f} MiB  "
+                  f"sessions {sessions(server.metrics_url):5.0f}", file=sys.stderr, flush=True)
+            if now >= next_kill:
+                victim = workers.pop(random.Random(seed).randrange(len(workers)))
+                victim.kill()  # SIGKILL: its connections just drop
+                victim.join()
+                killed += 1
+                workers.append(context.Process(target=worker, args=(server.target, per_worker, seed), daemon=True))
+                workers[-1].start()
+                triton_leftovers(server.target, 16, seed)
+                seed += 1
+                next_kill = now + args.kill_every
+            time.sleep(args.sample)
+        for w in workers:
+            w.kill()
+            w.join()
+        # The clients are gone: every session must end (disconnects now, Triton leftovers by idle eviction).
+        settle_deadline = time.monotonic() + 6 * IDLE_TIMEOUT_S
+        while (left := sessions(server.metrics_url)) > 0 and time.monotonic() < settle_deadline:
+            time.sleep(1.0)
+        steady = [s for s in samples if s[0] >= warmup]
+        report = {
+            "minutes": args.minutes, "streams": per_worker * args.workers, "workers_killed": killed,
+            "rss_first_mib": samples[0][1], "rss_last_mib": samples[-1][1], "rss_max_mib": max(s[1] for s in samples),
+            "slope_mib_per_10min_after_warmup": slope_mib_per_10min(steady), "warmup_s": warmup,
+            "samples": len(samples), "sessions_at_end": left,
+        }
+    print(json.dumps(report, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps({**report, "rss_samples": samples}, indent=2))
+    return 0 if left == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
