@@ -127,7 +127,8 @@ class DataPlane:
         model = self.model(name, version)
         if model.store is None:
             return self._open_for_client(model, None, on_close)
-        session = self._open_for_client(model, stream_key(model.name, model.version, new_token()), on_close)
+        key = stream_key(model.name, model.version, new_token(), CLIENT.get().namespace)
+        session = self._open_for_client(model, key, on_close)
         session.answers = True
         return session
 
@@ -141,7 +142,7 @@ class DataPlane:
                                      "this server keeps sessions in memory, so they end with their stream")
         if not valid_token(token):
             raise InvalidInput("malformed resume token")
-        key = stream_key(model.name, model.version, token)
+        key = stream_key(model.name, model.version, token, CLIENT.get().namespace)
         stored = await model.store.load(key, recent=True)
         if stored is None:
             raise SequenceNotFound(f"no session of model {model.name!r} to resume for this token "

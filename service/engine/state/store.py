@@ -117,9 +117,10 @@ def sequence_key(model: str, version: int, sequence_id: int | str, namespace: st
     return f"{KEY_PREFIX}:{model}:{version}:t:{len(namespace)}:{namespace}:{kind}{sequence_id}"
 
 
-def stream_key(model: str, version: int, token: str) -> str:
-    """A native stream's key, addressed by its resume token."""
-    return f"{KEY_PREFIX}:{model}:{version}:n:{token}"
+def stream_key(model: str, version: int, token: str, namespace: str = "") -> str:
+    """A native stream's key, addressed by its resume token, in its principal's namespace ("" without auth): a
+    token presented by another principal names no session."""
+    return f"{KEY_PREFIX}:{model}:{version}:n:{len(namespace)}:{namespace}:{token}"
 
 
 def new_token() -> str:

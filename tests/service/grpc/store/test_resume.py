@@ -3,6 +3,7 @@ themselves through the SDK when their server goes away (outputs equal the whole-
 
 from __future__ import annotations
 
+import json
 import queue
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -137,3 +138,40 @@ def test_a_shutdown_hands_streams_off_at_once_with_the_resume_token_in_the_statu
         sent.put(None)
     assert cut.value.code() == grpc.StatusCode.UNAVAILABLE
     assert (RESUME_KEY, opened.opened.resume_token) in tuple(cut.value.trailing_metadata() or ())
+
+
+def test_a_resume_token_is_the_principals_own(
+    start_server: Callable[..., RunningServer], redis_server: RedisServer, reference: Reference,
+) -> None:
+    """With authentication, a stream's stored session lives in its principal's namespace: another principal who
+    holds the token gets the same answer as for a token that never existed, and the owner still resumes it."""
+    tokens = json.dumps({"alice-token": {"principal": "alice"}, "bob-token": {"principal": "bob"}})
+    a, b = (start_server(session_store=redis_server.url, auth_tokens=tokens) for _ in range(2))
+    x = reference.sequence(MODEL, 8, np.random.default_rng(3))
+    alice, bob = (("authorization", "Bearer alice-token"),), (("authorization", "Bearer bob-token"),)
+    sent: queue.SimpleQueue[pb.StreamRequest | None] = queue.SimpleQueue()
+    for request in (pb.StreamRequest(seq=0, open=pb.Open(model=MODEL)), chunk_request(1, x[:4])):
+        sent.put(request)
+    with grpc.insecure_channel(a.target) as channel:
+        call = pb_grpc.SeqServeStub(channel).Stream(iter(sent.get, None), metadata=alice)
+        opened, first = next(call), next(call)
+        call.cancel()
+        sent.put(None)
+    token = opened.opened.resume_token
+
+    def resume(who: tuple[tuple[str, str], ...], resume_token: str) -> list[pb.StreamResponse]:
+        with grpc.insecure_channel(b.target) as channel:
+            requests = [pb.StreamRequest(seq=0, open=pb.Open(model=MODEL, resume=resume_token)),
+                        chunk_request(2, x[4:]), pb.StreamRequest(seq=3, end=pb.End())]
+            return list(pb_grpc.SeqServeStub(channel).Stream(iter(requests), metadata=who))
+
+    answers = {}
+    for name, attempt in (("foreign", token), ("unknown", "A" * len(token))):
+        with pytest.raises(grpc.RpcError) as refused:
+            resume(bob, attempt)
+        answers[name] = (refused.value.code(), refused.value.details())
+    assert answers["foreign"] == answers["unknown"] and answers["foreign"][0] == grpc.StatusCode.NOT_FOUND
+    resumed, second = resume(alice, token)
+    assert resumed.opened.position == 1
+    got = np.concatenate([convert.tensors_to_arrays(r.result.outputs)["logits"] for r in (first, second)])
+    np.testing.assert_allclose(got, reference.run(MODEL, x)["logits"], atol=TOLERANCE, rtol=0)
