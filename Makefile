@@ -77,12 +77,12 @@ wheelhouse: $(SERVE_STAMP)
 ## deploy-deps: nginx for tests/deploy, redis-server for the session store tests (apt-get install where missing
 ## and root; the tests skip otherwise)
 deploy-deps:
-	@sh deploy/ensure-nginx.sh
-	@sh deploy/ensure-nginx.sh redis-server redis-server
+	@sh scripts/ensure-package.sh nginx nginx
+	@sh scripts/ensure-package.sh redis-server redis-server
 
 ## test-deps: espeak-ng for the VAD speech test (apt-get install where missing and root; the test skips otherwise)
 test-deps:
-	@sh scripts/ensure-espeak-ng.sh
+	@sh scripts/ensure-package.sh espeak-ng espeak-ng
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
