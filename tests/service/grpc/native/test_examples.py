@@ -36,8 +36,8 @@ def test_readme_commands_run_on_the_examples(start_server: Callable, repo_root: 
     assert [c[3] for c in commands] == ["models", "stream", "infer", "vad"]
     out = {}
     for command in commands:
-        argv = [sys.executable, *command[1:3], "--target", server.target, *command[3:]]
-        argv = [a.replace("/tmp/", f"{tmp_path}/") for a in argv]
+        args = [a.replace("/tmp/", f"{tmp_path}/") for a in command[3:]]  # the README's outputs go to /tmp/
+        argv = [sys.executable, *command[1:3], "--target", server.target, *args]
         done = subprocess.run(argv, cwd=repo_root, capture_output=True, text=True, check=False)
         assert done.returncode == 0, (command, done.stderr)
         out[command[3]] = done.stdout
