@@ -18,6 +18,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DType = Literal["float32", "float16"]
+# State never travels as a model input, so it may be any numeric type the graph keeps (a step counter: int64).
+StateDType = Literal["float32", "float16", "float64", "int32", "int64"]
 Cell = Literal["rnn", "lstm", "gru"]
 Custom = Literal["custom"]  # a user's own module or an imported graph: no known cell
 MANIFEST_FILE = "manifest.json"
@@ -89,7 +91,7 @@ class StatePair(_Strict):
     input: str
     output: str
     shape: list[int] = Field(description="shape without the leading batch axis")
-    dtype: DType = "float32"
+    dtype: StateDType = "float32"
     initial: float = 0.0
 
     @model_validator(mode="after")

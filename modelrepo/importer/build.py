@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import onnx
 
@@ -21,6 +21,7 @@ from modelrepo.manifest import (
     OutputSpec,
     SequenceInput,
     Source,
+    StateDType,
     StatePair,
     Verification,
 )
@@ -122,10 +123,18 @@ def _state(plan: Plan) -> list[StatePair]:
             raise ImportRefused(f"state {s.tensor.name!r} has a dynamic axis besides the batch axis: "
                                 f"{list(s.tensor.dims)}; give it a fixed size in the graph")
         pairs.append(StatePair(input=s.tensor.name, output=o.tensor.name, shape=shape,  # type: ignore[arg-type]
-                               dtype=_float(s)))
+                               dtype=_state_dtype(s)))
     if plan.context:
         pairs.append(StatePair(input=CONTEXT_IN, output=CONTEXT_OUT, shape=[plan.context], dtype=_float(plan.sequence)))
     return pairs
+
+
+def _state_dtype(layout: Layout) -> StateDType:
+    dtype = layout.tensor.dtype
+    if dtype not in get_args(StateDType):
+        kinds = ", ".join(get_args(StateDType))
+        raise ImportRefused(f"state {layout.tensor.name!r} is {dtype}; state must be one of {kinds}")
+    return dtype  # type: ignore[return-value]
 
 
 def _float(layout: Layout) -> Literal["float32", "float16"]:

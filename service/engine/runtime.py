@@ -22,7 +22,8 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 Device = Literal["auto", "cpu", "cuda"]
 StateValue: TypeAlias = np.ndarray | ort.OrtValue  # numpy on CPU, a device OrtValue on CUDA
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(int32)": "int32", "tensor(int64)": "int64"}
 
 
 @dataclass(frozen=True)

@@ -71,3 +71,24 @@ def frame_rnn(path: Path, *, samples: int = 6, context: int = 2, seed: int = 0) 
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def step_counter(path: Path) -> Path:
+    """An int64 state: `count (batch, 1)` counts the steps seen so far (`count_out = count + time`); the output is
+    the input itself. Not a float, not a recurrent operator: what a user's own stateful graph may well carry."""
+    nodes = [
+        helper.make_node("Identity", ["input"], ["output"]),
+        helper.make_node("Shape", ["input"], ["shape"]),
+        helper.make_node("Gather", ["shape", "time_axis"], ["steps"], axis=0),
+        helper.make_node("Add", ["count", "steps"], ["count_out"]),
+    ]
+    inits = [numpy_helper.from_array(np.array(1, dtype=np.int64), "time_axis")]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", "time", FEATURES]),
+              helper.make_tensor_value_info("count", TensorProto.INT64, ["batch", 1])]
+    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", "time", FEATURES]),
+               helper.make_tensor_value_info("count_out", TensorProto.INT64, ["batch", 1])]
+    graph = helper.make_graph(nodes, "step_counter", inputs, outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

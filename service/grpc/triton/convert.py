@@ -18,7 +18,9 @@ from service.grpc.decode import check_shape
 from service.grpc.generated.inference import grpc_service_pb2 as pb
 
 # Protocol datatype names <-> wire dtypes (little-endian whatever the host).
-DATATYPES: dict[str, np.dtype] = {"FP32": np.dtype("<f4"), "FP16": np.dtype("<f2")}
+# Inputs travel as FP32 or the model's own input type; state outputs (e.g. a step counter) in any of these.
+DATATYPES: dict[str, np.dtype] = {"FP32": np.dtype("<f4"), "FP16": np.dtype("<f2"), "FP64": np.dtype("<f8"),
+                                  "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8")}
 DATATYPE_NAMES: dict[str, str] = {dtype.name: name for name, dtype in DATATYPES.items()}  # "float32" -> "FP32"
 ALWAYS_ACCEPTED = "FP32"
 SEQUENCE_ID, SEQUENCE_START, SEQUENCE_END = "sequence_id", "sequence_start", "sequence_end"
