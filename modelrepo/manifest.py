@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DType = Literal["float32", "float16"]
-Cell = Literal["rnn", "lstm", "gru"]
+Cell = Literal["rnn", "lstm", "gru", "jordan", "peephole_lstm", "coupled_lstm", "peephole_coupled_lstm"]
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 

@@ -26,9 +26,11 @@ def _train(args: argparse.Namespace) -> None:
     task = make_task(args.task)
     mcfg = ModelConfig(cell=args.cell, input_size=task.input_size, hidden_size=args.hidden, layers=args.layers,
                        output_size=task.output_size, dropout=args.dropout, bidirectional=args.bidirectional,
-                       forget_bias=args.forget_bias, head=task.head)
+                       forget_bias=args.forget_bias, head=task.head, peephole=args.peephole,
+                       coupled_gates=args.coupled_gates,
+                       feedback=args.feedback or ("softmax" if task.output_size > 1 else "linear"))
     tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, clip=args.clip, seed=args.seed,
-                       input_noise=args.input_noise)
+                       input_noise=args.input_noise, weight_decay=args.weight_decay)
     model, history = fit(task, mcfg, tcfg, progress=not args.no_progress)
     save_checkpoint(args.out, Checkpoint(task.name, model, tcfg, history))
     print(json.dumps({"checkpoint": str(args.out), **history.final}))
@@ -71,11 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--dropout", type=float, default=0.0, help="between stacked layers")
     train.add_argument("--bidirectional", action="store_true")
     train.add_argument("--forget-bias", type=float, default=1.0, help="LSTM forget-gate bias at initialisation")
+    train.add_argument("--peephole", action="store_true", help="LSTM with peephole connections (Gers 2000)")
+    train.add_argument("--coupled-gates", action="store_true", help="LSTM with one input-forget gate, i = 1 - f")
+    train.add_argument("--feedback", choices=("softmax", "linear"),
+                       help="Jordan: feed back softmax(y(t-1)) or y(t-1) (default: softmax for classifiers)")
     train.add_argument("--epochs", type=int, default=40)
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--lr", type=float, default=3e-3)
     train.add_argument("--clip", type=float, default=1.0, help="max global gradient norm; 0 disables clipping")
     train.add_argument("--input-noise", type=float, default=0.0)
+    train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=Path("runs/checkpoint.pt"))
     train.set_defaults(func=_train)

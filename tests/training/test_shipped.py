@@ -10,6 +10,7 @@ import pytest
 
 from modelrepo import Manifest, ModelVersionDir, latest_versions
 from training.catalog import catalog_markdown
+from training.export import RECURRENT_OPS
 from training.verify import TOLERANCE, OrtModel
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -30,7 +31,7 @@ def test_shipped_model_matches_its_manifest(found: ModelVersionDir) -> None:
     assert hashlib.sha256(onnx_bytes).hexdigest() == manifest.onnx.sha256
     assert len(onnx_bytes) < 5 * 2**20
     assert not list(found.path.glob("*.onnx.data"))
-    assert manifest.onnx.recurrent_ops == [manifest.architecture.cell.upper()]
+    assert manifest.onnx.recurrent_ops == [RECURRENT_OPS[manifest.architecture.cell]]
     assert manifest.verification is not None and manifest.training is not None and manifest.training.metrics
     ort_model = OrtModel(onnx_bytes, [s.input for s in manifest.state])
     session = ort_model.session
