@@ -15,7 +15,9 @@ from training.catalog import write_catalog
 from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.config import CELLS, ModelConfig, TrainConfig
 from training.errors import TrainingError
-from training.report import ReportSettings, run_report
+from training.report import PARTS, ReportSettings, run_report
+from training.report_adding import AddingSettings
+from training.report_vowels import VowelsSettings
 from training.tasks import TASK_NAMES, make_task
 from training.train import evaluate, fit
 
@@ -56,8 +58,10 @@ def _build_all(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    md = run_report(args.out, ReportSettings(length=args.length, epochs=args.epochs), progress=not args.no_progress)
-    print(md.read_text(encoding="utf-8"))
+    settings = ReportSettings(adding=AddingSettings(length=args.length, epochs=args.epochs, seeds=args.adding_seeds),
+                              vowels=VowelsSettings(seeds=args.vowels_seeds), parts=tuple(args.parts),
+                              workers=args.workers, cache=args.cache, fresh=args.fresh)
+    print(run_report(args.out, settings).read_text(encoding="utf-8"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,10 +107,16 @@ def _parser() -> argparse.ArgumentParser:
     build_all.add_argument("--only", nargs="*", help="names of shipped models to build (default: all)")
     build_all.add_argument("--force", action="store_true")
     build_all.set_defaults(func=_build_all)
-    report = sub.add_parser("report", help="the adding-problem study (about 20 minutes)")
+    report = sub.add_parser("report", help="the fidelity studies: vowels and adding problem (docs/report/)")
     report.add_argument("--out", type=Path, default=Path("docs/report"))
-    report.add_argument("--length", type=int, default=100)
-    report.add_argument("--epochs", type=int, default=40)
+    report.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    report.add_argument("--length", type=int, default=200, help="adding problem sequence length")
+    report.add_argument("--epochs", type=int, default=40, help="adding problem epochs (50 steps each)")
+    report.add_argument("--adding-seeds", type=int, default=3)
+    report.add_argument("--vowels-seeds", type=int, default=5)
+    report.add_argument("--workers", type=int, default=2, help="training processes side by side")
+    report.add_argument("--cache", type=Path, default=Path("runs/report"), help="finished runs, to resume")
+    report.add_argument("--fresh", action="store_true", help="ignore (delete) the cache first")
     report.set_defaults(func=_report)
     return parser
 
