@@ -42,22 +42,30 @@ class LSTMLayer(nn.Module):
         return slice(k * self.hidden_size, (k + 1) * self.hidden_size)
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """x: (B, T, In), h and c: (B, H). Returns y (B, T, H), h (B, H), c (B, H)."""
+        """x: (B, T, In), h and c: (B, H). Returns y (B, T, H), h (B, H), c (B, H).
+
+        Written with fused operations (addmm, addcmul), as few per step as the equations allow: the loop is
+        bound by per-operation overhead, not by arithmetic.
+        """
+        H = self.hidden_size
         proj = x @ self.weight_ih.T + self.bias  # (B, T, G*H)
-        p_i, p_f, p_o = self.peephole.unbind(0) if self.peephole is not None else (None, None, None)  # each (H,)
+        w_hh = self.weight_hh.T  # (H, G*H)
+        p = self.peephole
+        p_if = None if p is None else p[:2].reshape(-1)  # (2H,): p_i, p_f side by side
         ys = []
         for t in range(x.shape[1]):
-            z = proj[:, t] + h @ self.weight_hh.T  # (B, G*H)
-            if self.coupled:
+            z = torch.addmm(proj[:, t], h, w_hh)  # (B, G*H)
+            if self.coupled:  # gates (f, c~, o)
                 z_f, z_c, z_o = z.chunk(3, dim=-1)  # each (B, H)
-                f = torch.sigmoid(z_f if p_f is None else z_f + p_f * c)
-                i = 1.0 - f
-            else:
-                z_i, z_f, z_c, z_o = z.chunk(4, dim=-1)  # each (B, H)
-                i = torch.sigmoid(z_i if p_i is None else z_i + p_i * c)
-                f = torch.sigmoid(z_f if p_f is None else z_f + p_f * c)
-            c = f * c + i * torch.tanh(z_c)  # (B, H)
-            o = torch.sigmoid(z_o if p_o is None else z_o + p_o * c)  # the output gate sees the new cell state
+                f = torch.sigmoid(z_f if p is None else torch.addcmul(z_f, p[1], c))  # (B, H)
+                g = torch.tanh(z_c)  # (B, H)
+                c = torch.addcmul(g, f, c - g)  # f * c + (1 - f) * g
+            else:  # gates (i, f, c~, o): i and f in one sigmoid
+                z_if, z_c, z_o = z.split([2 * H, H, H], dim=-1)
+                z_if = z_if if p_if is None else torch.addcmul(z_if, p_if, c.repeat(1, 2))  # (B, 2H)
+                i, f = torch.sigmoid(z_if).chunk(2, dim=-1)  # each (B, H)
+                c = torch.addcmul(f * c, i, torch.tanh(z_c))  # (B, H)
+            o = torch.sigmoid(z_o if p is None else torch.addcmul(z_o, p[2], c))  # the output gate sees the new c
             h = o * torch.tanh(c)  # (B, H)
             ys.append(h)
         return torch.stack(ys, dim=1), h, c  # (B, T, H), (B, H), (B, H)
