@@ -32,7 +32,7 @@ test: $(TEST_STAMP) deploy-deps lint
 models: $(TEST_STAMP)
 	$(PY) -m training build-all --force
 
-## report: the adding-problem study (long; not part of make test)
+## report: the fidelity studies (vowels, every cell x 5 seeds; adding problem T=200; about 60 min on 2 cores; not part of make test)
 report: $(TEST_STAMP)
 	$(PY) -m training report
 

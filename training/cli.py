@@ -60,7 +60,8 @@ def _build_all(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     settings = ReportSettings(adding=AddingSettings(length=args.length, epochs=args.epochs, seeds=args.adding_seeds),
                               vowels=VowelsSettings(seeds=args.vowels_seeds), parts=tuple(args.parts),
-                              workers=args.workers, cache=args.cache, fresh=args.fresh)
+                              workers=args.workers, cache=args.cache, fresh=args.fresh,
+                              cached_only=args.cached_only)
     print(run_report(args.out, settings).read_text(encoding="utf-8"))
 
 
@@ -117,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--workers", type=int, default=2, help="training processes side by side")
     report.add_argument("--cache", type=Path, default=Path("runs/report"), help="finished runs, to resume")
     report.add_argument("--fresh", action="store_true", help="ignore (delete) the cache first")
+    report.add_argument("--cached-only", action="store_true",
+                        help="write the tables from the runs finished so far (in the cache); run nothing")
     report.set_defaults(func=_report)
     return parser
 

@@ -30,6 +30,11 @@ RECURRENT_OPS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN", "peephole_lstm": "L
                  "peephole_coupled_lstm": "LSTM", "jordan": "Scan"}  # manifest cell -> the graph's operator
 LOOP_OPS = {"Loop", "Scan"}
 EXPORTER = f"torch.onnx.export TorchScript exporter (dynamo=False), torch {torch.__version__.split('+')[0]}"
+GRAPH_WRITER = f"training.graphs (hand-built with onnx.helper), onnx {onnx.__version__}"
+
+
+def _hand_built(model: SequenceModel) -> bool:
+    return model.cfg.explicit_lstm or model.cfg.cell == "jordan"
 
 
 def output_name(model: SequenceModel) -> str:
@@ -40,7 +45,7 @@ def to_onnx(model: SequenceModel) -> bytes:
     """Serialises `model` (eval mode) to ONNX bytes with batch and time axes dynamic."""
     model.eval()
     cfg = model.cfg
-    if cfg.explicit_lstm or cfg.cell == "jordan":
+    if _hand_built(model):
         return explicit_onnx(model, output_name(model))
     x = torch.zeros(2, 3, cfg.input_size)  # (B, T, F)
     state = model.initial_state(2)
@@ -90,7 +95,8 @@ def build_manifest(model: SequenceModel, name: str, version: int, onnx_bytes: by
         streamable=not cfg.bidirectional,
         training=training,
         verification=verify_export(model, onnx_bytes),
-        onnx=OnnxInfo(opset=OPSET, exporter=EXPORTER, sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+        onnx=OnnxInfo(opset=OPSET, exporter=GRAPH_WRITER if _hand_built(model) else EXPORTER,
+                      sha256=hashlib.sha256(onnx_bytes).hexdigest(),
                       recurrent_ops=ops),
     )
 

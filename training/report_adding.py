@@ -38,13 +38,13 @@ def adding_jobs(s: AddingSettings) -> list[Job]:
     train = {"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr}
     configs = [(label, cell, 1.0, 1.0) for label, cell in CELLS.items()]
     configs += [(label, {"cell": "lstm"}, clip, bias) for label, (clip, bias) in ABLATION.items()]
-    return [Job("adding", label, {**cell, "hidden_size": s.hidden, "forget_bias": bias},
+    return [Job("adding", label, {**cell, "hidden_size": s.hidden, "forget_bias": bias},  # seed-major order
                 {**train, "clip": clip, "seed": seed}, task, probe=label in PROBED and seed == 0)
-            for label, cell, clip, bias in configs for seed in range(s.seeds)]
+            for seed in range(s.seeds) for label, cell, clip, bias in configs]
 
 
 def _runs(label: str, jobs: list[Job], results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    return [results[j.key()] for j in jobs if j.label == label]
+    return [results[j.key()] for j in jobs if j.label == label and j.key() in results]
 
 
 def _mean_curve(runs: list[dict[str, Any]], key: str) -> list[float]:
@@ -52,6 +52,8 @@ def _mean_curve(runs: list[dict[str, Any]], key: str) -> list[float]:
 
 
 def _row(label: str, job: Job, runs: list[dict[str, Any]], s: AddingSettings) -> str:
+    if not runs:
+        return f"| {label} | not run | | | | | | | |"
     final = [r["epochs"][-1]["test_mse"] for r in runs]
     solved = [next((e + 1 for e, row in enumerate(r["epochs"]) if row["test_mse"] < SOLVED_MSE), None) for r in runs]
     steps = ", ".join(f"{e * s.steps_per_epoch}" if e else "never" for e in solved)
@@ -60,7 +62,7 @@ def _row(label: str, job: Job, runs: list[dict[str, Any]], s: AddingSettings) ->
     bias = f"{job.model['forget_bias']:g}" if job.model["cell"] == "lstm" else "-"
     seconds = statistics.mean(r["seconds"] for r in runs)
     return (f"| {label} | {clip} | {bias} | {statistics.mean(final):.4f} | {spread:.4f} | "
-            f"{statistics.mean(final) / MEAN_BASELINE_MSE:.3f} | {sum(e is not None for e in solved)}/{len(runs)} | "
+            f"{statistics.mean(final) / MEAN_BASELINE_MSE:.3f} | {sum(e is not None for e in solved)} of {len(runs)} | "
             f"{steps} | {seconds:.0f} |")
 
 
@@ -69,16 +71,18 @@ def adding_outputs(s: AddingSettings, jobs: list[Job], results: dict[str, dict[s
     labels = list(dict.fromkeys(j.label for j in jobs))
     first = {label: next(j for j in jobs if j.label == label) for label in labels}
     rows = [_row(label, first[label], _runs(label, jobs, results), s) for label in labels]
-    curves = {label: _mean_curve(_runs(label, jobs, results), "test_mse") for label in labels}
+    done = [label for label in labels if _runs(label, jobs, results)]
+    curves = {label: _mean_curve(_runs(label, jobs, results), "test_mse") for label in done}
     curves[f"mean baseline {MEAN_BASELINE_MSE:.3f}"] = [MEAN_BASELINE_MSE] * s.epochs
     xlabel = f"epoch ({s.steps_per_epoch} steps of {s.batch_size})"
     files = {"adding_loss.png": curves_png(f"adding problem, T={s.length}: test MSE (mean of {s.seeds} seeds)",
                                            {"test MSE": curves}, xlabel=xlabel, logy=True)}
-    norms = {label: _mean_curve(_runs(label, jobs, results), "grad_norm") for label in PROBED}
+    norms = {label: _mean_curve(_runs(label, jobs, results), "grad_norm") for label in PROBED if label in done}
     files["adding_grad_norm.png"] = curves_png(
         f"T={s.length}: global gradient norm before clipping (mean per epoch, mean of {s.seeds} seeds)",
         {"gradient norm": norms}, xlabel=xlabel, logy=True)
-    probes = {label: results[j.key()] for label in PROBED for j in jobs if j.label == label and j.probe}
+    probes = {label: results[j.key()] for label in PROBED for j in jobs
+              if j.label == label and j.probe and j.key() in results}
     profile = {f"{label}, {when}": probes[label][f"profile_{when}"] for label in probes for when in ("init", "trained")}
     files["adding_grad_profile.png"] = curves_png(
         f"T={s.length}: |dL/dh(t)| of the last-step loss, seed 0", {"gradient reaching step t": profile},
@@ -91,7 +95,8 @@ def adding_outputs(s: AddingSettings, jobs: list[Job], results: dict[str, dict[s
         f"Predicting the mean gives MSE {MEAN_BASELINE_MSE:.3f}. 'solved at' = the first evaluation (every "
         f"{s.steps_per_epoch} steps) with test MSE < {SOLVED_MSE}, per seed.",
         "",
-        "| model | grad clip | forget bias | final test MSE (mean) | std | final / baseline | solved | solved at step "
+        "| model | grad clip | forget bias | final test MSE (mean over seeds) | std | final / baseline | seeds solved "
+        "| solved at step "
         "| seconds per run |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,

@@ -35,20 +35,24 @@ class VowelsSettings:
 def vowels_jobs(s: VowelsSettings) -> list[Job]:
     train = {"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "weight_decay": s.weight_decay,
              "input_noise": s.input_noise}
-    return [Job("vowels", label, {**cell, "hidden_size": s.hidden}, {**train, "seed": seed})
-            for label, cell in CELLS.items() for seed in range(1, s.seeds + 1)]
+    return [Job("vowels", label, {**cell, "hidden_size": s.hidden}, {**train, "seed": seed})  # seed-major order:
+            for seed in range(1, s.seeds + 1) for label, cell in CELLS.items()]  # every cell has a run early
 
 
 def vowels_markdown(s: VowelsSettings, jobs: list[Job], results: dict[str, dict[str, Any]]) -> str:
     rows = []
     for label in CELLS:
-        runs = [results[j.key()] for j in jobs if j.label == label]
+        runs = [results[j.key()] for j in jobs if j.label == label and j.key() in results]
+        if not runs:
+            rows.append(f"| {label} | not run | | | | | |")
+            continue
         acc = [100 * r["epochs"][-1]["test_accuracy"] for r in runs]
         frame = [100 * r["epochs"][-1]["test_frame_accuracy"] for r in runs]
         spread = statistics.stdev(acc) if len(acc) > 1 else 0.0
         seconds = statistics.mean(r["seconds"] for r in runs)
         rows.append(f"| {label} | {statistics.mean(acc):.1f} | {spread:.1f} | {min(acc):.1f} - {max(acc):.1f} | "
-                    f"{statistics.mean(frame):.1f} | {' '.join(f'{a:.1f}' for a in acc)} | {seconds:.0f} |")
+                    f"{statistics.mean(frame):.1f} | {' '.join(f'{a:.1f}' for a in acc)} ({len(acc)} of {s.seeds}) "
+                    f"| {seconds:.0f} |")
     return "\n".join([
         "# JapaneseVowels: every cell, last-frame test accuracy",
         "",

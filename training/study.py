@@ -93,9 +93,10 @@ def run_job(job: Job) -> dict[str, Any]:
     return result
 
 
-def run_jobs(jobs: list[Job], cache: Path, workers: int,
+def run_jobs(jobs: list[Job], cache: Path, workers: int, run_missing: bool = True,
              done: Callable[[Job, dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
-    """Every job's result by key; cached results are read, the others run (in `workers` processes if > 1)."""
+    """Every job's result by key; cached results are read, the others run (in `workers` processes if > 1) unless
+    `run_missing` is False, when only the cached ones come back (a report of what has finished so far)."""
     cache.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     todo = []
@@ -113,6 +114,8 @@ def run_jobs(jobs: list[Job], cache: Path, workers: int,
         if done is not None:
             done(job, result)
 
+    if not run_missing:
+        return results
     if workers <= 1:
         for job in todo:
             keep(job, run_job(job))

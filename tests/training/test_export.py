@@ -63,6 +63,7 @@ def test_peephole_and_coupled_lstms_export_to_the_native_lstm_operator(tmp_path:
     manifest = export_model(model, tmp_path, "m", 1)
     onnx_bytes = (tmp_path / "m" / "1" / "model.onnx").read_bytes()
     assert manifest.architecture.cell == variant and manifest.onnx.recurrent_ops == ["LSTM"]
+    assert manifest.onnx.exporter.startswith("training.graphs")
     lstms = [n for n in onnx.load_from_string(onnx_bytes).graph.node if n.op_type == "LSTM"]
     assert len(lstms) == layers and all(len(n.input) == 8 and n.input[7] for n in lstms)  # P is wired
     coupled = [a.i for n in lstms for a in n.attribute if a.name == "input_forget"]

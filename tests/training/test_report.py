@@ -48,3 +48,12 @@ def test_report_writes_every_cell_and_resumes_from_its_cache(tmp_path: Path) -> 
     assert len(cached) == 2 * len(VOWELS_CELLS) + 2 * (len(ADDING_CELLS) + len(ABLATION))
     run_report(out, settings)  # every run comes from the cache now: the same tables
     assert (out / "adding.md").read_text(encoding="utf-8") == adding
+
+
+def test_a_report_of_the_runs_finished_so_far_marks_the_others_not_run(tmp_path: Path) -> None:
+    settings = ReportSettings(vowels=VowelsSettings(seeds=1, hidden=3, epochs=1, batch_size=64), parts=("vowels",),
+                              workers=1, cache=tmp_path / "cache", cached_only=True)
+    run_report(tmp_path / "report", settings)
+    vowels = (tmp_path / "report" / "vowels.md").read_text(encoding="utf-8")
+    assert vowels.count("| not run |") == len(VOWELS_CELLS)
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
