@@ -32,8 +32,8 @@ def _rows(md: str) -> list[str]:
 
 def test_report_writes_every_cell_and_resumes_from_its_cache(tmp_path: Path) -> None:
     settings = ReportSettings(vowels=VowelsSettings(seeds=2, hidden=3, epochs=1, batch_size=64),
-                              adding=AddingSettings(length=6, seeds=2, hidden=3, epochs=2, steps_per_epoch=1,
-                                                    batch_size=4, test_size=8),
+                              adding=AddingSettings(length=6, ablation_length=5, seeds=2, hidden=3, epochs=2,
+                                                    steps_per_epoch=1, batch_size=4, test_size=8),
                               workers=1, cache=tmp_path / "cache")
     out = tmp_path / "report"
     index = run_report(out, settings).read_text(encoding="utf-8")
@@ -41,7 +41,7 @@ def test_report_writes_every_cell_and_resumes_from_its_cache(tmp_path: Path) -> 
     vowels = (out / "vowels.md").read_text(encoding="utf-8")
     assert _rows(vowels)[1:1 + len(VOWELS_CELLS)] == list(VOWELS_CELLS)
     adding = (out / "adding.md").read_text(encoding="utf-8")
-    assert _rows(adding)[1:] == [*ADDING_CELLS, *ABLATION]
+    assert _rows(adding)[1:] == [*ADDING_CELLS, *(f"{label} (T=5)" for label in ABLATION)]
     for png in ("adding_loss.png", "adding_grad_norm.png", "adding_grad_profile.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
