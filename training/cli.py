@@ -61,7 +61,7 @@ def _report(args: argparse.Namespace) -> None:
     settings = ReportSettings(adding=AddingSettings(length=args.length, epochs=args.epochs, seeds=args.adding_seeds),
                               vowels=VowelsSettings(seeds=args.vowels_seeds), parts=tuple(args.parts),
                               workers=args.workers, cache=args.cache, fresh=args.fresh,
-                              cached_only=args.cached_only)
+                              cached_only=args.cached_only, reverse=args.reverse)
     print(run_report(args.out, settings).read_text(encoding="utf-8"))
 
 
@@ -120,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--fresh", action="store_true", help="ignore (delete) the cache first")
     report.add_argument("--cached-only", action="store_true",
                         help="write the tables from the runs finished so far (in the cache); run nothing")
+    report.add_argument("--reverse", action="store_true",
+                        help="run the jobs last-first, e.g. in a second process that shares the cache")
     report.set_defaults(func=_report)
     return parser
 

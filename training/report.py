@@ -18,7 +18,7 @@ from pathlib import Path
 
 from training.report_adding import AddingSettings, adding_jobs, adding_outputs
 from training.report_vowels import VowelsSettings, vowels_jobs, vowels_markdown
-from training.study import run_jobs
+from training.study import Job, run_jobs
 
 log = logging.getLogger("training")
 PARTS = ("vowels", "adding")
@@ -33,11 +33,16 @@ class ReportSettings:
     cache: Path = Path("runs/report")
     fresh: bool = False
     cached_only: bool = False  # write the tables from the runs finished so far; run nothing
+    reverse: bool = False  # run the jobs last-first: a second process on the same cache meets the first midway
 
 
 def _write(out_dir: Path, files: dict[str, bytes]) -> None:
     for name, data in files.items():
         (out_dir / name).write_bytes(data)
+
+
+def _ordered(jobs: list[Job], settings: ReportSettings) -> list[Job]:
+    return jobs[::-1] if settings.reverse else jobs
 
 
 def run_report(out_dir: Path, settings: ReportSettings) -> Path:
@@ -50,11 +55,11 @@ def run_report(out_dir: Path, settings: ReportSettings) -> Path:
         start = time.perf_counter()
         if part == "vowels":
             jobs = vowels_jobs(settings.vowels)
-            results = run_jobs(jobs, settings.cache, settings.workers, not settings.cached_only)
+            results = run_jobs(_ordered(jobs, settings), settings.cache, settings.workers, not settings.cached_only)
             files = {"vowels.md": vowels_markdown(settings.vowels, jobs, results).encode()}
         else:
             jobs = adding_jobs(settings.adding)
-            results = run_jobs(jobs, settings.cache, settings.workers, not settings.cached_only)
+            results = run_jobs(_ordered(jobs, settings), settings.cache, settings.workers, not settings.cached_only)
             files = adding_outputs(settings.adding, jobs, results)
         _write(out_dir, files)
         train_seconds = sum(r["seconds"] for r in results.values())

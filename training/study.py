@@ -75,6 +75,12 @@ def hidden_gradient_profile(model: SequenceModel, x: torch.Tensor, target: torch
     return [float(v) for v in y.grad.norm(dim=-1).mean(0)]  # (T,)
 
 
+def run_cached(job: Job, cache: Path) -> dict[str, Any]:
+    """`run_job`, unless another report process sharing the cache has finished the job meanwhile."""
+    path = cache / f"{job.key()}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else run_job(job)
+
+
 def run_job(job: Job) -> dict[str, Any]:
     """Trains one model (one thread); returns its per-epoch history, seconds and the optional gradient probes."""
     torch.set_num_threads(1)
@@ -118,10 +124,10 @@ def run_jobs(jobs: list[Job], cache: Path, workers: int, run_missing: bool = Tru
         return results
     if workers <= 1:
         for job in todo:
-            keep(job, run_job(job))
+            keep(job, run_cached(job, cache))
         return results
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_job, job): job for job in todo}
+        futures = {pool.submit(run_cached, job, cache): job for job in todo}
         for future in as_completed(futures):
             keep(futures[future], future.result())
     return results
