@@ -76,6 +76,10 @@ def run_report(out_dir: Path, settings: ReportSettings) -> Path:
         f"{settings.workers} runs side by side. Runs are cached by configuration under `{settings.cache}/`: the "
         "wall time of a part that was resumed from the cache is only what this invocation ran.",
         "",
+        "The cost of a part is its training minutes (each run's own wall time, summed); with the runs spread over "
+        f"{settings.workers} workers on an otherwise idle machine the part's wall time is about that sum divided by "
+        f"{settings.workers}. On a busy machine each run's own time grows with the load.",
+        "",
         "| part | runs | training minutes (sum over runs) | wall minutes (this invocation) | files |",
         "| --- | --- | --- | --- | --- |",
         *costs,

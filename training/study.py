@@ -64,15 +64,19 @@ def _task(job: Job) -> Task:
 
 def hidden_gradient_profile(model: SequenceModel, x: torch.Tensor, target: torch.Tensor) -> list[float]:
     """Mean |dL/dh(t)| over the batch for every step t, where L is the squared error read at the last step: how
-    much of the loss's gradient reaches back t steps (it vanishes in a tanh RNN, it is carried in an LSTM)."""
+    much of the loss's gradient reaches back through the recurrence to step t (it vanishes in a tanh RNN, an
+    LSTM carries it). The model runs one step at a time so that every h(t) is a tensor of the graph."""
     model.eval()
     z = (x - model.mean) / model.std  # (B, T, F)
-    y, _ = model._recur(z, model.initial_state(x.shape[0]))  # (B, T, H)
-    y.retain_grad()
+    state = model.initial_state(x.shape[0])
+    hidden = []
+    for t in range(x.shape[1]):
+        y, state = model._recur(z[:, t : t + 1], state)  # y: (B, 1, H); state[0] = h(t) (B, L, H)
+        state[0].retain_grad()
+        hidden.append(state[0])
     pred = model.head(y)[:, -1, 0]  # (B,)
     (pred - target).pow(2).mean().backward()
-    assert y.grad is not None
-    return [float(v) for v in y.grad.norm(dim=-1).mean(0)]  # (T,)
+    return [float(h.grad.norm(dim=-1).mean()) if h.grad is not None else 0.0 for h in hidden]  # (T,)
 
 
 def run_cached(job: Job, cache: Path) -> dict[str, Any]:
