@@ -71,10 +71,10 @@ def hidden_gradient_profile(model: SequenceModel, x: torch.Tensor, target: torch
     state = model.initial_state(x.shape[0])
     hidden = []
     for t in range(x.shape[1]):
-        y, state = model._recur(z[:, t : t + 1], state)  # y: (B, 1, H); state[0] = h(t) (B, L, H)
+        _, state = model._recur(z[:, t : t + 1], state)  # state[0] = h(t) (B, L, H)
         state[0].retain_grad()
         hidden.append(state[0])
-    pred = model.head(y)[:, -1, 0]  # (B,)
+    pred = model.head(state[0][:, -1])[:, 0]  # (B,): the top layer's h(T), which is y(T), read from the state
     (pred - target).pow(2).mean().backward()
     return [float(h.grad.norm(dim=-1).mean()) if h.grad is not None else 0.0 for h in hidden]  # (T,)
 
