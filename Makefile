@@ -33,7 +33,7 @@ models: $(TEST_STAMP)
 	$(PY) -m modelrepo.importer.silero --force
 	$(PY) -m training build-all --force
 
-## report: the adding-problem study (long; not part of make test)
+## report: the fidelity studies (vowels, every cell x 5 seeds; adding problem T=200; about 60 min on 2 cores; not part of make test)
 report: $(TEST_STAMP)
 	$(PY) -m training report
 
@@ -65,13 +65,16 @@ lint: $(TEST_STAMP)
 
 ## wheelhouse: every serving wheel, for `docker build` with --no-index (CPU image: Python 3.11, CUDA image: 3.12)
 WHEEL_PYTHONS ?= 3.11 3.12
+# Needed by redis on a Python older than 3.11.3 (Debian bookworm's 3.11.2): `pip download --python-version 3.11`
+# judges that marker by this machine's Python, so it is named here.
+WHEEL_MARKER_DEPS := 'async-timeout>=4.0.3'
 wheelhouse: $(SERVE_STAMP)
 	rm -rf wheelhouse
 	$(PIP) wheel --quiet --no-deps --wheel-dir wheelhouse .
 	ort=$$($(PY) -c 'import onnxruntime; print(onnxruntime.__version__)') && for py in $(WHEEL_PYTHONS); do \
 		$(PIP) download --quiet --dest wheelhouse --only-binary=:all: --python-version $$py \
 			--platform manylinux_2_28_$$(uname -m) --platform manylinux_2_17_$$(uname -m) --platform manylinux2014_$$(uname -m) \
-			"$$(ls wheelhouse/seqserve-*.whl)[loadtest]" onnxruntime==$$ort || exit 1; \
+			"$$(ls wheelhouse/seqserve-*.whl)[loadtest]" onnxruntime==$$ort $(WHEEL_MARKER_DEPS) || exit 1; \
 	done
 
 ## deploy-deps: nginx for tests/deploy, redis-server for the session store tests (apt-get install where missing

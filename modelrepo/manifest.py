@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 DType = Literal["float32", "float16"]
 # State never travels as a model input, so it may be any numeric type the graph keeps (a step counter: int64).
 StateDType = Literal["float32", "float16", "float64", "int32", "int64"]
-Cell = Literal["rnn", "lstm", "gru"]
+Cell = Literal["rnn", "lstm", "gru", "jordan", "peephole_lstm", "coupled_lstm", "peephole_coupled_lstm"]
 Custom = Literal["custom"]  # a user's own module or an imported graph: no known cell
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"

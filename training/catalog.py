@@ -6,15 +6,18 @@ from pathlib import Path
 
 from modelrepo import Manifest, latest_versions
 
+CELL_NAMES = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM", "jordan": "Jordan", "peephole_lstm": "peephole LSTM",
+              "coupled_lstm": "coupled-gate LSTM", "peephole_coupled_lstm": "peephole coupled-gate LSTM"}
+
 _HEADER = """# Shipped models
 
 Rebuilt from scratch by `make models` (`python -m training build-all --force`; seeded, deterministic on CPU).
-Each `<name>/<version>/` holds `model.onnx` (single file, native ONNX recurrent operator), `manifest.json` (the
-contract the server reads: tensors, state pairs, training data and metrics, export verification, sha256) and
-`curves.png` (training curves). Data sources and licences: `training/data/SOURCES.md`.
-Imported models (`source` in the manifest: original file, licence, what the wrapper changed) come from
-`python -m modelrepo import`; `silero_vad` is Silero VAD 6.2.3 (MIT), imported by `make models` from the
-pip-installed `silero-vad` wheel (`python -m modelrepo.importer.silero --force`). See docs/models.md.
+Each `<name>/<version>/` holds `model.onnx` (single file, native ONNX recurrent operator, or a `Scan` for the
+Jordan network), `manifest.json` (the contract the server reads: tensors, state pairs, training data and
+metrics, export verification, sha256) and `curves.png` (training curves). Data sources and licences:
+`training/data/SOURCES.md`. Imported models (`source` in the manifest: original file, licence, what the wrapper
+changed) come from `python -m modelrepo import`; `silero_vad` is Silero VAD 6.2.3 (MIT), imported by `make models`
+from the pip-installed `silero-vad` wheel (`python -m modelrepo.importer.silero --force`). See docs/models.md.
 
 | model | version | cell | layers x hidden | streamable | state | test metrics | verification (max abs diff) | size |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |
@@ -47,7 +50,7 @@ def catalog_markdown(root: Path) -> str:
     for found in latest_versions(root).values():
         m = Manifest.load(found.manifest_path)
         arch = m.architecture
-        cell = f"{'bi' if arch.bidirectional else ''}{arch.cell.upper()}"
+        cell = f"{'bi' if arch.bidirectional else ''}{CELL_NAMES[arch.cell]}"
         state = ", ".join(f"{s.input}->{s.output} {s.shape}" for s in m.state) or "none"
         size = f"{found.model_path.stat().st_size / 1024:.0f} kB"
         shape = f"{arch.layers} x {arch.hidden_size}" if arch.layers else "-"

@@ -16,7 +16,9 @@ from training.catalog import write_catalog
 from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.config import CELLS, ModelConfig, TrainConfig
 from training.errors import TrainingError
-from training.report import ReportSettings, run_report
+from training.report import PARTS, ReportSettings, run_report
+from training.report_adding import AddingSettings
+from training.report_vowels import VowelsSettings
 from training.tasks import TASK_NAMES, make_task
 from training.train import evaluate, fit
 
@@ -27,9 +29,11 @@ def _train(args: argparse.Namespace) -> None:
     task = make_task(args.task)
     mcfg = ModelConfig(cell=args.cell, input_size=task.input_size, hidden_size=args.hidden, layers=args.layers,
                        output_size=task.output_size, dropout=args.dropout, bidirectional=args.bidirectional,
-                       forget_bias=args.forget_bias, head=task.head)
+                       forget_bias=args.forget_bias, head=task.head, peephole=args.peephole,
+                       coupled_gates=args.coupled_gates,
+                       feedback=args.feedback or ("softmax" if task.output_size > 1 else "linear"))
     tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, clip=args.clip, seed=args.seed,
-                       input_noise=args.input_noise)
+                       input_noise=args.input_noise, weight_decay=args.weight_decay)
     model, history = fit(task, mcfg, tcfg, progress=not args.no_progress)
     save_checkpoint(args.out, Checkpoint(task.name, model, tcfg, history))
     print(json.dumps({"checkpoint": str(args.out), **history.final}))
@@ -55,8 +59,11 @@ def _build_all(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    md = run_report(args.out, ReportSettings(length=args.length, epochs=args.epochs), progress=not args.no_progress)
-    print(md.read_text(encoding="utf-8"))
+    settings = ReportSettings(adding=AddingSettings(length=args.length, epochs=args.epochs, seeds=args.adding_seeds),
+                              vowels=VowelsSettings(seeds=args.vowels_seeds), parts=tuple(args.parts),
+                              workers=args.workers, cache=args.cache, fresh=args.fresh,
+                              cached_only=args.cached_only, reverse=args.reverse)
+    print(run_report(args.out, settings).read_text(encoding="utf-8"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,11 +79,16 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--dropout", type=float, default=0.0, help="between stacked layers")
     train.add_argument("--bidirectional", action="store_true")
     train.add_argument("--forget-bias", type=float, default=1.0, help="LSTM forget-gate bias at initialisation")
+    train.add_argument("--peephole", action="store_true", help="LSTM with peephole connections (Gers 2000)")
+    train.add_argument("--coupled-gates", action="store_true", help="LSTM with one input-forget gate, i = 1 - f")
+    train.add_argument("--feedback", choices=("softmax", "linear"),
+                       help="Jordan: feed back softmax(y(t-1)) or y(t-1) (default: softmax for classifiers)")
     train.add_argument("--epochs", type=int, default=40)
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--lr", type=float, default=3e-3)
     train.add_argument("--clip", type=float, default=1.0, help="max global gradient norm; 0 disables clipping")
     train.add_argument("--input-noise", type=float, default=0.0)
+    train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=Path("runs/checkpoint.pt"))
     train.set_defaults(func=_train)
@@ -93,10 +105,20 @@ def _parser() -> argparse.ArgumentParser:
     build_all.add_argument("--only", nargs="*", help="names of shipped models to build (default: all)")
     build_all.add_argument("--force", action="store_true")
     build_all.set_defaults(func=_build_all)
-    report = sub.add_parser("report", help="the adding-problem study (about 20 minutes)")
+    report = sub.add_parser("report", help="the fidelity studies: vowels and adding problem (docs/report/)")
     report.add_argument("--out", type=Path, default=Path("docs/report"))
-    report.add_argument("--length", type=int, default=100)
-    report.add_argument("--epochs", type=int, default=40)
+    report.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    report.add_argument("--length", type=int, default=200, help="adding problem sequence length")
+    report.add_argument("--epochs", type=int, default=40, help="adding problem epochs (50 steps each)")
+    report.add_argument("--adding-seeds", type=int, default=3)
+    report.add_argument("--vowels-seeds", type=int, default=5)
+    report.add_argument("--workers", type=int, default=2, help="training processes side by side")
+    report.add_argument("--cache", type=Path, default=Path("runs/report"), help="finished runs, to resume")
+    report.add_argument("--fresh", action="store_true", help="ignore (delete) the cache first")
+    report.add_argument("--cached-only", action="store_true",
+                        help="write the tables from the runs finished so far (in the cache); run nothing")
+    report.add_argument("--reverse", action="store_true",
+                        help="run the jobs last-first, e.g. in a second process that shares the cache")
     report.set_defaults(func=_report)
     export_module.add_parser(sub)
     return parser

@@ -7,17 +7,23 @@ from typing import Any, Literal, TypeVar, get_args
 
 from training.errors import ConfigError
 
-Cell = Literal["rnn", "lstm", "gru"]
+Cell = Literal["rnn", "lstm", "gru", "jordan"]
 Head = Literal["classify", "forecast"]
+Feedback = Literal["softmax", "linear"]
 CELLS: tuple[str, ...] = get_args(Cell)
+FEEDBACKS: tuple[str, ...] = get_args(Feedback)
 C = TypeVar("C", "ModelConfig", "TrainConfig")
 HEADS: tuple[str, ...] = get_args(Head)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A recurrent stack (`nn.RNN` tanh, `nn.LSTM` or `nn.GRU`) and a linear head applied at every step.
+    """A recurrent stack and a linear head applied at every step (docs/cells.md has the equations).
 
+    `rnn` (Elman, tanh), `gru`, `lstm` (`nn.RNN` / `nn.GRU` / `nn.LSTM`); `lstm` with `peephole` (Gers &
+    Schmidhuber 2000) and/or `coupled_gates` (CIFG, i = 1 - f) is the explicit cell of `training/cells.py`;
+    `jordan` feeds its previous output back beside the input: softmax(y(t-1)) (`feedback="softmax"`, for
+    classifiers) or y(t-1) itself (`feedback="linear"`), and its hidden layers are `layers` stacked tanh layers.
     `head="classify"` emits logits; `head="forecast"` predicts the change of the input, so the output is
     `x + head(y) * std` in the input's own units (requires `output_size == input_size`).
     """
@@ -31,6 +37,9 @@ class ModelConfig:
     bidirectional: bool = False
     forget_bias: float = 1.0
     head: str = "classify"
+    peephole: bool = False
+    coupled_gates: bool = False
+    feedback: str = "softmax"
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -45,6 +54,32 @@ class ModelConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.head == "forecast" and self.output_size != self.input_size:
             raise ConfigError("a forecast head needs output_size == input_size")
+        self._check_variant()
+
+    def _check_variant(self) -> None:
+        if (self.peephole or self.coupled_gates) and self.cell != "lstm":
+            raise ConfigError(f"--peephole and --coupled-gates need --cell lstm, got --cell {self.cell}")
+        if self.explicit_lstm and self.bidirectional:
+            raise ConfigError("--peephole / --coupled-gates LSTMs are unidirectional only (no --bidirectional)")
+        if self.cell == "jordan" and self.bidirectional:
+            raise ConfigError("a Jordan network feeds back its own output and streams; it cannot be --bidirectional")
+        if self.feedback not in FEEDBACKS:
+            raise ConfigError(f"unknown feedback {self.feedback!r}; expected one of {', '.join(FEEDBACKS)}")
+        if self.cell == "jordan" and self.feedback == "softmax" and self.output_size < 2:
+            raise ConfigError("a softmax feedback needs output_size >= 2; use feedback 'linear'")
+
+    @property
+    def explicit_lstm(self) -> bool:
+        """An LSTM variant torch has no module for: the explicit cell of `training/cells.py`."""
+        return self.cell == "lstm" and (self.peephole or self.coupled_gates)
+
+    @property
+    def variant(self) -> str:
+        """The cell's name in manifests and reports: rnn, gru, lstm, jordan, peephole_lstm, coupled_lstm, ..."""
+        if self.cell != "lstm":
+            return self.cell
+        return "_".join([*(["peephole"] if self.peephole else []), *(["coupled"] if self.coupled_gates else []),
+                         "lstm"])
 
     @property
     def directions(self) -> int:
@@ -55,8 +90,17 @@ class ModelConfig:
         """(input, output) names of the exported state tensors; none for a bidirectional model."""
         if self.bidirectional:
             return []
+        if self.cell == "jordan":
+            return [("y0", "yn")]
         pairs = [("h0", "hn")]
         return [*pairs, ("c0", "cn")] if self.cell == "lstm" else pairs
+
+    @property
+    def state_shape(self) -> tuple[int, int]:
+        """Each state tensor's shape without the batch axis: (layers * directions, hidden), Jordan (1, output)."""
+        if self.cell == "jordan":
+            return (1, self.output_size)
+        return (self.layers * self.directions, self.hidden_size)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """ONNX export: one self-contained `model.onnx` with native recurrent operators, verified, plus its manifest.
 
-The legacy TorchScript exporter (`dynamo=False`) is used: it maps `nn.LSTM` / `nn.GRU` / `nn.RNN` to ONNX's
-`LSTM` / `GRU` / `RNN` operators with named dynamic axes, in about a second; its known deprecation and tracer
-warnings are silenced around the call only.
+The legacy TorchScript exporter (`dynamo=False`) is used for `nn.LSTM` / `nn.GRU` / `nn.RNN`: it maps them to
+ONNX's `LSTM` / `GRU` / `RNN` operators with named dynamic axes, in about a second; its known deprecation and
+tracer warnings are silenced around the call only. The explicit cells (peephole / coupled-gate LSTM, Jordan)
+are written by `training/graphs.py`: the native `LSTM` operator with `P` / `input_forget`, or a `Scan`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,20 @@ import torch
 from modelrepo import Manifest, OnnxInfo, OutputSpec, SequenceInput, StatePair, TrainingRecord, writer
 from modelrepo.manifest import MODEL_FILE, Architecture, Normalization
 from training.errors import ExportError
+from training.graphs import explicit_onnx
 from training.model import SequenceModel
 from training.verify import verify_export
 
 OPSET = 17
-RECURRENT_OPS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+RECURRENT_OPS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN", "peephole_lstm": "LSTM", "coupled_lstm": "LSTM",
+                 "peephole_coupled_lstm": "LSTM", "jordan": "Scan"}  # manifest cell -> the graph's operator
+LOOP_OPS = {"Loop", "Scan"}
 EXPORTER = f"torch.onnx.export TorchScript exporter (dynamo=False), torch {torch.__version__.split('+')[0]}"
+GRAPH_WRITER = f"training.graphs (hand-built with onnx.helper), onnx {onnx.__version__}"
+
+
+def _hand_built(model: SequenceModel) -> bool:
+    return model.cfg.explicit_lstm or model.cfg.cell == "jordan"
 
 
 def output_name(model: SequenceModel) -> str:
@@ -35,6 +44,8 @@ def to_onnx(model: SequenceModel) -> bytes:
     """Serialises `model` (eval mode) to ONNX bytes with batch and time axes dynamic."""
     model.eval()
     cfg = model.cfg
+    if _hand_built(model):
+        return explicit_onnx(model, output_name(model))
     x = torch.zeros(2, 3, cfg.input_size)  # (B, T, F)
     state = model.initial_state(2)
     inputs = ["input", *(i for i, _ in cfg.state_names)]
@@ -60,20 +71,18 @@ def export_quietly(module: torch.nn.Module, args: tuple[torch.Tensor, ...], inpu
 
 
 def recurrent_ops(onnx_bytes: bytes) -> list[str]:
-    """The recurrent operators in the graph; fails on unrolled loops or a missing native operator."""
+    """The recurrent operators (native RNN/GRU/LSTM, or Scan/Loop) at the top of the graph."""
     ops = {node.op_type for node in onnx.load_from_string(onnx_bytes).graph.node}
-    if ops & {"Loop", "Scan"}:
-        raise ExportError(f"graph contains a loop operator: {sorted(ops & {'Loop', 'Scan'})}")
-    return sorted(ops & set(RECURRENT_OPS.values()))
+    return sorted(ops & (set(RECURRENT_OPS.values()) | LOOP_OPS))
 
 
 def build_manifest(model: SequenceModel, name: str, version: int, onnx_bytes: bytes, labels: list[str] | None,
                    training: TrainingRecord | None, description: str) -> Manifest:
     cfg = model.cfg
     ops = recurrent_ops(onnx_bytes)
-    if ops != [RECURRENT_OPS[cfg.cell]]:
-        raise ExportError(f"expected the native {RECURRENT_OPS[cfg.cell]} operator in the graph, found {ops}")
-    state_shape = [cfg.layers * cfg.directions, cfg.hidden_size]
+    if ops != [RECURRENT_OPS[cfg.variant]]:
+        raise ExportError(f"expected only the {RECURRENT_OPS[cfg.variant]} operator in the graph, found {ops}")
+    state_shape = list(cfg.state_shape)
     kind: Literal["logits", "regression"] = "regression" if cfg.head == "forecast" else "logits"
     meaning = ("next value of the input (one step ahead), in the input's units" if kind == "regression"
                else "class logits at every step; the running answer is the argmax at the latest step")
@@ -81,7 +90,7 @@ def build_manifest(model: SequenceModel, name: str, version: int, onnx_bytes: by
         name=name,
         version=version,
         description=description,
-        architecture=Architecture(cell=cfg.cell, layers=cfg.layers, hidden_size=cfg.hidden_size,  # type: ignore[arg-type]
+        architecture=Architecture(cell=cfg.variant, layers=cfg.layers, hidden_size=cfg.hidden_size,  # type: ignore[arg-type]
                                   bidirectional=cfg.bidirectional),
         input=SequenceInput(features=cfg.input_size, normalization=Normalization(
             mean=model.mean.tolist(), std=model.std.tolist())),
@@ -91,7 +100,8 @@ def build_manifest(model: SequenceModel, name: str, version: int, onnx_bytes: by
         streamable=not cfg.bidirectional,
         training=training,
         verification=verify_export(model, onnx_bytes),
-        onnx=OnnxInfo(opset=OPSET, exporter=EXPORTER, sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+        onnx=OnnxInfo(opset=OPSET, exporter=GRAPH_WRITER if _hand_built(model) else EXPORTER,
+                      sha256=hashlib.sha256(onnx_bytes).hexdigest(),
                       recurrent_ops=ops),
     )
 

@@ -1,7 +1,9 @@
-"""The recurrent model: input normalisation, an `nn.RNN` / `nn.LSTM` / `nn.GRU` stack, a per-step linear head.
+"""The recurrent model: input normalisation, a recurrent stack, a per-step linear head.
 
-State crosses the module boundary batch-first, `(B, layers * directions, H)`, which is what the exported graph
-and the server use; inside, torch's recurrent modules want `(layers * directions, B, H)`.
+The stack is `nn.RNN` / `nn.LSTM` / `nn.GRU`, or an explicit cell of `training/cells.py` (peephole or
+coupled-gate LSTM, Jordan network; the Jordan network holds its own output layer, so its head is the identity).
+State crosses the module boundary batch-first, `(B, layers * directions, H)` (Jordan: `(B, 1, O)`), which is
+what the exported graph and the server use; inside, torch's recurrent modules want `(layers * directions, B, H)`.
 """
 
 from __future__ import annotations
@@ -9,10 +11,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from training.cells import ExplicitLSTM, JordanNet
 from training.config import ModelConfig
 
+Stack = nn.RNNBase | ExplicitLSTM | JordanNet
 
-def _recurrent_stack(cfg: ModelConfig) -> nn.RNNBase:
+
+def _recurrent_stack(cfg: ModelConfig) -> Stack:
+    if cfg.cell == "jordan":
+        return JordanNet(cfg)
+    if cfg.explicit_lstm:
+        return ExplicitLSTM(cfg)
     dropout = cfg.dropout if cfg.layers > 1 else 0.0  # torch applies it between layers only
     shared = {"num_layers": cfg.layers, "batch_first": True, "dropout": dropout, "bidirectional": cfg.bidirectional}
     if cfg.cell == "lstm":
@@ -32,8 +41,9 @@ class SequenceModel(nn.Module):
         self.register_buffer("mean", torch.zeros(cfg.input_size))  # (F,)
         self.register_buffer("std", torch.ones(cfg.input_size))  # (F,)
         self.rnn = _recurrent_stack(cfg)
-        self.head = nn.Linear(cfg.hidden_size * cfg.directions, cfg.output_size)
-        if cfg.cell == "lstm":
+        self.head: nn.Module = (nn.Identity() if cfg.cell == "jordan"
+                                else nn.Linear(cfg.hidden_size * cfg.directions, cfg.output_size))
+        if isinstance(self.rnn, nn.LSTM):
             self._init_forget_bias(cfg.forget_bias)
 
     def _init_forget_bias(self, value: float) -> None:
@@ -52,24 +62,27 @@ class SequenceModel(nn.Module):
 
     def initial_state(self, batch: int) -> list[Tensor]:
         """Zero state tensors, batch-first, one per entry of `cfg.state_names`."""
-        shape = (batch, self.cfg.layers * self.cfg.directions, self.cfg.hidden_size)
-        return [torch.zeros(shape) for _ in self.cfg.state_names]
+        return [torch.zeros(batch, *self.cfg.state_shape) for _ in self.cfg.state_names]
 
     def forward(self, x: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
         """x: (B, T, F) raw features; state: batch-first tensors. Returns (outputs (B, T, O), *new state)."""
         z = (x - self.mean) / self.std  # (B, T, F)
-        hx = [s.transpose(0, 1).contiguous() for s in state]  # each (layers*dirs, B, H)
-        if self.cfg.cell == "lstm":
-            y, new = self.rnn(z, (hx[0], hx[1]) if hx else None)  # y: (B, T, dirs*H)
-            new_state = list(new)
-        else:
-            y, h = self.rnn(z, hx[0] if hx else None)
-            new_state = [h]
+        y, new_state = self._recur(z, list(state) or self.initial_state(x.shape[0]))  # y: (B, T, dirs*H)
         out = self._head(x, y)  # (B, T, O)
         if self.cfg.bidirectional:
             return (out,)
-        return (out, *(s.transpose(0, 1) for s in new_state))  # each (B, layers, H)
+        return (out, *new_state)  # each (B, layers, H)
 
+    def _recur(self, z: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """z: (B, T, F) normalised; state batch-first (empty for a bidirectional model). Returns y, new state."""
+        if isinstance(self.rnn, ExplicitLSTM | JordanNet):
+            return self.rnn(z, state)
+        hx = [s.transpose(0, 1).contiguous() for s in state]  # each (layers*dirs, B, H)
+        if isinstance(self.rnn, nn.LSTM):
+            y, (h, c) = self.rnn(z, (hx[0], hx[1]) if hx else None)  # y: (B, T, dirs*H)
+            return y, [h.transpose(0, 1), c.transpose(0, 1)]  # each (B, layers, H)
+        y, h = self.rnn(z, hx[0] if hx else None)
+        return y, [h.transpose(0, 1)]
     def _head(self, x: Tensor, y: Tensor) -> Tensor:
         out = self.head(y)  # (B, T, O)
         if self.cfg.head == "forecast":
@@ -77,11 +90,14 @@ class SequenceModel(nn.Module):
         return out
 
     def forward_padded(self, x: Tensor, lengths: Tensor) -> Tensor:
-        """Training/evaluation on zero-padded batches: packs them so padding never reaches a backward pass.
+        """Training/evaluation on zero-padded batches: packs them so padding never reaches a backward pass
+        (the explicit cells run over the padding, which follows every valid step and is masked out of the loss).
 
         x: (B, T, F), lengths: (B,) int64 on the CPU. Returns outputs (B, T, O); padded steps are garbage.
         """
         z = (x - self.mean) / self.std  # (B, T, F)
+        if isinstance(self.rnn, ExplicitLSTM | JordanNet):  # causal: padding only follows the valid steps
+            return self._head(x, self.rnn(z, self.initial_state(x.shape[0]))[0])
         packed = nn.utils.rnn.pack_padded_sequence(z, lengths, batch_first=True, enforce_sorted=False)
         y, _ = self.rnn(packed)
         y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])  # (B, T, dirs*H)

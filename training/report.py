@@ -1,97 +1,88 @@
-"""The adding-problem study: LSTM / GRU / RNN at sequence length 100, plus an ablation of gradient clipping and
-the LSTM forget-gate bias. Writes a markdown table and a PNG of the test-MSE curves (`python -m training report`).
+"""`make report` (`python -m training report`): the fidelity studies, written to `docs/report/`.
+
+- `vowels.md`: JapaneseVowels, every cell, 5 seeds, mean and spread of last-frame accuracy, published range;
+- `adding.md` + PNGs: the adding problem at T = 200, every cell and the LSTM ablation, 3 seeds, gradient traces;
+- `README.md`: what ran, with which command, and what each part cost.
+
+Runs go to worker processes (`--workers`, one torch thread each) and are cached under `runs/report/` by their
+configuration, so an interrupted report resumes; `--fresh` ignores the cache.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.adding import MEAN_BASELINE_MSE, AddingTask
-from training.config import ModelConfig, TrainConfig
-from training.plots import curves_png
-from training.train import History, fit
+from training.report_adding import AddingSettings, adding_jobs, adding_outputs
+from training.report_vowels import VowelsSettings, vowels_jobs, vowels_markdown
+from training.study import Job, run_jobs
 
 log = logging.getLogger("training")
-SOLVED_MSE = 0.01
-
-
-@dataclass(frozen=True)
-class Run:
-    label: str
-    cell: str
-    clip: float
-    forget_bias: float
-
-
-RUNS: tuple[Run, ...] = (
-    Run("LSTM", "lstm", 1.0, 1.0),
-    Run("GRU", "gru", 1.0, 1.0),
-    Run("RNN (tanh)", "rnn", 1.0, 1.0),
-    Run("LSTM, no clipping", "lstm", 0.0, 1.0),
-    Run("LSTM, forget bias 0", "lstm", 1.0, 0.0),
-    Run("LSTM, no clipping, forget bias 0", "lstm", 0.0, 0.0),
-)
+PARTS = ("vowels", "adding")
 
 
 @dataclass(frozen=True)
 class ReportSettings:
-    length: int = 100
-    hidden: int = 32
-    epochs: int = 40
-    steps_per_epoch: int = 50
-    batch_size: int = 64
-    lr: float = 5e-3
-    seed: int = 0
+    vowels: VowelsSettings = field(default_factory=VowelsSettings)
+    adding: AddingSettings = field(default_factory=AddingSettings)
+    parts: tuple[str, ...] = PARTS
+    workers: int = 2
+    cache: Path = Path("runs/report")
+    fresh: bool = False
+    cached_only: bool = False  # write the tables from the runs finished so far; run nothing
+    reverse: bool = False  # run the jobs last-first: a second process on the same cache meets the first midway
 
 
-def _row(run: Run, history: History, settings: ReportSettings, seconds: float) -> str:
-    mse = [row["test_mse"] for row in history.epochs]
-    solved = next((i + 1 for i, m in enumerate(mse) if m < SOLVED_MSE), None)
-    steps = f"{solved * settings.steps_per_epoch}" if solved else "never"
-    clip = "off" if run.clip == 0 else f"{run.clip:g}"
-    bias = f"{run.forget_bias:g}" if run.cell == "lstm" else "-"
-    return (f"| {run.label} | {clip} | {bias} | {mse[-1]:.4f} | {min(mse):.4f} | {mse[-1] / MEAN_BASELINE_MSE:.3f} "
-            f"| {steps} | {seconds:.0f} |")
+def _write(out_dir: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (out_dir / name).write_bytes(data)
 
 
-def run_report(out_dir: Path, settings: ReportSettings, progress: bool = True) -> Path:
-    """Trains every run from the same seed; writes `adding.md` and `adding_loss.png`; returns the markdown path."""
-    task = AddingTask(length=settings.length, steps_per_epoch=settings.steps_per_epoch)
-    rows, curves = [], {}
-    for run in RUNS:
-        mcfg = ModelConfig(cell=run.cell, input_size=2, output_size=1, hidden_size=settings.hidden,
-                           forget_bias=run.forget_bias)
-        tcfg = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, clip=run.clip,
-                           seed=settings.seed)
-        start = time.perf_counter()
-        _, history = fit(task, mcfg, tcfg, progress=progress)
-        rows.append(_row(run, history, settings, time.perf_counter() - start))
-        curves[run.label] = [row["test_mse"] for row in history.epochs]
-        log.info("%s", rows[-1])
-    curves["mean baseline 0.167"] = [MEAN_BASELINE_MSE] * settings.epochs
+def _ordered(jobs: list[Job], settings: ReportSettings) -> list[Job]:
+    return jobs[::-1] if settings.reverse else jobs
+
+
+def run_report(out_dir: Path, settings: ReportSettings) -> Path:
+    """Runs the selected parts, writes their files as each finishes, then the index; returns the index path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    png = curves_png(f"adding problem, T={settings.length}: test MSE",
-                     {"test MSE": curves}, xlabel=f"epoch ({settings.steps_per_epoch} steps of {settings.batch_size})",
-                     logy=True)
-    (out_dir / "adding_loss.png").write_bytes(png)
-    md = out_dir / "adding.md"
-    md.write_text("\n".join([
-        f"# Adding problem, sequence length {settings.length}",
+    if settings.fresh:
+        shutil.rmtree(settings.cache, ignore_errors=True)
+    costs = []
+    for part in settings.parts:
+        start = time.perf_counter()
+        if part == "vowels":
+            jobs = vowels_jobs(settings.vowels)
+            results = run_jobs(_ordered(jobs, settings), settings.cache, settings.workers, not settings.cached_only)
+            files = {"vowels.md": vowels_markdown(settings.vowels, jobs, results).encode()}
+        else:
+            jobs = adding_jobs(settings.adding)
+            results = run_jobs(_ordered(jobs, settings), settings.cache, settings.workers, not settings.cached_only)
+            files = adding_outputs(settings.adding, jobs, results)
+        _write(out_dir, files)
+        train_seconds = sum(r["seconds"] for r in results.values())
+        wall = (time.perf_counter() - start) / 60
+        costs.append(f"| {part} | {len(results)} of {len(jobs)} | {train_seconds / 60:.1f} | {wall:.1f} "
+                     f"| {', '.join(f'[{n}]({n})' for n in files)} |")
+        log.info("report part %s done: %s", part, costs[-1])
+    index = out_dir / "README.md"
+    index.write_text("\n".join([
+        "# Fidelity report",
         "",
-        f"Command: `python -m training report` (hidden {settings.hidden}, 1 layer, Adam lr {settings.lr:g} with "
-        f"cosine decay, batch {settings.batch_size}, {settings.epochs * settings.steps_per_epoch} steps, seed "
-        f"{settings.seed}, 2000 test sequences). Predicting the mean gives MSE {MEAN_BASELINE_MSE:.3f}. "
-        f"'solved at' = first evaluation with test MSE < {SOLVED_MSE}.",
+        f"Written by `make report` (`python -m training report --workers {settings.workers}`); not part of "
+        "`make test`. Seeded and deterministic on CPU; each run trains with one torch thread, "
+        f"{settings.workers} runs side by side. Runs are cached by configuration under `{settings.cache}/`: the "
+        "wall time of a part that was resumed from the cache is only what this invocation ran.",
         "",
-        "| model | grad clip | forget bias | final test MSE | best test MSE | final / baseline | solved at step "
-        "| seconds |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        *rows,
+        "The cost of a part is its training minutes (each run's own wall time, summed); with the runs spread over "
+        f"{settings.workers} workers on an otherwise idle machine the part's wall time is about that sum divided by "
+        f"{settings.workers}. On a busy machine each run's own time grows with the load.",
         "",
-        "![test MSE curves](adding_loss.png)",
+        "| part | runs | training minutes (sum over runs) | wall minutes (this invocation) | files |",
+        "| --- | --- | --- | --- | --- |",
+        *costs,
         "",
     ]), encoding="utf-8")
-    return md
+    return index

@@ -40,7 +40,7 @@ def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 def _inputs(model: SequenceModel, rng: np.random.Generator, batch: int, steps: int) -> tuple[np.ndarray, list]:
     mean, std = model.mean.numpy(), model.std.numpy()
     x = (rng.standard_normal((batch, steps, model.cfg.input_size)) * std + mean).astype(np.float32)  # (B, T, F)
-    shape = (batch, model.cfg.layers * model.cfg.directions, model.cfg.hidden_size)
+    shape = (batch, *model.cfg.state_shape)
     state = [(0.5 * rng.standard_normal(shape)).astype(np.float32) for _ in model.cfg.state_names]
     return x, state
 

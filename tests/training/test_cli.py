@@ -26,6 +26,10 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], expecte
     (["train", "--hidden", "0"], "hidden_size must be a positive integer"),
     (["train", "--layers", "-1"], "layers must be a positive integer"),
     (["train", "--epochs", "0"], "epochs must be a positive integer"),
+    (["train", "--cell", "gru", "--peephole"], "--peephole and --coupled-gates need --cell lstm"),
+    (["train", "--cell", "jordan", "--coupled-gates"], "--peephole and --coupled-gates need --cell lstm"),
+    (["train", "--cell", "jordan", "--bidirectional"], "cannot be --bidirectional"),
+    (["train", "--cell", "lstm", "--peephole", "--bidirectional"], "unidirectional only"),
 ])
 def test_bad_config_is_a_one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], expected: str) -> None:
     _one_line_error(capsys, ["--no-progress", *argv], expected)

@@ -1,4 +1,4 @@
-"""The adding problem's data and the report writer (the full study runs via `make report`, not here)."""
+"""The adding problem's data and the report writer on tiny settings (the full studies run via `make report`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ import pytest
 import torch
 
 from training.adding import MEAN_BASELINE_MSE, adding_batch
-from training.report import RUNS, ReportSettings, run_report
+from training.report import ReportSettings, run_report
+from training.report_adding import ABLATION, AddingSettings
+from training.report_adding import CELLS as ADDING_CELLS
+from training.report_vowels import CELLS as VOWELS_CELLS
+from training.report_vowels import VowelsSettings
 
 
 def test_adding_batch_marks_one_step_in_each_half_and_sums_them() -> None:
@@ -21,9 +25,35 @@ def test_adding_batch_marks_one_step_in_each_half_and_sums_them() -> None:
     assert float((target - 1.0).pow(2).mean()) == pytest.approx(MEAN_BASELINE_MSE, abs=0.01)
 
 
-def test_report_writes_one_row_per_run_and_a_png(tmp_path: Path) -> None:
-    settings = ReportSettings(length=8, hidden=4, epochs=2, steps_per_epoch=2, batch_size=8)
-    md = run_report(tmp_path, settings, progress=False).read_text(encoding="utf-8")
-    rows = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [row.split(" | ")[0].lstrip("| ") for row in rows] == [run.label for run in RUNS]
-    assert (tmp_path / "adding_loss.png").read_bytes().startswith(b"\x89PNG")
+def _rows(md: str) -> list[str]:
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line]
+    return [row.split(" | ")[0].lstrip("| ") for row in rows]
+
+
+def test_report_writes_every_cell_and_resumes_from_its_cache(tmp_path: Path) -> None:
+    settings = ReportSettings(vowels=VowelsSettings(seeds=2, hidden=3, epochs=1, batch_size=64),
+                              adding=AddingSettings(length=6, ablation_length=5, seeds=2, hidden=3, epochs=2,
+                                                    steps_per_epoch=1, batch_size=4, test_size=8),
+                              workers=1, cache=tmp_path / "cache")
+    out = tmp_path / "report"
+    index = run_report(out, settings).read_text(encoding="utf-8")
+    assert "[vowels.md](vowels.md)" in index and "[adding.md](adding.md)" in index
+    vowels = (out / "vowels.md").read_text(encoding="utf-8")
+    assert _rows(vowels)[1:1 + len(VOWELS_CELLS)] == list(VOWELS_CELLS)
+    adding = (out / "adding.md").read_text(encoding="utf-8")
+    assert _rows(adding)[1:] == [*ADDING_CELLS, *(f"{label} (T=5)" for label in ABLATION)]
+    for png in ("adding_loss.png", "adding_grad_norm.png", "adding_grad_profile.png"):
+        assert (out / png).read_bytes().startswith(b"\x89PNG")
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(cached) == 2 * len(VOWELS_CELLS) + 2 * (len(ADDING_CELLS) + len(ABLATION))
+    run_report(out, settings)  # every run comes from the cache now: the same tables
+    assert (out / "adding.md").read_text(encoding="utf-8") == adding
+
+
+def test_a_report_of_the_runs_finished_so_far_marks_the_others_not_run(tmp_path: Path) -> None:
+    settings = ReportSettings(vowels=VowelsSettings(seeds=1, hidden=3, epochs=1, batch_size=64), parts=("vowels",),
+                              workers=1, cache=tmp_path / "cache", cached_only=True)
+    run_report(tmp_path / "report", settings)
+    vowels = (tmp_path / "report" / "vowels.md").read_text(encoding="utf-8")
+    assert vowels.count("| not run |") == len(VOWELS_CELLS)
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())

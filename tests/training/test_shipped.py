@@ -6,10 +6,12 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from modelrepo import Manifest, ModelVersionDir, latest_versions
 from training.catalog import catalog_markdown
+from training.export import RECURRENT_OPS
 from training.verify import TOLERANCE, OrtModel
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -18,7 +20,7 @@ SHIPPED = sorted(latest_versions(MODELS).values(), key=lambda d: d.name)
 
 def test_the_shipped_set_is_complete() -> None:
     names = {d.name for d in SHIPPED}
-    assert {"vowels_lstm", "vowels_gru", "vowels_bigru"} <= names
+    assert {"vowels_lstm", "vowels_gru", "vowels_bigru", "vowels_peephole_lstm", "vowels_jordan"} <= names
     assert any(n.startswith("forecast_") for n in names)
 
 
@@ -35,7 +37,7 @@ def test_shipped_model_matches_its_manifest(found: ModelVersionDir) -> None:
         assert manifest.source.licence and manifest.source.url and manifest.source.sha256
         assert manifest.verification.original_vs_wrapped is not None
     else:
-        assert manifest.onnx.recurrent_ops == [manifest.architecture.cell.upper()]
+        assert manifest.onnx.recurrent_ops == [RECURRENT_OPS[manifest.architecture.cell]]
         assert manifest.training is not None and manifest.training.metrics
     ort_model = OrtModel(onnx_bytes, [s.input for s in manifest.state])
     session = ort_model.session
@@ -58,6 +60,17 @@ def test_shipped_vowels_classifiers_meet_the_accuracy_target() -> None:
         manifest = Manifest.load(MODELS / name / str(latest_versions(MODELS)[name].version) / "manifest.json")
         assert manifest.training is not None
         assert manifest.training.metrics["test_accuracy"] >= 0.95, name
+
+
+def test_the_shipped_peephole_and_jordan_graphs_are_the_ones_the_cells_describe() -> None:
+    versions = latest_versions(MODELS)
+    peephole = onnx.load(versions["vowels_peephole_lstm"].model_path).graph
+    (lstm,) = [n for n in peephole.node if n.op_type == "LSTM"]
+    p = next(t for t in peephole.initializer if t.name == lstm.input[7])
+    assert np.abs(onnx.numpy_helper.to_array(p)).max() > 0  # trained peephole weights, wired as P
+    jordan = Manifest.load(versions["vowels_jordan"].manifest_path)
+    assert [(s.input, s.output, s.shape) for s in jordan.state] == [("y0", "yn", [1, 9])]
+    assert jordan.onnx.recurrent_ops == ["Scan"] and jordan.streamable
 
 
 def test_models_readme_table_is_current() -> None:

@@ -17,14 +17,19 @@ from training.train import fit
 TINY_TASK = AddingTask(length=12, steps_per_epoch=4, test_size=64)
 
 
+VARIANTS = {"peephole": {"cell": "lstm", "peephole": True}, "coupled": {"cell": "lstm", "coupled_gates": True},
+            "jordan": {"cell": "jordan", "feedback": "linear"}}
+
+
 def _tiny(cell: str, **kw: object) -> ModelConfig:
-    return ModelConfig(cell=cell, input_size=2, output_size=1, hidden_size=8, **kw)  # type: ignore[arg-type]
+    return ModelConfig(**{"cell": cell, "input_size": 2, "output_size": 1, "hidden_size": 8, **kw})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", *VARIANTS])
 def test_a_few_training_steps_change_the_weights_and_log_each_epoch(cell: str) -> None:
-    untrained = SequenceModel(_tiny(cell, layers=2, dropout=0.1))
-    model, history = fit(TINY_TASK, _tiny(cell, layers=2, dropout=0.1), TrainConfig(epochs=2, batch_size=8),
+    kw = {"layers": 2, "dropout": 0.1, **VARIANTS.get(cell, {"cell": cell})}
+    untrained = SequenceModel(_tiny(**kw))  # type: ignore[arg-type]
+    model, history = fit(TINY_TASK, _tiny(**kw), TrainConfig(epochs=2, batch_size=8, clip=0.5),  # type: ignore[arg-type]
                          progress=False)
     assert [row["epoch"] for row in history.epochs] == [1.0, 2.0]
     assert all(math.isfinite(v) for row in history.epochs for v in row.values())
@@ -48,6 +53,39 @@ def test_lstm_forget_gate_bias_initialisation(bias: float) -> None:
     for layer in range(2):
         total = getattr(model.rnn, f"bias_ih_l{layer}") + getattr(model.rnn, f"bias_hh_l{layer}")  # (4H,)
         assert torch.allclose(total[h : 2 * h], torch.full((h,), bias))
+
+
+@pytest.mark.parametrize("coupled", [False, True])
+def test_explicit_lstm_forget_gate_bias_and_gate_count(coupled: bool) -> None:
+    model = SequenceModel(_tiny("lstm", layers=2, forget_bias=2.0, peephole=True, coupled_gates=coupled))
+    for layer in model.rnn.lstm_layers:  # type: ignore[union-attr]
+        assert torch.equal(layer.bias[layer.gate_rows("f")], torch.full((8,), 2.0))
+        assert layer.weight_ih.shape[0] == (3 if coupled else 4) * 8 and layer.peephole.shape == (3, 8)
+
+
+def test_explicit_lstm_without_peepholes_equals_torch_lstm() -> None:
+    """The explicit cell is the textbook LSTM: with torch's weights (one bias) it computes nn.LSTM exactly."""
+    torch.manual_seed(0)
+    reference = SequenceModel(_tiny("lstm", layers=2)).eval()
+    explicit = SequenceModel(_tiny("lstm", layers=2, peephole=True)).eval()
+    with torch.no_grad():
+        for k, layer in enumerate(explicit.rnn.lstm_layers):  # type: ignore[union-attr]
+            layer.weight_ih.copy_(getattr(reference.rnn, f"weight_ih_l{k}"))
+            layer.weight_hh.copy_(getattr(reference.rnn, f"weight_hh_l{k}"))
+            layer.bias.copy_(getattr(reference.rnn, f"bias_ih_l{k}") + getattr(reference.rnn, f"bias_hh_l{k}"))
+            layer.peephole.zero_()
+        explicit.head.load_state_dict(reference.head.state_dict())
+        x, state = torch.randn(3, 7, 2), [torch.randn(3, 2, 8), torch.randn(3, 2, 8)]
+        for a, b in zip(reference(x, *state), explicit(x, *state), strict=True):
+            assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_jordan_state_is_its_previous_output() -> None:
+    model = SequenceModel(ModelConfig(cell="jordan", input_size=2, output_size=3, hidden_size=8)).eval()
+    with torch.no_grad():
+        logits, yn = model(torch.randn(2, 5, 2), torch.zeros(2, 1, 3))
+    assert yn.shape == (2, 1, 3)
+    assert torch.allclose(yn[:, 0], torch.softmax(logits[:, -1], dim=-1))  # softmax feedback for a classifier
 
 
 def test_checkpoint_round_trip_holds_config_and_weights(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 import pytest
 
+from modelrepo import latest_versions
 from service.client import Client, ServerError
 
 TOLERANCE = 1e-4
@@ -86,9 +87,9 @@ def test_models_describe_tensors_labels_provider_and_status(client: Client, mani
 def test_a_model_failing_validation_is_listed_with_its_reason_and_not_served(
     start_server: Callable, models_root: Path, tmp_path: Path
 ) -> None:
-    source = models_root / "vowels_gru" / "1"
-    shutil.copytree(source, tmp_path / "vowels_gru" / "1")
-    broken = tmp_path / "broken" / "1"
+    source = latest_versions(models_root)["vowels_gru"].path
+    shutil.copytree(source, tmp_path / "vowels_gru" / source.name)
+    broken = tmp_path / "broken" / source.name
     shutil.copytree(source, broken)
     manifest = json.loads((broken / "manifest.json").read_text())
     manifest["name"], manifest["onnx"]["sha256"] = "broken", "0" * 64

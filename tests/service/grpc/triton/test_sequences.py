@@ -72,6 +72,7 @@ def first_output(result: triton.InferResult) -> np.ndarray:
 def test_unary_chunks_of_32_interleaved_sequences_equal_whole_runs(
     start_server: Callable[..., RunningServer], reference: Reference, streamable: list[str]
 ) -> None:
+    assert {"vowels_lstm", "vowels_gru", "vowels_peephole_lstm", "vowels_jordan"} <= set(streamable)
     server = start_server()
     client = triton.InferenceServerClient(server.target)
     sequences = make_sequences(reference, streamable, 32, seed=3)

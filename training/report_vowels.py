@@ -1,0 +1,73 @@
+"""The JapaneseVowels study: every cell, several seeds, one recipe; mean and spread of last-frame test accuracy."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from training.study import Job, cell_variants
+
+CELLS = cell_variants("softmax")
+PUBLISHED = [  # as recalled from the papers (no network in this project's sessions: not re-checked here)
+    ("Kudo, Toyama, Shimbo 1999 (the data set's paper: multidimensional curve classification)", "94.1%"),
+    ("Bagnall et al. 2018, UEA multivariate archive baselines (1-NN ED / DTW_I / DTW_D)", "about 92-96%"),
+    ("Karim et al. 2019, multivariate LSTM-FCN / ALSTM-FCN (Neural Networks 116)", "about 99-100%"),
+]
+
+
+@dataclass(frozen=True)
+class VowelsSettings:
+    seeds: int = 5
+    hidden: int = 128
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    input_noise: float = 1.0
+
+    def recipe(self) -> str:
+        return (f"1 layer x {self.hidden}, Adam lr {self.lr:g} with cosine decay, weight decay {self.weight_decay:g}, "
+                f"Gaussian input noise {self.input_noise:g} std (normalised units), batch {self.batch_size}, "
+                f"{self.epochs} epochs, gradient clipping 1.0, forget bias 1 (LSTMs)")
+
+
+def vowels_jobs(s: VowelsSettings) -> list[Job]:
+    train = {"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "weight_decay": s.weight_decay,
+             "input_noise": s.input_noise}
+    return [Job("vowels", label, {**cell, "hidden_size": s.hidden}, {**train, "seed": seed})  # seed-major order:
+            for seed in range(1, s.seeds + 1) for label, cell in CELLS.items()]  # every cell has a run early
+
+
+def vowels_markdown(s: VowelsSettings, jobs: list[Job], results: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    for label in CELLS:
+        runs = [results[j.key()] for j in jobs if j.label == label and j.key() in results]
+        if not runs:
+            rows.append(f"| {label} | not run | | | | | |")
+            continue
+        acc = [100 * r["epochs"][-1]["test_accuracy"] for r in runs]
+        frame = [100 * r["epochs"][-1]["test_frame_accuracy"] for r in runs]
+        spread = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        seconds = statistics.mean(r["seconds"] for r in runs)
+        rows.append(f"| {label} | {statistics.mean(acc):.1f} | {spread:.1f} | {min(acc):.1f} - {max(acc):.1f} | "
+                    f"{statistics.mean(frame):.1f} | {' '.join(f'{a:.1f}' for a in acc)} ({len(acc)} of {s.seeds}) "
+                    f"| {seconds:.0f} |")
+    return "\n".join([
+        "# JapaneseVowels: every cell, last-frame test accuracy",
+        "",
+        f"{s.seeds} seeds (1..{s.seeds}) per cell, the same recipe for every cell: {s.recipe()}. Accuracy is read "
+        "at each test utterance's last frame (370 test utterances, 9 speakers), after the last epoch (no early "
+        "stopping, no model selection on the test set).",
+        "",
+        "| cell | mean % | std % | min - max % | every-frame mean % | per seed % | seconds per run |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+        "Published results on the same split:",
+        "",
+        "| source | test accuracy |",
+        "| --- | --- |",
+        *(f"| {source} | {value} |" for source, value in PUBLISHED),
+        "",
+    ])
