@@ -7,7 +7,8 @@ from pathlib import Path
 from modelrepo import Manifest, latest_versions
 
 CELL_NAMES = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM", "jordan": "Jordan", "peephole_lstm": "peephole LSTM",
-              "coupled_lstm": "coupled-gate LSTM", "peephole_coupled_lstm": "peephole coupled-gate LSTM"}
+              "coupled_lstm": "coupled-gate LSTM", "peephole_coupled_lstm": "peephole coupled-gate LSTM",
+              "custom": "custom"}
 
 _HEADER = """# Shipped models
 

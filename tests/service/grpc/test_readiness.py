@@ -15,6 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from modelrepo import latest_versions
 from service.grpc.cut import CUT_MESSAGE
 from service.grpc.generated.inference import grpc_service_pb2 as tpb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as tpb_grpc
@@ -38,7 +39,7 @@ def one_model_repo(tmp_path: Path, models_root: Path, broken: bool) -> Path:
     repo = tmp_path / "models"
     shutil.copytree(models_root / MODEL, repo / MODEL)
     if broken:
-        (repo / MODEL / "1" / "model.onnx").write_bytes(b"not an onnx graph")
+        latest_versions(repo)[MODEL].model_path.write_bytes(b"not an onnx graph")
     return repo
 
 
