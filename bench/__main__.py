@@ -3,7 +3,8 @@
 The full run (what `make bench` does) takes about 4 minutes on 2 cores; `--quick` is a smoke run (1 and 8
 streams, 1 s each, no reference LSTM, no memory check); `--only-memory` runs only the idle sessions check (both
 transports). Results go to `bench/results/local/` (gitignored) unless `--tracked` (into `bench/results/`) or `--out`.
-The VAD bench (bench/vad.py) runs last (`--no-vad` skips it), or alone with `--only-vad`.
+The VAD bench (bench/vad.py) and the session store's write-through cost (bench/store.py) run last (`--no-vad`,
+`--no-store` skip them), or alone with `--only-vad` / `--only-store`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import reliability, render, targets, vad
+from bench import reliability, render, store, targets, vad
 from bench.memory import measure_idle_sessions
 from bench.models import SHIPPED, prepare_repository
 from bench.plan import ECHO, ECHO_END, Plan, Run, drift_streams, find, run_matrix
@@ -53,10 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, default=10_000, help="idle sessions for the memory check")
     p.add_argument("--no-vad", action="store_true", help="skip the Silero VAD bench (bench/vad.py)")
     p.add_argument("--only-vad", action="store_true", help="only the Silero VAD bench")
+    p.add_argument("--no-store", action="store_true", help="skip the session store bench (bench/store.py)")
+    p.add_argument("--only-store", action="store_true", help="only the session store bench")
     a = p.parse_args(argv)
     out = a.out or (RESULTS if a.tracked else LOCAL)
     if a.only_vad:
         return vad.main(a.models, out, a.duration)
+    if a.only_store:
+        return _store(a.models, out, a.duration)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     began, cpu = time.monotonic(), reliability.sample()
     with tempfile.TemporaryDirectory(prefix="seqserve-bench-") as tmp:
@@ -83,7 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         render.chart(runs, out / f"{stamp}.png")
     print(text)
     print(f"[bench] wrote {out / stamp}.{{json,md,png}}", file=sys.stderr)
-    return 0 if a.quick or a.no_vad or a.only_memory else vad.main(a.models, out, a.duration)
+    if a.quick or a.only_memory:
+        return 0
+    failed = 0 if a.no_vad else vad.main(a.models, out, a.duration)
+    return failed or (0 if a.no_store else _store(a.models, out, a.duration))
+
+
+def _store(models: Path, out: Path, duration: float) -> int:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / f"{stamp}-store.json"
+    return store.main(["--models", str(models), "--duration", str(duration), "--json", str(results)])
 
 
 if __name__ == "__main__":
