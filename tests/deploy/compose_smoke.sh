@@ -29,8 +29,13 @@ OUR_DOCKERD_PID=
 say() { printf '\n== %s\n' "$*"; }
 
 cleanup() {
+    local status=$?
     set +e
     if [ -n "${COMPOSE_READY:-}" ]; then
+        if [ "$status" != 0 ]; then
+            say "failed (exit $status): the stack's last log lines"
+            compose logs --no-color --tail 40
+        fi
         say "compose down"
         compose --profile loadtest down --volumes --remove-orphans --timeout 20
     fi
