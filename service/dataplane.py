@@ -113,9 +113,6 @@ class DataPlane:
         return self._sequences.submit(model, request.sequence, request.x[0], respond, want_state=want_state,
                                       namespace=CLIENT.get().namespace)
 
-    async def infer(self, model: ServedModel, request: InferRequest) -> Arrays:
-        return await self.start(model, request, _same)
-
     async def infer_with_state(self, model: ServedModel, x: np.ndarray, state: Arrays | None) -> tuple[Arrays, Arrays]:
         """Whole sequences from explicit state (batch-first) or the initial state: (outputs, final state)."""
         return await model.infer(x, state)
@@ -151,10 +148,11 @@ class DataPlane:
         session.answers = True
         try:
             session.restore(stored)
+            recent = [decode_answer(answer) for answer in stored.recent]
         except BaseException:
             session.close()
             raise
-        return session, [decode_answer(answer) for answer in stored.recent]
+        return session, recent
 
     async def end_session(self, session: Session) -> None:
         """A native stream ended by its client: the stored session goes too (a cut or broken stream keeps it)."""
@@ -201,7 +199,3 @@ def _pick(model: ServedModel, request: InferRequest, outputs: Arrays, state: Arr
     """The requested outputs in the order asked for; state outputs under their output names."""
     by_output = {pair.output: state[pair.input] for pair in model.manifest.state if pair.input in state}
     return {name: outputs[name] if name in outputs else by_output[name] for name in request.outputs}
-
-
-def _same(outputs: Arrays) -> Arrays:
-    return outputs

@@ -41,9 +41,6 @@ class SessionQuota:
     def __init__(self) -> None:
         self._open: dict[str, int] = {}
 
-    def open(self, key: str) -> int:
-        return self._open.get(key, 0)
-
     def acquire(self, client: Client) -> Callable[[], None] | None:
         """Count one more session for `client` (or raise); the release to call once it closes (None: no limit)."""
         if client.max_sessions <= 0:

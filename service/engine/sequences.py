@@ -136,6 +136,10 @@ class Sequences:
             if flags.end and (open_session := self._sessions.get(key)) is not None:
                 self._settle(key, open_session, flags)  # END frees the session whatever the outcome
             raise
+        if not model.manifest.streamable:
+            raise FailedPrecondition(
+                f"model {model.manifest.name!r} is not streamable: send whole sequences without sequence_id"
+            )
         if model.store is not None and not flags.start and not self._holds(key):
             # not held here (another replica served it, or it was evicted locally): continue from the store
             return asyncio.ensure_future(self._resume(request, attempt))
@@ -163,6 +167,9 @@ class Sequences:
                 else:
                     state = session.state() if request.want_state else None
                     result.set_result(request.then(StepResult(done.result()[0], state)))
+            except Exception as exc:  # e.g. the session closed meanwhile (shutdown): never leave a waiter hanging
+                if not result.done():
+                    result.set_exception(exc)
             finally:
                 self._settle(key, session, flags)
 
@@ -177,9 +184,13 @@ class Sequences:
         stored = await model.store.load(_store_key(key))
         if stored is None:
             raise _not_found(model, request.flags)
-        if not self._holds(key):  # one request of a sequence at a time: nobody restored it meanwhile
-            self._sessions[key] = self._opened(key, model)
-        self._sessions[key].restore(stored)
+        session = self._sessions[key] if self._holds(key) else self._opened(key, model)
+        try:  # enters the table only restored: a half-made session would later overwrite what is stored
+            session.restore(stored)
+        except BaseException:
+            self._drop(key, session)
+            raise
+        self._sessions[key] = session
         return await self._start(request, attempt)
 
     def _holds(self, key: _Key) -> bool:
@@ -200,10 +211,6 @@ class Sequences:
                 del self._sessions[key]
 
     def _session_for(self, key: _Key, model: ServedModel, flags: SequenceFlags) -> Session:
-        if not model.manifest.streamable:
-            raise FailedPrecondition(
-                f"model {model.manifest.name!r} is not streamable: send whole sequences without sequence_id"
-            )
         session = self._sessions.get(key)
         if session is not None and session.closed:  # evicted by the engine for idleness
             del self._sessions[key]

@@ -42,24 +42,27 @@ def frame(fields: Sequence[bytes]) -> tuple[bytes, bytes]:
 
 
 def decode_answer(data: bytes) -> dict[str, np.ndarray]:
-    """`encode_answer`'s outputs `{name: (time, size)}` (empty for a reset)."""
+    """`encode_answer`'s outputs `{name: (time, size)}` (empty for a reset); `Unavailable` for bytes it cannot read."""
     header, _, body = data.partition(b"\n")
     answer, offset = {}, 0
-    for name, dtype, shape in json.loads(header):
-        value = np.frombuffer(body, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
-        answer[name] = value.copy()
-        offset += value.nbytes
+    try:
+        for name, dtype, shape in json.loads(header):
+            value = np.frombuffer(body, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
+            answer[name] = value.copy()
+            offset += value.nbytes
+    except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise Unavailable("the session store holds an answer this server cannot read") from exc
     return answer
 
 
 def decode(pairs: Sequence[StatePair], data: bytes) -> dict[str, np.ndarray]:
     """The state of one session (shapes without the batch axis) from `encode`'s bytes."""
+    expected = sum(int(np.prod(p.shape)) * np.dtype(p.dtype).itemsize for p in pairs)
+    if expected != len(data):  # checked first: frombuffer would raise on too few bytes
+        raise Unavailable("the session store holds state of another shape for this session")
     state, offset = {}, 0
     for p in pairs:
-        count = int(np.prod(p.shape))
-        value = np.frombuffer(data, dtype=p.dtype, count=count, offset=offset).reshape(p.shape)
+        value = np.frombuffer(data, dtype=p.dtype, count=int(np.prod(p.shape)), offset=offset).reshape(p.shape)
         state[p.input] = value.copy()
         offset += value.nbytes
-    if offset != len(data):
-        raise Unavailable("the session store holds state of another shape for this session")
     return state

@@ -41,9 +41,9 @@ class NativeServicer(pb_grpc.SeqServeServicer):
 
     async def Stream(self, requests: AsyncIterator[pb.StreamRequest], context: Context
                      ) -> AsyncIterator[pb.StreamResponse]:
-        self._idle.enter()
         waiting = True
-        with self._streams.watch() as watch:
+        with self._streams.watch() as watch:  # raises for a stream that starts after the shutdown's cut
+            self._idle.enter()
             handler = StreamHandler(self._dataplane, watch)
             try:  # one generator for the whole stream, one WhichOneof per request, the chunk path first
                 async for request in requests:
