@@ -89,21 +89,23 @@ def test_tune_measures_thread_counts_only_when_asked_to() -> None:
     assert set(tuning.run_costs_ns) == {1, *made} and tuning.threads_auto
 
 
-async def test_shipped_tiny_models_run_inline_on_one_thread(caplog: pytest.LogCaptureFixture) -> None:
-    """Measured at load (no --intra-op-threads, no --inline-run-max-us): 1 thread, inline, logged once each.
-
-    The project's own small recurrent models; an imported model (Silero VAD: a convolutional front end over 512
-    samples per frame) is not tiny and may well be sent to the executor."""
+async def test_shipped_models_are_tuned_from_their_own_measurements(caplog: pytest.LogCaptureFixture) -> None:
+    """Measured at load (no --intra-op-threads, no --inline-run-max-us), logged once each, and each decision is the
+    one the decision rules give for the costs that were measured (the costs themselves depend on the machine's load,
+    so the test asserts the rule, not an outcome)."""
     with caplog.at_level(logging.INFO, logger="service.engine.registry"):
         registry = await Registry.load(Settings(models=SHIPPED, device="cpu"), Metrics())  # the defaults: auto
     try:
         for status in registry.statuses():
-            assert status.tuning is not None and status.manifest is not None
-            if status.manifest.architecture.cell == "custom":
-                continue
-            assert (status.tuning.intra_op_threads, status.tuning.threads_auto, status.tuning.inline) == (1, True, True)
+            tuning = status.tuning
+            assert tuning is not None and tuning.threads_auto
+            assert 1 in tuning.run_costs_ns and len(tuning.run_costs_ns) >= min(2, os.cpu_count() or 1)
+            assert tuning.intra_op_threads == choose_threads(tuning.run_costs_ns, tuning.hop_ns)
+            rows, steps = tuning.batch
+            assert tuning.inline == decide_inline(tuning.ns_per_step * rows * steps, tuning.hop_ns, AUTO)
             tuned = [r for r in caplog.records if r.getMessage().startswith(f"tuned {status.name} version")]
-            assert len(tuned) == 1 and "1 intra-op thread(s) (measured" in tuned[0].getMessage()
+            said = f"{tuning.intra_op_threads} intra-op thread(s) (measured"
+            assert len(tuned) == 1 and said in tuned[0].getMessage()
         model = registry.get(STREAMABLE[0])
         assert model.tuning == next(s.tuning for s in registry.statuses() if s.name == STREAMABLE[0])
         assert model.inline.ns_per_step is not None  # seeded at load: the first batch need not measure
