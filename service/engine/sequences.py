@@ -131,7 +131,7 @@ class Sequences:
     def _start(self, request: _Request[T], attempt: int = 0) -> asyncio.Future[T]:
         key, model, flags = request.key, request.model, request.flags
         try:  # first: a bad chunk answers the same whether the id is open or not (no probing)
-            model.validate_chunk(request.x)
+            chunk = model.validate_chunk(request.x)
         except Exception:
             if flags.end and (open_session := self._sessions.get(key)) is not None:
                 self._settle(key, open_session, flags)  # END frees the session whatever the outcome
@@ -146,7 +146,7 @@ class Sequences:
         session = self._session_for(key, model, flags)
         session.ending = flags.end  # with a store, the END step's write deletes the stored session
         try:
-            step = session.submit(request.x)
+            step = session.submit(chunk, validated=True)
         except BaseException:
             self._settle(key, session, flags)
             raise
