@@ -49,7 +49,7 @@ async def run(settings: Settings) -> None:
     serving = await serve(settings)
     metrics_http = MetricsServer(serving.metrics.registry, settings.metrics_max_connections)
     try:
-        context = server_context(settings)
+        context = server_context(settings) if settings.metrics_tls else None
         metrics_port = await metrics_http.start(metrics_host, settings.metrics_port, context)
     except OSError as exc:
         await serving.shutdown(0)
@@ -72,9 +72,9 @@ async def run(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_args(sys.argv[1:] if argv is None else argv)
     configure_logging(settings)
-    if settings.workers > 1:
-        return run_workers(settings, sys.argv[1:] if argv is None else argv)
     try:
+        if settings.workers > 1:
+            return run_workers(settings, sys.argv[1:] if argv is None else argv)
         asyncio.run(run(settings))
     except ConfigurationError as exc:
         log.error("cannot start: %s", exc)

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
         "0 = no limit"
     )
     metrics_host: str | None = Field(None, description="address /metrics binds (default: --host)")
+    metrics_tls: bool = Field(
+        True, description="with --tls-cert, /metrics speaks TLS too (and mTLS with --tls-client-ca); "
+        "--no-metrics-tls serves it plain, e.g. to a scraper on loopback"
+    )
     metrics_max_connections: int = Field(
         64, ge=1, description="open /metrics connections at most; more are closed at once (no thread per connection)"
     )

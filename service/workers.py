@@ -1,16 +1,19 @@
 """`--workers N`: N server processes on one gRPC port (SO_REUSEPORT), one metrics endpoint that adds them up.
 
-The parent starts N `python -m service` children with the same flags plus `--reuse-port` and a metrics port of
-their own, forwards their log lines, and once every child serves logs the port and its own metrics endpoint, whose
-every scrape reads the children's and sums equal samples (counters, gauges, histogram buckets); per worker it adds
-`seqserve_worker_requests_total{worker}`. SIGTERM / SIGINT go to every child; when one child exits, the others are
-stopped too and the parent exits with the first non-zero code. The kernel spreads new connections over the
-children, so a session lives in one child: with `--session-store memory`, a Triton sequence is only correct on
-one connection (say so at start-up); with Redis, any child serves any sequence.
+The parent checks that its metrics port is free, starts N `python -m service` children with the same flags plus
+`--reuse-port` and a plain metrics endpoint of their own on loopback, forwards their log lines, and once every child
+serves logs the port and serves its own metrics endpoint (on `--metrics-host`, with TLS when the server has it, as
+a single process does), whose every scrape reads the children's and sums equal samples (counters, gauges,
+histogram buckets); per worker it adds `seqserve_worker_requests_total{worker}`. SIGTERM / SIGINT go to every
+child; when one child exits, the others are stopped too and the parent exits with the first non-zero code. The
+kernel spreads new connections over the children, so a session lives in one child: with `--session-store memory`,
+a Triton sequence is only correct on one connection (say so at start-up); with Redis, any child serves any
+sequence.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -21,11 +24,14 @@ import threading
 import urllib.request
 from collections.abc import Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.grpc.tls import server_context
+from service.metrics_http import MetricsServer
 from service.settings import Settings
+from service.startup import check_port_free
 
 log = logging.getLogger("service.workers")
 READY = "gRPC serving on"
@@ -100,11 +106,13 @@ def run_workers(settings: Settings, argv: Sequence[str]) -> int:
         log.warning("--workers %d with --session-store memory: each connection lands in one worker, so a Triton "
                     "sequence is only correct when all its requests use one connection; use --session-store "
                     "redis://... to let any worker serve any sequence", settings.workers)
+    metrics_host = settings.metrics_host or settings.host
+    check_port_free(metrics_host, settings.metrics_port, "metrics")  # before any worker starts: fail fast, no orphans
     port = settings.port or free_port(settings.host)
     worker_metrics = [free_port("127.0.0.1") for _ in range(settings.workers)]
-    workers = [
+    workers = [  # (the last of a repeated flag wins: these override the caller's)
         Worker(i, [sys.executable, "-m", "service", *argv, "--workers", "1", "--reuse-port", "--port", str(port),
-                   "--metrics-port", str(metrics_port)])
+                   "--metrics-host", "127.0.0.1", "--no-metrics-tls", "--metrics-port", str(metrics_port)])
         for i, metrics_port in enumerate(worker_metrics)
     ]
 
@@ -120,14 +128,43 @@ def run_workers(settings: Settings, argv: Sequence[str]) -> int:
         signal.signal(sig, forward)
     for worker in workers:
         worker.ready.wait()
-    if all(w.served for w in workers):
-        registry = CollectorRegistry()
-        registry.register(SumOfWorkers([f"http://127.0.0.1:{p}/metrics" for p in worker_metrics]))  # type: ignore
-        metrics_http, _ = start_http_server(settings.metrics_port, settings.host, registry=registry)
-        log.info("%s %s:%d by %d workers (SO_REUSEPORT)", READY, settings.host, port, settings.workers)
-        log.info("metrics on http://%s:%d/metrics (the sum of every worker's)", settings.host,
-                 metrics_http.server_port)
-    pid, status = os.wait()  # the first worker to end (a signal forwarded, or a failure) ends them all
-    forward(signal.SIGTERM, None)
+    metrics = _SumServer(settings, [f"http://127.0.0.1:{p}/metrics" for p in worker_metrics])
+    try:
+        if all(w.served for w in workers):
+            metrics_port, scheme = metrics.start(metrics_host)
+            log.info("%s %s:%d by %d workers (SO_REUSEPORT)", READY, settings.host, port, settings.workers)
+            log.info("metrics on %s://%s:%d/metrics (the sum of every worker's)", scheme, metrics_host, metrics_port)
+        pid, status = os.wait()  # the first worker to end (a signal forwarded, or a failure) ends them all
+    finally:
+        forward(signal.SIGTERM, None)
+        metrics.stop()
     codes = [os.waitstatus_to_exitcode(status) if w.process.pid == pid else w.process.wait() for w in workers]
     return next((code for code in codes if code), 0)
+
+
+class _SumServer:
+    """The parent's /metrics: the same asyncio server as a single process's (bounded connections, TLS when the
+    server has it), on an event loop of its own in a thread, its every scrape summing the workers'."""
+
+    def __init__(self, settings: Settings, urls: list[str]) -> None:
+        self._settings = settings
+        registry = CollectorRegistry()
+        registry.register(SumOfWorkers(urls))  # type: ignore[arg-type]
+        self._server = MetricsServer(registry, settings.metrics_max_connections)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="metrics")
+
+    def start(self, host: str) -> tuple[int, str]:
+        """Serve on `host`; the port bound and the scheme."""
+        context = server_context(self._settings) if self._settings.metrics_tls else None
+        self._thread.start()
+        started = asyncio.run_coroutine_threadsafe(self._server.start(host, self._settings.metrics_port, context),
+                                                   self._loop)
+        return started.result(), "http" if context is None else "https"
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._server.close(), self._loop).result()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+        self._loop.close()

@@ -1,8 +1,13 @@
-"""`--workers 2`: two server processes on one port, both serving, one metrics endpoint that adds them up."""
+"""`--workers 2`: two server processes on one port, both serving, one metrics endpoint that adds them up (over TLS
+too, as a single process serves it); a busy metrics port stops it before any worker starts."""
 
 from __future__ import annotations
 
 import signal
+import socket
+import ssl
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.client import Client
-from tests.deploy.topology import Replica
+from service.client import Client, Security
+from service.client.security import PLAIN
+from tests.deploy.topology import REPO_ROOT, Replica
+from tests.service.grpc.certs import Certs, make_certs
 from tests.service.helpers import MANIFESTS
 
 CONNECTIONS = 24  # the kernel spreads connections over the workers: all on one has odds of 2 ** -23
@@ -25,19 +32,47 @@ def two_workers(models_root: Path) -> Iterator[Replica]:
     server.stop()
 
 
-def samples(replica: Replica, prefix: str) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{replica.metrics_port}/metrics", timeout=10) as reply:
+def samples(replica: Replica, prefix: str, ca: Path | None = None) -> dict[str, float]:
+    scheme, context = ("http", None) if ca is None else ("https", ssl.create_default_context(cafile=str(ca)))
+    url = f"{scheme}://localhost:{replica.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10, context=context) as reply:
         lines = reply.read().decode().splitlines()
     return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix)}
 
 
-def test_two_workers_on_one_port_both_serve_and_their_metrics_add_up(two_workers: Replica) -> None:
+def serve_and_count(workers: Replica, security: Security = PLAIN, ca: Path | None = None) -> None:
     x = np.zeros((1, 3, MANIFESTS[MODEL].input.features), dtype=np.float32)
     for _ in range(CONNECTIONS):
-        with Client(two_workers.target) as client:  # a new connection each time
+        with Client(workers.target, security=security) as client:  # a new connection each time
             client.infer(MODEL, x)
-    total = samples(two_workers, "seqserve_requests_total{")
+    total = samples(workers, "seqserve_requests_total{", ca)
     assert total == {f'seqserve_requests_total{{code="OK",model="{MODEL}"}}': CONNECTIONS}
-    per_worker = samples(two_workers, "seqserve_worker_requests_total{")
+    per_worker = samples(workers, "seqserve_worker_requests_total{", ca)
     assert len(per_worker) == 2 and all(n > 0 for n in per_worker.values()) and sum(per_worker.values()) == CONNECTIONS
-    assert two_workers.kill(signal.SIGTERM) == 0  # forwarded to both workers, which drain and exit
+    assert workers.kill(signal.SIGTERM) == 0  # forwarded to both workers, which drain and exit
+
+
+def test_two_workers_on_one_port_both_serve_and_their_metrics_add_up(two_workers: Replica) -> None:
+    serve_and_count(two_workers)
+
+
+def test_with_tls_the_summed_metrics_speak_tls_like_a_single_process(models_root: Path, tmp_path: Path) -> None:
+    certs: Certs = make_certs(tmp_path)
+    security = Security(ca=certs.ca)
+    workers = Replica(models_root, "--workers", "2", "--tls-cert", str(certs.server_cert), "--tls-key",
+                      str(certs.server_key), security=security)
+    try:
+        serve_and_count(workers, security, certs.ca)  # (the workers' own endpoints: plain, on loopback)
+    finally:
+        workers.stop()
+
+
+def test_a_busy_metrics_port_stops_the_start_before_any_worker(models_root: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        argv = [sys.executable, "-m", "service", "--models", str(models_root), "--host", "127.0.0.1", "--port", "0",
+                "--metrics-port", str(busy.getsockname()[1]), "--workers", "2"]
+        done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "cannot bind the metrics port" in done.stderr and "[worker" not in done.stderr
