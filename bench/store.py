@@ -1,10 +1,15 @@
-"""`python -m bench.store`: what write-through to Redis costs against the memory store, engine level.
+"""`python -m bench.store`: what write-through to Redis costs against the memory store, at two levels.
 
 For each model (the shipped `vowels_lstm` and an untrained 2x256 LSTM exported at bench time) and each store
 (`memory`; `redis://` on a private `redis-server` on this machine), `--streams` sessions step concurrently for
-`--duration` seconds, each awaiting its chunk before sending the next (as streaming clients do). Reported: chunks
-per second, chunk latency p50 / p99, and the Redis round trips per model run (batch). The engine is driven
-directly (no gRPC), so the difference is the store's alone. Results go to stdout (a table) and `--json`.
+`--duration` seconds, each awaiting its chunk before sending the next (as streaming clients do):
+
+- `server`: the real server (`python -m service --session-store ...`) under the load generator's native streams,
+  what a user sees (the gRPC work per chunk is part of every cycle, so the store's share is smaller);
+- `engine`: the engine driven directly in one process, no gRPC: the store's cost alone, the strictest view.
+
+Reported: chunks per second, chunk latency p50 / p99, the mean batch and the Redis round trips per model run
+(batch). Results go to stdout (a table) and `--json`.
 """
 
 from __future__ import annotations
@@ -15,18 +20,21 @@ import json
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bench import procs, serverstats
 from bench.models import SHIPPED
 from bench.redis_server import RedisServer
 from modelrepo import Manifest, latest_versions
 from service.engine.metrics import Metrics
 from service.engine.registry import Registry
 from service.engine.state.store import new_token, stream_key
+from service.loadtest import LoadConfig, run_load
 from service.settings import Settings
 
 REFERENCE = "bench_lstm_2x256"
@@ -36,6 +44,7 @@ WARM_UP_S = 0.5
 @dataclass(frozen=True)
 class Result:
     model: str
+    level: str  # "server" (through gRPC) or "engine" (in-process)
     store: str
     streams: int
     chunks_per_s: float
@@ -94,8 +103,32 @@ async def measure(settings: Settings, name: str, streams: int, chunk: int, durat
         await registry.close()
     store = "memory" if settings.session_store == "memory" else "redis"
     ms = np.percentile(np.array(latencies) * 1e3, [50, 99])
-    return Result(name, store, streams, len(latencies) / duration, float(ms[0]), float(ms[1]),
+    return Result(name, "engine", store, streams, len(latencies) / duration, float(ms[0]), float(ms[1]),
                   trips / max(runs, 1), len(latencies) / max(runs, 1))
+
+
+def measure_server(root: Path, store: str, name: str, streams: int, chunk: int, duration: float) -> Result:
+    """The real server with `store` under `streams` native streams of the load generator."""
+    extra = [] if store == "memory" else ["--session-store", store]
+    features = Manifest.load(latest_versions(root)[name].manifest_path).input.features
+    with procs.real_server(root, extra) as server:
+        before, trips = serverstats.snapshot(server.target, name), _scraped_trips(server.metrics_url)
+        report = run_load(LoadConfig(target=server.target, model=name, streams=streams, chunk=chunk,
+                                     duration_s=duration, warmup_s=WARM_UP_S, features=features, progress=False))
+        view = serverstats.server_view(before, serverstats.snapshot(server.target, name))
+        trips = _scraped_trips(server.metrics_url) - trips
+    runs = sum(view.batch_sizes.values())
+    return Result(name, "server", "memory" if store == "memory" else "redis", streams,
+                  report.throughput_chunks_per_s, report.p50_ms, report.p99_ms, trips / max(runs, 1), view.mean_batch)
+
+
+def _scraped_trips(metrics_url: str | None) -> float:
+    """The server's store round trips so far, from its /metrics (0 with the memory store)."""
+    assert metrics_url is not None
+    with urllib.request.urlopen(metrics_url, timeout=30) as reply:
+        text = reply.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("seqserve_session_store_round_trips_total"))
 
 
 def _trips(registry: Registry) -> int:
@@ -103,15 +136,17 @@ def _trips(registry: Registry) -> int:
 
 
 def table(results: list[Result]) -> str:
-    lines = ["| model | store | streams | chunks/s | p50 ms | p99 ms | Redis round trips / batch | mean batch |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {r.model} | {r.store} | {r.streams} | {r.chunks_per_s:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-              f"{r.round_trips_per_batch:.2f} | {r.mean_batch:.1f} |" for r in results]
-    by = {(r.model, r.store): r for r in results}
-    for name in dict.fromkeys(r.model for r in results):
-        if (name, "memory") in by and (name, "redis") in by:
-            cost = 1 - by[(name, "redis")].chunks_per_s / by[(name, "memory")].chunks_per_s
-            lines.append(f"\n{name}: write-through costs {cost:.1%} of throughput")
+    lines = ["| model | level | store | streams | chunks/s | p50 ms | p99 ms | Redis round trips / batch "
+             "| mean batch |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r.model} | {r.level} | {r.store} | {r.streams} | {r.chunks_per_s:.0f} | {r.p50_ms:.2f} | "
+              f"{r.p99_ms:.2f} | {r.round_trips_per_batch:.2f} | {r.mean_batch:.1f} |" for r in results]
+    by = {(r.model, r.level, r.store): r for r in results}
+    lines.append("")
+    for name, level in dict.fromkeys((r.model, r.level) for r in results):
+        if (name, level, "memory") in by and (name, level, "redis") in by:
+            cost = 1 - by[(name, level, "redis")].chunks_per_s / by[(name, level, "memory")].chunks_per_s
+            lines.append(f"{name} ({level}): write-through costs {cost:.1%} of throughput")
     return "\n".join(lines)
 
 
@@ -122,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--chunk", type=int, default=10, help="steps per chunk")
     p.add_argument("--duration", type=float, default=4.0, help="measured seconds per run")
     p.add_argument("--no-reference", action="store_true", help="only vowels_lstm (no torch needed)")
+    p.add_argument("--levels", default="server,engine", help="server (through gRPC), engine (in-process) or both")
     p.add_argument("--json", type=Path, help="also write the results here")
     a = p.parse_args(argv)
     redis = RedisServer()
@@ -136,13 +172,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not a.no_reference:
                 export_reference(root, Manifest.load(lstm.manifest_path))
                 names.append(REFERENCE)
+            levels = a.levels.split(",")
             for name in names:
-                for store in ("memory", redis.url):
-                    settings = Settings.model_validate(
-                        {"models": root, "device": "cpu", "session_store": store, "max_sessions": max(1024, a.streams)}
-                    )
-                    results.append(asyncio.run(measure(settings, name, a.streams, a.chunk, a.duration)))
-                    print(f"measured {name} on {results[-1].store}", file=sys.stderr)
+                for level in ("server", "engine"):
+                    if level not in levels:
+                        continue
+                    for store in ("memory", redis.url):  # side by side: the two stores one after the other
+                        if level == "server":
+                            results.append(measure_server(root, store, name, a.streams, a.chunk, a.duration))
+                        else:
+                            settings = Settings.model_validate({"models": root, "device": "cpu", "session_store": store,
+                                                                "max_sessions": max(1024, a.streams)})
+                            results.append(asyncio.run(measure(settings, name, a.streams, a.chunk, a.duration)))
+                        print(f"measured {name} ({level}) on {results[-1].store}", file=sys.stderr)
     finally:
         redis.stop()
     print(table(results))

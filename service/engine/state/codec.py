@@ -1,10 +1,8 @@
-"""How the session store holds a session: its state as bytes in manifest order, each step's answer as bytes, and
-the framing of a batch's rows for the commit script (`service/engine/state/store.py`)."""
+"""How the session store holds a session: its state as bytes in manifest order, and each step's answer as bytes."""
 
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,11 +32,6 @@ def encode_answers(outputs: dict[str, np.ndarray], rows: Sequence[int]) -> list[
     if not outputs:
         return [header for _ in rows]
     return [header + data for data in _row_bytes(list(outputs.values()), rows)]
-
-
-def frame(fields: Sequence[bytes]) -> tuple[bytes, bytes]:
-    """Fields as COMMIT reads them: their 4-byte big-endian lengths, and their bytes one after the other."""
-    return struct.pack(f">{len(fields)}I", *map(len, fields)), b"".join(fields)
 
 
 def decode_answer(data: bytes) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ from modelrepo import StatePair
 from service.engine.errors import Aborted, ResourceExhausted, Unavailable
 from service.engine.runtime import StateValue, to_host
 from service.engine.state.codec import encode, encode_answers
-from service.engine.state.store import ABSENT, FULL, NO_ANSWER, RedisStore, Write
+from service.engine.state.store import ABSENT, FULL, RedisStore, Write
 
 
 class Durable(Protocol):
@@ -51,7 +51,7 @@ async def write_through(
         assert owner is not None and owner.key is not None
         version = "" if owner.ending else f"{owner.epoch}:{owner.writes + 1}"
         writes.append(Write(owner.key, owner.expected, version, owner.position + 1, state_bytes,
-                            answers.get(i, NO_ANSWER)))
+                            answers.get(i)))
     try:
         results = await store.commit(writes)
     except Unavailable as exc:
