@@ -23,6 +23,7 @@ from service.grpc.tls import server_context, server_credentials
 from service.loadtest import LoadConfig, run_load
 from service.metrics_http import MetricsServer
 from service.settings import Settings
+from tests.deploy.topology import Replica
 from tests.service.grpc.certs import Certs, make_certs
 from tests.service.grpc.helpers import RunningServer
 
@@ -120,3 +121,16 @@ async def test_metrics_over_mtls_and_idle_connections_cost_no_thread_and_are_bou
                 await writer.wait_closed()
     finally:
         await metrics.close()
+
+
+def test_python_m_service_serves_metrics_over_tls(models_root: Path, certs: Certs) -> None:
+    """The process as deployed: `/metrics` speaks TLS with the gRPC port's certificate; plaintext is refused."""
+    replica = Replica(models_root, "--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key),
+                      security=Security(ca=certs.ca))
+    try:
+        https = fetch(f"https://localhost:{replica.metrics_port}/metrics", ssl.create_default_context(cafile=certs.ca))
+        assert "seqserve_requests_total" in https
+        with pytest.raises(OSError):
+            fetch(f"http://127.0.0.1:{replica.metrics_port}/metrics")
+    finally:
+        replica.stop()
