@@ -78,9 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdin.readline()
         errors = {f"{run.model}#{i}": err for i, run in enumerate(runs) if (err := run.finish()) > TOLERANCE}
     resumed = sum(run.stream.resumes for run in runs)
-    print(f"check_results: {args.streams} streams over {sorted({r.model for r in runs})} ({resumed} resumed): "
+    lost = sum(len(run.chunks) - len(run.received) for run in runs)  # chunks never answered
+    # a chunk applied twice (or skipped) changes every later output of its stream: it counts as mismatched
+    print(f"check_results: {args.streams} streams over {sorted({r.model for r in runs})} ({resumed} resumed, "
+          f"{lost} chunks lost, {len(errors)} mismatched): "
           f"{'all equal the whole-sequence run' if not errors else f'MISMATCH {errors}'}")
-    return 1 if errors else 0
+    return 1 if errors or lost else 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import pytest
 from tests.deploy.topology import Balancer, Replica, nginx_binary
 from tests.redis_server import RedisServer
 
+SHORT_IDLE_S = 20
+
 
 @pytest.fixture
 def replica(models_root: Path) -> Iterator[Replica]:
@@ -31,6 +33,16 @@ def shared_topology(
     """The same topology with both replicas on one real Redis (`--session-store redis://...`); the grace is long,
     to show that a replica hands its sessions off instead of waiting for them."""
     yield from two_replicas(tmp_path, models_root, "--session-store", redis_server.url, "--shutdown-grace", "600")
+
+
+@pytest.fixture
+def short_lived_topology(
+    tmp_path: Path, models_root: Path, redis_server: RedisServer
+) -> Iterator[tuple[Replica, Replica, Balancer]]:
+    """The shared topology with stored sessions expiring after 20 s idle (SHORT_IDLE_S): a resume must not wait
+    for longer than that anywhere (the compose smoke test's replicas keep the default, 60 s)."""
+    yield from two_replicas(tmp_path, models_root, "--session-store", redis_server.url,
+                            "--session-idle-timeout", str(SHORT_IDLE_S))
 
 
 def two_replicas(tmp_path: Path, models_root: Path, *args: str) -> Iterator[tuple[Replica, Replica, Balancer]]:

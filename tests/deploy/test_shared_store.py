@@ -9,7 +9,7 @@ import tritonclient.grpc as triton
 
 from service.client import Client
 from tests.deploy.check_results import TOLERANCE, open_runs
-from tests.deploy.topology import Balancer, Replica
+from tests.deploy.topology import Balancer, Replica, vanished
 from tests.service.grpc.helpers import Reference
 from tests.service.grpc.triton.test_sequences import assert_parity, first_output, interleaved, make_sequences
 from tests.service.helpers import MANIFESTS, STREAMABLE
@@ -63,3 +63,24 @@ def test_a_replica_killed_mid_run_every_stream_and_sequence_continues_on_the_oth
     assert (lost, mismatched) == (0, [])  # no chunk lost, none applied twice (the outputs would differ)
     assert 0 < resumed <= 16  # the streams the killed replica held resumed, once each
     assert_parity(sequences, reference)
+
+
+def test_a_replica_gone_from_the_network_its_streams_resume_before_their_sessions_expire(
+    short_lived_topology: tuple[Replica, Replica, Balancer],
+) -> None:
+    """What the compose smoke test meets: a SIGKILLed container's address swallows connects instead of refusing
+    them. nginx must give up on it and pass the resume to the other replica well within the stored sessions'
+    idle timeout (it waited its default 60 s before; the sessions had expired by then: NOT_FOUND)."""
+    killed, survivor, balancer = short_lived_topology
+    with Client(balancer.target) as client:
+        runs = open_runs(client, 8)
+        for run in runs:
+            run.step()
+        assert killed.active_sessions() > 0 and survivor.active_sessions() > 0
+        killed.kill(signal.SIGKILL)
+        with vanished(killed.port):
+            mismatched = [i for i, run in enumerate(runs) if run.finish() > TOLERANCE]
+        resumed = sum(run.stream.resumes for run in runs)
+    assert mismatched == []
+    assert 0 < resumed <= 8  # the streams the killed replica held resumed, once each
+    assert "upstream timed out" in balancer.log  # the replica's address did swallow a connect

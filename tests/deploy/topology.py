@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -135,6 +137,21 @@ class Balancer:
                 self.process.wait(timeout=30)
         self._log.join(timeout=10)
         self.process.stderr.close()  # type: ignore[union-attr]
+
+
+@contextmanager
+def vanished(port: int) -> Iterator[None]:
+    """While open, connects to local `port` (a killed replica's) time out instead of being refused, as they do to
+    the address of a killed container, whose network interface went with it: nothing answers the SYN.
+
+    A listener with a backlog of 0 whose one queue place is taken by a connection nobody accepts: the kernel drops
+    every later SYN (the connecting side retransmits until its own timeout)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(0)
+        with socket.create_connection(("127.0.0.1", port)):
+            yield
 
 
 def _free_port() -> int:
