@@ -11,8 +11,8 @@
 #    python:3.11-slim-bookworm and nginx with `debootstrap` (Debian bookworm, minbase; Debian's python3 +
 #    python3-venv, resp. Debian's nginx) + `docker import`, from the Debian mirror apt uses. They are kept in the
 #    private engine's data root, so later runs reuse them.
-# 3. Builds the CPU image from wheelhouse/ (`make wheelhouse` first if it is missing; seqserve's own wheel always
-#    from this checkout) with BuildKit, and prints its size.
+# 3. Builds the CPU image from wheelhouse/ (`make wheelhouse`, rebuilt from this checkout every run) with
+#    BuildKit, and prints its size.
 # 4. `docker compose up --wait` (replicas healthy, then the balancer), runs the `loadtest` profile against the
 #    balancer (asserts zero errors from its JSON report), runs tests/deploy/check_results.py in a container of
 #    the stack (streamed == whole-sequence run through the balancer), runs it again and SIGKILLs one replica
@@ -108,13 +108,10 @@ base_images
 export PYTHON_IMAGE NGINX_IMAGE REDIS_IMAGE SEQSERVE_IMAGE=seqserve:cpu
 
 say "CPU image from the wheelhouse"
-# The dependencies' wheels are reused; seqserve's own is built from this checkout every time (one left over from
-# an earlier checkout would put old code in the image).
-if ls wheelhouse/seqserve-*.whl >/dev/null 2>&1; then
-    rm -f wheelhouse/seqserve-*.whl && nice "$REPO/.venv/bin/pip" wheel --quiet --no-deps --wheel-dir wheelhouse .
-else
-    make wheelhouse
-fi
+# Rebuilt from this checkout every run, seqserve's wheel and its dependencies' (pip's cache keeps the downloads
+# quick): a wheelhouse left over from an earlier checkout would put old code in the image, or miss a new dependency.
+rm -rf wheelhouse
+make wheelhouse
 # --network host: BuildKit's RUN steps would otherwise need docker0, which --bridge=none leaves out (the build
 # itself downloads nothing).
 DOCKER_BUILDKIT=1 nice "$(build_client)" build --quiet --network host --build-arg PYTHON_IMAGE="$PYTHON_IMAGE" \
