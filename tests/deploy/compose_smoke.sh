@@ -147,7 +147,7 @@ compose --profile loadtest run --rm --no-deps -T --volume "$REPO/tests/deploy:/c
 check_pid=$!
 exec 7>"$OUT/check.in"  # the check's stdin stays open until we say go
 timeout 300 grep -m1 -q PAUSED <(tail -f "$OUT/check.log") || { cat "$OUT/check.log"; exit 1; }
-victim=$(compose ps -q seqserve | head -1)
+victim=$(compose ps -q seqserve | sed -n 1p)  # (sed reads to the end: head could leave compose a broken pipe)
 docker kill --signal KILL "$victim" >/dev/null && echo "killed replica ${victim:0:12} (SIGKILL)"
 echo go >&7
 exec 7>&-
