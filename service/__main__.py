@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from service.engine.errors import ConfigurationError
 from service.grpc.server import serve
 from service.grpc.tls import server_context
+from service.memory import limit_arenas, start_trimming
 from service.metrics_http import MetricsServer
 from service.settings import Settings
 from service.startup import check_port_free
@@ -57,6 +58,7 @@ async def run(settings: Settings) -> None:
                                  f"{exc.strerror or exc}") from None
     where = "worker metrics at" if settings.reuse_port else "metrics on"  # --workers: the parent's sum is "on"
     log.info("%s http%s://%s:%d/metrics", where, "" if context is None else "s", metrics_host, metrics_port)
+    trimming = start_trimming(settings.malloc_trim_interval)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -64,6 +66,8 @@ async def run(settings: Settings) -> None:
     await stop.wait()
     if settings.session_store == "memory":
         log.info("draining: serving open sessions until they end, for up to %.1f s", settings.shutdown_grace)
+    if trimming is not None:
+        trimming.cancel()
     await serving.shutdown(settings.shutdown_grace)
     await metrics_http.close()
     log.info("stopped")
@@ -72,6 +76,7 @@ async def run(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_args(sys.argv[1:] if argv is None else argv)
     configure_logging(settings)
+    limit_arenas(settings.malloc_arena_max)  # before any thread starts: glibc makes its arenas lazily
     try:
         if settings.workers > 1:
             return run_workers(settings, sys.argv[1:] if argv is None else argv)

@@ -95,6 +95,14 @@ class Settings(BaseSettings):
         0, ge=0, description="open sessions per client (principal, or peer host without auth) over every model; "
         "0 = no limit"
     )
+    malloc_arena_max: int = Field(
+        2, ge=0, description="glibc malloc arenas at most (M_ARENA_MAX, set at start): fewer arenas keep less free "
+        "memory under many threads; 0 = glibc's default (8 per core)"
+    )
+    malloc_trim_interval: float = Field(
+        10.0, ge=0, description="seconds between malloc_trim calls that hand malloc's free pages back to the OS, so "
+        "the RSS stays flat under churn; 0 = never"
+    )
     metrics_host: str | None = Field(None, description="address /metrics binds (default: --host)")
     metrics_tls: bool = Field(
         True, description="with --tls-cert, /metrics speaks TLS too (and mTLS with --tls-client-ca); "

@@ -1,0 +1,66 @@
+"""The C allocator under churn: fewer glibc malloc arenas, and free heap pages handed back to the OS now and then.
+
+Under hours of churning clients the server's Python objects and the bytes malloc has in use stay flat; what grows
+is the free space malloc keeps inside its arenas (fragmentation: gRPC core, protobuf and numpy allocate and free
+from a dozen threads, and glibc gives each thread contending for a lock an arena of its own, up to 8 per core).
+Two glibc knobs flatten it (measurements in docs/internals.md, "Memory"):
+
+- `limit_arenas(n)`: `mallopt(M_ARENA_MAX, n)`, before any thread starts (the arenas are made lazily);
+- `trim_forever(interval)`: `malloc_trim(0)` every `interval` seconds, which returns the free whole pages of every
+  arena to the OS (`madvise`), keeping the mappings.
+
+Both are no-ops where the C library is not glibc (musl, macOS): `glibc()` is None there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import functools
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
+
+
+@functools.cache
+def glibc() -> ctypes.CDLL | None:
+    """The process's C library when it is glibc (it has `mallopt` and `malloc_trim`), else None."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version.restype = ctypes.c_char_p
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def limit_arenas(arenas: int) -> bool:
+    """At most `arenas` malloc arenas (0: glibc's default); whether it was applied. Call before threads start."""
+    libc = glibc()
+    if arenas <= 0 or libc is None:
+        return False
+    return bool(libc.mallopt(M_ARENA_MAX, arenas))
+
+
+def trim() -> bool:
+    """Hand the free whole pages of every malloc arena back to the OS; whether glibc released any."""
+    libc = glibc()
+    return libc is not None and bool(libc.malloc_trim(0))
+
+
+async def trim_forever(interval: float, trim_once: Callable[[], object] = trim) -> None:
+    """`trim_once()` every `interval` seconds, until cancelled. In a thread: a trim walks every arena's free chunks
+    (milliseconds on a fragmented heap), and the loop meanwhile runs whatever needs no malloc lock (pymalloc)."""
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.to_thread(trim_once)
+
+
+def start_trimming(interval: float) -> asyncio.Task[None] | None:
+    """The periodic trim as a task on the running loop (None: `interval` 0, or not glibc)."""
+    if interval <= 0 or glibc() is None:
+        return None
+    return asyncio.get_running_loop().create_task(trim_forever(interval), name="malloc-trim")

@@ -1,0 +1,44 @@
+"""The allocator knobs (`service/memory.py`): applied on glibc, and the periodic trim runs until cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from service import memory
+from service.settings import Settings
+
+needs_glibc = pytest.mark.skipif(memory.glibc() is None, reason="the C library is not glibc")
+
+
+@needs_glibc
+def test_the_arena_limit_and_the_trim_are_applied_on_glibc() -> None:
+    assert memory.limit_arenas(Settings().malloc_arena_max)  # the default, 2: mallopt accepts it
+    memory.trim()  # whether pages came back depends on the heap; it must simply run
+
+
+def test_no_limit_asked_is_not_applied() -> None:
+    assert not memory.limit_arenas(0)
+
+
+@needs_glibc
+async def test_the_trim_repeats_until_cancelled() -> None:
+    trims = 0
+    third = asyncio.Event()
+
+    def counted() -> None:
+        nonlocal trims
+        trims += 1
+        if trims == 3:
+            third.set()
+
+    task = asyncio.get_running_loop().create_task(memory.trim_forever(0.001, counted))
+    await third.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_no_trim_task_for_interval_zero() -> None:
+    assert memory.start_trimming(0) is None
