@@ -7,9 +7,7 @@
   to `max_queue_delay_us` (from the oldest queued step) for the sessions it just served to send their next step;
 - the model runs off the event loop in the shared, bounded executor, or on the loop itself when its predicted
   cost is below the measured executor hop (`InlinePolicy`, service/engine/tuning.py; `inline_run_max_us` >= 0
-  is a fixed limit instead); one model run at a time per model;
-- with a session store, a batch is answered once its write-through has answered, and the next batch runs
-  meanwhile from the sessions not in that write (service/engine/writing.py);
+  is a fixed limit instead); one batch in flight per model;
 - every future is resolved on every path: success, model error, cancellation (skipped), close (drained).
 
 Queue, futures and the state pool are only touched on the event loop thread.
@@ -38,7 +36,6 @@ from service.engine.state.pool import Arrays, StatePool
 from service.engine.state.store import RedisStore
 from service.engine.state.through import write_through
 from service.engine.tuning import InlinePolicy
-from service.engine.writing import Writes
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +85,6 @@ class Batcher:
         self._queue: deque[Step] = deque()
         self._company = Company(self._delay_ns)  # the sessions a batch waits for, and for how long
         self._wake = asyncio.Event()
-        self._writes = Writes(self._wake.set)  # with a store: the writes in flight and the sessions they hold
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
@@ -133,12 +129,11 @@ class Batcher:
         self._wake.set()
         if self._task is not None:
             await self._task
-        await self._writes.drain()
 
     async def _loop(self) -> None:
         try:
             while self._queue or not self._closing:
-                if not self._queue or (self._writes.held and self._lead() is None):  # nothing it may run now
+                if not self._queue:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
@@ -166,14 +161,10 @@ class Batcher:
 
     def _take_batch(self) -> list[Step]:
         """The oldest live step and up to `max_batch_size - 1` more of the same length from other sessions (on the
-        streams' turn, the oldest stream step leads; sessions whose write is in flight wait)."""
-        lead = self._lead()
-        if lead is None:
-            return []
-        length = lead.x.shape[0]
+        streams' turn, the oldest stream step leads)."""
+        length = self._lead().x.shape[0]
         batch: list[Step] = []
-        owners: set[int] = set(self._writes.held)
-        most = self._max_batch if self._store is None else self._writes.share(len(self._queue), self._max_batch)
+        owners: set[int] = set()
         rest: deque[Step] = deque()
         for step in self._queue:
             if step.future.done():  # cancelled by its caller: dropped, its state untouched
@@ -184,7 +175,7 @@ class Batcher:
                     rest.append(step)
                     continue
                 owners.add(owner.id)
-            if len(batch) >= most or step.x.shape[0] != length:
+            if len(batch) >= self._max_batch or step.x.shape[0] != length:
                 rest.append(step)
                 continue
             if owner is not None:
@@ -201,15 +192,10 @@ class Batcher:
             self._streams_turn = False
         return batch
 
-    def _lead(self) -> Step | None:
-        """The step that leads the next batch (None: every queued step waits for its session's write)."""
-        held = self._writes.held
-        runnable = self._queue if not held else [s for s in self._queue if s.owner is None or s.owner.id not in held]
-        if not runnable:
-            return None
-        first = runnable[0]
+    def _lead(self) -> Step:
+        first = self._queue[0]
         if self._streams_turn and first.owner is None:
-            for step in runnable:
+            for step in self._queue:
                 if step.owner is not None and not step.future.done():
                     return step
         return first
@@ -231,11 +217,8 @@ class Batcher:
                 hop_ns = time.perf_counter_ns() - ready - run_ns
             ran = time.perf_counter_ns()
             self.inline.observe(steps, run_ns, hop_ns)
-            if self._store is not None:  # answered once its write has answered; the next batch runs meanwhile
-                owners = [s.owner.id for s in batch if s.owner is not None]
-                await self._writes.start(owners, self._commit(batch, outputs, new_state, (start, ready, ran)))
-                return
-            self._finish(batch, outputs, new_state)
+            refused = None if self._store is None else await self._write_through(batch, outputs, new_state)
+            self._finish(batch, outputs, new_state, refused)
         except asyncio.CancelledError:
             self._fail(batch, Unavailable("the model is shutting down"))
             raise
@@ -252,25 +235,12 @@ class Batcher:
         outputs, new_state = self._runtime.run({self._input_name: x}, state)
         return outputs, new_state, time.perf_counter_ns() - start
 
-    async def _commit(
-        self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue], times: tuple[int, int, int]
-    ) -> None:
-        """Write the batch through (one round trip to the session store), then answer it (the refused rows with
-        why); every future is resolved on every path."""
-        try:
-            advancing = self._advancing(batch)
-            refused = await write_through(self._store, self._pool.pairs, advancing, new_state, outputs)  # type: ignore
-            self._finish(batch, outputs, new_state, refused)
-        except asyncio.CancelledError:
-            self._fail(batch, Unavailable("the model is shutting down"))
-            raise
-        except Exception as exc:
-            log.exception("write-through failed (batch of %d); every step of it is refused, no state changed",
-                          len(batch))
-            self._fail(batch, ModelRunFailed(), cause=exc)
-            return
-        start, ready, ran = times
-        self._record(batch, start, ready - start, ran - ready, time.perf_counter_ns() - ran)
+    async def _write_through(
+        self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue]
+    ) -> dict[int, Exception]:
+        """One round trip to the session store for the whole batch; the rows it refused."""
+        advancing = self._advancing(batch)
+        return await write_through(self._store, self._pool.pairs, advancing, new_state, outputs)  # type: ignore
 
     @staticmethod
     def _advancing(batch: list[Step], refused: dict[int, Exception] | None = None) -> list[StateOwner | None]:

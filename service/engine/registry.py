@@ -25,7 +25,7 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MODEL_WORKERS = 2  # threads running model batches, shared by every model (one model run at a time per model)
+MODEL_WORKERS = 2  # threads running model batches, shared by every model (one batch in flight per model)
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class HostStore:
         return sum(a.nbytes for a in self._arrays.values())
 
     def gather(self, slots: np.ndarray) -> dict[str, StateValue]:
-        n = len(slots)  # copied into buffers that the next gather reuses (one model run at a time per model)
+        n = len(slots)  # copied into buffers that the next gather reuses (one batch in flight per model)
         if n > self._buffer_rows:
             self._buffer_rows = n
             self._buffers = {p.input: np.empty((n, *p.shape), dtype=p.dtype) for p in self._pairs}
