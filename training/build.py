@@ -30,7 +30,9 @@ class ShippedModel:
 
 
 _VOWELS_TRAINING = TrainConfig(epochs=40, batch_size=16, weight_decay=1e-3, input_noise=0.3, seed=1)
-# the recipe of docs/report/vowels.md (training/report_vowels.py: VowelsSettings), seed 1
+# the recipe of docs/report/vowels.md (training/report_vowels.py: VowelsSettings), seed 1, at hidden 128: the
+# report now trains hidden 256, whose seed-1 runs did not improve the shipped v2 models (LSTM 97.6% vs 97.8%, GRU
+# 98.1% = 98.1%), so they stay (a version 3 only for a model that improves)
 VOWELS_RECIPE = TrainConfig(epochs=100, batch_size=16, lr=3e-3, weight_decay=1e-3, input_noise=1.0, seed=1)
 VOWELS_HIDDEN = 128
 _CPU_NOTE = " (under --device cuda onnxruntime runs this LSTM node, with peepholes, on the CPU provider)"

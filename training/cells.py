@@ -1,7 +1,8 @@
 """Explicit recurrent cells torch has no module for: the peephole / coupled-gate LSTM and the Jordan network.
 
-Both take and return state batch-first, `(B, layers, H)` (Jordan: `(B, 1, O)`), loop over time in Python and
-project the inputs of every step at once. The equations, in the notation of docs/cells.md:
+Both take and return state batch-first, `(B, layers, H)` (Jordan: `(B, 1, O)`) and project the inputs of every
+step at once; the LSTM's time loop is `training/lstm_loop.py` (TorchScript, hand-written backward pass), the Jordan
+network's is a Python loop. The equations, in the notation of docs/cells.md:
 
     LSTM  z_g = W_g x(t) + R_g h(t-1) + b_g  for the gates g in (i, f, c~, o)
           f = sigmoid(z_f + p_f * c(t-1))    i = sigmoid(z_i + p_i * c(t-1)), or i = 1 - f when coupled
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from training.config import ModelConfig
+from training.lstm_loop import lstm_loop
 
 
 class LSTMLayer(nn.Module):
@@ -26,6 +28,8 @@ class LSTMLayer(nn.Module):
     (p_i unused when coupled).
     """
 
+    no_peephole: Tensor  # (3, H) zeros: the peepholes of a layer that has none
+
     def __init__(self, input_size: int, hidden_size: int, peephole: bool, coupled: bool) -> None:
         super().__init__()
         self.hidden_size, self.coupled, self.gates = hidden_size, coupled, 3 if coupled else 4
@@ -34,6 +38,7 @@ class LSTMLayer(nn.Module):
         self.weight_hh = nn.Parameter(torch.empty(self.gates * hidden_size, hidden_size).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(self.gates * hidden_size).uniform_(-bound, bound))
         self.peephole = nn.Parameter(torch.empty(3, hidden_size).uniform_(-bound, bound)) if peephole else None
+        self.register_buffer("no_peephole", torch.zeros(3, hidden_size), persistent=False)  # (3, H)
 
     def gate_rows(self, gate: str) -> slice:
         """The rows of `weight_ih` / `weight_hh` / `bias` that belong to `gate` (one of i, f, c, o)."""
@@ -44,31 +49,12 @@ class LSTMLayer(nn.Module):
     def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x: (B, T, In), h and c: (B, H). Returns y (B, T, H), h (B, H), c (B, H).
 
-        Written with fused operations (addmm, addcmul), as few per step as the equations allow: the loop is
-        bound by per-operation overhead, not by arithmetic.
+        The input projections of every step are one matmul here; only h(t-1) @ R is left inside the loop, which
+        is `training/lstm_loop.py` (TorchScript, with its own backward pass: no autograd node per step).
         """
-        H = self.hidden_size
         proj = x @ self.weight_ih.T + self.bias  # (B, T, G*H)
-        w_hh = self.weight_hh.T  # (H, G*H)
-        p = self.peephole
-        p_if = None if p is None else p[:2].reshape(-1)  # (2H,): p_i, p_f side by side
-        ys = []
-        for t in range(x.shape[1]):
-            z = torch.addmm(proj[:, t], h, w_hh)  # (B, G*H)
-            if self.coupled:  # gates (f, c~, o)
-                z_f, z_c, z_o = z.chunk(3, dim=-1)  # each (B, H)
-                f = torch.sigmoid(z_f if p is None else torch.addcmul(z_f, p[1], c))  # (B, H)
-                g = torch.tanh(z_c)  # (B, H)
-                c = torch.addcmul(g, f, c - g)  # f * c + (1 - f) * g
-            else:  # gates (i, f, c~, o): i and f in one sigmoid
-                z_if, z_c, z_o = z.split([2 * H, H, H], dim=-1)
-                z_if = z_if if p_if is None else torch.addcmul(z_if, p_if, c.repeat(1, 2))  # (B, 2H)
-                i, f = torch.sigmoid(z_if).chunk(2, dim=-1)  # each (B, H)
-                c = torch.addcmul(f * c, i, torch.tanh(z_c))  # (B, H)
-            o = torch.sigmoid(z_o if p is None else torch.addcmul(z_o, p[2], c))  # the output gate sees the new c
-            h = o * torch.tanh(c)  # (B, H)
-            ys.append(h)
-        return torch.stack(ys, dim=1), h, c  # (B, T, H), (B, H), (B, H)
+        peep = self.peephole if self.peephole is not None else self.no_peephole  # (3, H)
+        return lstm_loop(proj, h.contiguous(), c.contiguous(), self.weight_hh, peep, self.coupled)
 
 
 class ExplicitLSTM(nn.Module):
@@ -115,8 +101,8 @@ class JordanNet(nn.Module):
         proj = self.input(x)  # (B, T, H)
         s = state[0][:, 0]  # (B, O)
         ys = []
-        for t in range(x.shape[1]):
-            h = torch.tanh(proj[:, t] + self.feedback(s))  # (B, H)
+        for p_t in proj.unbind(1):  # not proj[:, t]: each slice's backward would write a zero (B, T, H) tensor
+            h = torch.tanh(p_t + self.feedback(s))  # (B, H)
             for layer in self.hidden:
                 h = torch.tanh(layer(self.dropout(h)))  # (B, H)
             y = self.output(h)  # (B, O)

@@ -59,7 +59,9 @@ def _build_all(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    settings = ReportSettings(adding=AddingSettings(length=args.length, epochs=args.epochs, seeds=args.adding_seeds),
+    adding = AddingSettings(length=args.length, ablation_length=args.ablation_length or args.length,
+                            epochs=args.epochs, seeds=args.adding_seeds)
+    settings = ReportSettings(adding=adding,
                               vowels=VowelsSettings(seeds=args.vowels_seeds), parts=tuple(args.parts),
                               workers=args.workers, cache=args.cache, fresh=args.fresh,
                               cached_only=args.cached_only, reverse=args.reverse)
@@ -109,7 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=Path("docs/report"))
     report.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     report.add_argument("--length", type=int, default=200, help="adding problem sequence length")
-    report.add_argument("--epochs", type=int, default=40, help="adding problem epochs (50 steps each)")
+    report.add_argument("--ablation-length", type=int, help="adding problem length of the LSTM ablation (default: "
+                        "--length)")
+    report.add_argument("--epochs", type=int, default=AddingSettings.epochs,
+                        help=f"adding problem epochs ({AddingSettings.steps_per_epoch} steps each)")
     report.add_argument("--adding-seeds", type=int, default=3)
     report.add_argument("--vowels-seeds", type=int, default=5)
     report.add_argument("--workers", type=int, default=2, help="training processes side by side")

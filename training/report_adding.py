@@ -25,22 +25,28 @@ PROBED = ("RNN (Elman, tanh)", "LSTM")
 @dataclass(frozen=True)
 class AddingSettings:
     length: int = 200
-    ablation_length: int = 100  # where the LSTM learns within the budget, so clipping and forget bias can show
+    ablation_length: int = 200  # the LSTM solves T = 200 with this recipe, so clipping and forget bias can show
     seeds: int = 3
     hidden: int = 32
-    epochs: int = 40
+    epochs: int = 50
     steps_per_epoch: int = 50
     batch_size: int = 64
-    lr: float = 5e-3
+    lr: float = 1e-2  # at 5e-3 (and at 3e-3 with hidden 64) the LSTM stayed on the 0.167 plateau for 2000 steps
     test_size: int = 1000
+
+
+def ablation_label(label: str, s: AddingSettings) -> str:
+    """An ablation row's label; it names its length only where that differs from the cells' rows."""
+    return label if s.ablation_length == s.length else f"{label} (T={s.ablation_length})"
 
 
 def adding_jobs(s: AddingSettings) -> list[Job]:
     """Every cell at `length`, then the ablation at `ablation_length`; seed-major, so each row fills early."""
     train = {"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr}
     configs = [(label, s.length, cell, 1.0, 1.0) for label, cell in CELLS.items()]
-    configs += [(f"{label} (T={s.ablation_length})", s.ablation_length, {"cell": "lstm"}, clip, bias)
-                for label, (clip, bias) in ABLATION.items()]
+    configs += [(ablation_label(label, s), s.ablation_length, {"cell": "lstm"}, clip, bias)
+                for label, (clip, bias) in ABLATION.items()
+                if s.ablation_length != s.length or (clip, bias) != ABLATION["LSTM"]]  # else: the LSTM row itself
     return [Job("adding", label, {**cell, "hidden_size": s.hidden, "forget_bias": bias},
                 {**train, "clip": clip, "seed": seed},
                 {"length": length, "steps_per_epoch": s.steps_per_epoch, "test_size": s.test_size},

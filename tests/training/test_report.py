@@ -10,7 +10,7 @@ import torch
 
 from training.adding import MEAN_BASELINE_MSE, adding_batch
 from training.report import ReportSettings, run_report
-from training.report_adding import ABLATION, AddingSettings
+from training.report_adding import ABLATION, AddingSettings, adding_jobs
 from training.report_adding import CELLS as ADDING_CELLS
 from training.report_vowels import CELLS as VOWELS_CELLS
 from training.report_vowels import VowelsSettings
@@ -57,3 +57,11 @@ def test_a_report_of_the_runs_finished_so_far_marks_the_others_not_run(tmp_path:
     vowels = (tmp_path / "report" / "vowels.md").read_text(encoding="utf-8")
     assert vowels.count("| not run |") == len(VOWELS_CELLS)
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+def test_an_ablation_at_the_cells_length_reuses_the_lstm_row_instead_of_training_it_twice() -> None:
+    jobs = adding_jobs(AddingSettings(length=7, ablation_length=7, seeds=1))
+    labels = [job.label for job in jobs]
+    assert labels == [*ADDING_CELLS, *(label for label in ABLATION if label != "LSTM")]
+    assert len({job.key() for job in jobs}) == len(jobs)
+    assert {job.task["length"] for job in jobs} == {7}
