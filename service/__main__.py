@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from service.engine.errors import ConfigurationError
 from service.grpc.server import serve
-from service.grpc.tls import server_context
+from service.grpc.tls import metrics_context
 from service.memory import limit_arenas, start_trimming
 from service.metrics_http import MetricsServer
 from service.settings import Settings
@@ -45,12 +45,12 @@ def configure_logging(settings: Settings) -> None:
 
 
 async def run(settings: Settings) -> None:
-    metrics_host = settings.metrics_host or settings.host
+    metrics_host = settings.metrics_bind_host
     check_port_free(metrics_host, settings.metrics_port, "metrics")  # before the models load: fail fast
     serving = await serve(settings)
     metrics_http = MetricsServer(serving.metrics.registry, settings.metrics_max_connections)
     try:
-        context = server_context(settings) if settings.metrics_tls else None
+        context = metrics_context(settings)
         metrics_port = await metrics_http.start(metrics_host, settings.metrics_port, context)
     except OSError as exc:
         await serving.shutdown(0)

@@ -3,7 +3,7 @@
 Under hours of churning clients the server's Python objects and the bytes malloc has in use stay flat; what grows
 is the free space malloc keeps inside its arenas (fragmentation: gRPC core, protobuf and numpy allocate and free
 from a dozen threads, and glibc gives each thread contending for a lock an arena of its own, up to 8 per core).
-Two glibc knobs flatten it (measurements in docs/internals.md, "Memory"):
+Two glibc knobs for it (measurements in docs/internals.md, "Memory under churn"):
 
 - `limit_arenas(n)`: `mallopt(M_ARENA_MAX, n)`, before any thread starts (the arenas are made lazily);
 - `trim_forever(interval)`: `malloc_trim(0)` every `interval` seconds, which returns the free whole pages of every
@@ -17,10 +17,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
-import logging
 from collections.abc import Callable
 
-log = logging.getLogger(__name__)
 M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
 
 

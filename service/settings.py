@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value  # `SEQSERVE_TLS_CERT=` (compose's unset variables) means none
 
+    @property
+    def metrics_bind_host(self) -> str:
+        """The address /metrics binds: `--metrics-host`, else `--host`."""
+        return self.metrics_host or self.host
+
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):

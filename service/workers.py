@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.grpc.tls import server_context
+from service.grpc.tls import metrics_context
 from service.metrics_http import MetricsServer
 from service.settings import Settings
 from service.startup import check_port_free
@@ -106,7 +106,7 @@ def run_workers(settings: Settings, argv: Sequence[str]) -> int:
         log.warning("--workers %d with --session-store memory: each connection lands in one worker, so a Triton "
                     "sequence is only correct when all its requests use one connection; use --session-store "
                     "redis://... to let any worker serve any sequence", settings.workers)
-    metrics_host = settings.metrics_host or settings.host
+    metrics_host = settings.metrics_bind_host
     check_port_free(metrics_host, settings.metrics_port, "metrics")  # before any worker starts: fail fast, no orphans
     port = settings.port or free_port(settings.host)
     worker_metrics = [free_port("127.0.0.1") for _ in range(settings.workers)]
@@ -156,7 +156,7 @@ class _SumServer:
 
     def start(self, host: str) -> tuple[int, str]:
         """Serve on `host`; the port bound and the scheme."""
-        context = server_context(self._settings) if self._settings.metrics_tls else None
+        context = metrics_context(self._settings)
         self._thread.start()
         started = asyncio.run_coroutine_threadsafe(self._server.start(host, self._settings.metrics_port, context),
                                                    self._loop)

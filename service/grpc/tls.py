@@ -29,9 +29,10 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
-def server_context(settings: Settings) -> ssl.SSLContext | None:
-    """The same certificate (and client CA) for an HTTP endpoint (`/metrics`), or None for plaintext."""
-    if settings.tls_cert is None or settings.tls_key is None:
+def metrics_context(settings: Settings) -> ssl.SSLContext | None:
+    """`/metrics`' TLS: the gRPC port's certificate (and client CA), or None for plaintext (no certificate, or
+    `--no-metrics-tls`)."""
+    if settings.tls_cert is None or settings.tls_key is None or not settings.metrics_tls:
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -19,7 +19,7 @@ from service.client import AsyncClient, Client, Security, ServerError
 from service.client.__main__ import main as cli
 from service.engine.errors import ConfigurationError
 from service.engine.metrics import Metrics
-from service.grpc.tls import server_context, server_credentials
+from service.grpc.tls import metrics_context, server_credentials
 from service.loadtest import LoadConfig, run_load
 from service.metrics_http import MetricsServer
 from service.settings import Settings
@@ -102,7 +102,7 @@ def fetch(url: str, context: ssl.SSLContext | None = None) -> str:
 async def test_metrics_over_mtls_and_idle_connections_cost_no_thread_and_are_bounded(certs: Certs) -> None:
     settings = Settings(tls_cert=certs.server_cert, tls_key=certs.server_key, tls_client_ca=certs.ca)
     metrics = MetricsServer(Metrics().registry, max_connections=4)
-    port = await metrics.start("127.0.0.1", 0, server_context(settings))
+    port = await metrics.start("127.0.0.1", 0, metrics_context(settings))
     try:
         url = f"https://127.0.0.1:{port}/metrics"
         client = ssl.create_default_context(cafile=certs.ca)
