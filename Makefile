@@ -51,8 +51,9 @@ fuzz: $(TEST_STAMP)
 ## soak: 30 minutes at 256 churning streams (SIGKILLed clients too); RSS slope and sessions left (not in make test)
 SOAK_MINUTES ?= 30
 SOAK_STREAMS ?= 256
+SOAK_FLAGS ?=
 soak: $(TEST_STAMP)
-	$(PY) scripts/soak.py --minutes $(SOAK_MINUTES) --streams $(SOAK_STREAMS) --json soak.json
+	$(PY) scripts/soak.py --minutes $(SOAK_MINUTES) --streams $(SOAK_STREAMS) --json soak.json $(SOAK_FLAGS)
 
 ## proto: regenerate the committed protobuf/gRPC code
 proto: $(TEST_STAMP)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing
 import random
 import sys
@@ -34,8 +35,8 @@ MODEL, FEATURES = "vowels_lstm", 12
 IDLE_TIMEOUT_S = 5  # the server's session idle timeout during the soak: abandoned Triton sequences go quickly
 
 
-async def churn(target: str, streams: int, seed: int) -> None:
-    """`streams` concurrent loops of short sessions, some abandoned mid-way; forever (until killed)."""
+async def churn(target: str, streams: int, seed: int, abandon: float) -> None:
+    """`streams` concurrent loops of short sessions, a share `abandon` of them abandoned mid-way; forever."""
     rng = random.Random(seed)
     chunk = np.random.default_rng(seed).standard_normal((10, FEATURES)).astype(np.float32)
     async with AsyncClient(target) as client:
@@ -45,7 +46,7 @@ async def churn(target: str, streams: int, seed: int) -> None:
                     stream = await client.stream(MODEL).open()
                     for _ in range(rng.randint(1, 40)):
                         await stream.send(chunk)
-                    if rng.random() < 0.2:
+                    if rng.random() < abandon:
                         stream.cancel()  # abandoned: no end, the call cancelled
                     else:
                         await stream.close()
@@ -55,8 +56,8 @@ async def churn(target: str, streams: int, seed: int) -> None:
         await asyncio.gather(*(loop() for _ in range(streams)))
 
 
-def worker(target: str, streams: int, seed: int) -> None:
-    asyncio.run(churn(target, streams, seed))
+def worker(target: str, streams: int, seed: int, abandon: float) -> None:
+    asyncio.run(churn(target, streams, seed, abandon))
 
 
 def triton_leftovers(target: str, count: int, seed: int) -> None:
@@ -72,17 +73,31 @@ def triton_leftovers(target: str, count: int, seed: int) -> None:
     client.close()
 
 
-def sessions(metrics_url: str) -> float:
+def scrape(metrics_url: str) -> str:
     with urllib.request.urlopen(metrics_url, timeout=10) as reply:
-        text = reply.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("seqserve_active_sessions{"))
+        return reply.read().decode()
 
 
-def slope_mib_per_10min(samples: list[tuple[float, float]]) -> float:
-    t = np.array([s[0] for s in samples])
-    rss = np.array([s[1] for s in samples])
-    return float(np.polyfit(t, rss, 1)[0] * 600) if len(samples) >= 2 else 0.0
+def metric_sum(text: str, prefix: str) -> float:
+    """The sum of the samples in the `/metrics` text whose line starts with `prefix` (a name and some labels)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def sessions(metrics_url: str) -> float:
+    return metric_sum(scrape(metrics_url), "seqserve_active_sessions{")
+
+
+def malloc_mib(text: str, kind: str) -> float:
+    """malloc's own account of the server's heap (`seqserve_malloc_bytes`; 0 where the C library is not glibc)."""
+    return metric_sum(text, f'seqserve_malloc_bytes{{kind="{kind}"') / 2**20
+
+
+def slope_mib_per_10min(samples: list[tuple[float, float]], warmup: float) -> float:
+    """The least-squares slope of the samples after `warmup` seconds."""
+    steady = [s for s in samples if s[0] >= warmup]
+    t = np.array([s[0] for s in steady])
+    mib = np.array([s[1] for s in steady])
+    return float(np.polyfit(t, mib, 1)[0] * 600) if len(steady) >= 2 else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--sample", type=float, default=10.0, help="seconds between RSS samples")
     p.add_argument("--warmup", type=float, default=None, help="seconds left out of the slope (default: 1/6)")
-    p.add_argument("--kill-every", type=float, default=30.0, help="seconds between SIGKILLs of a client worker")
+    p.add_argument("--kill-every", type=float, default=30.0,
+                   help="seconds between SIGKILLs of a client worker (0: none, and no Triton leftovers either)")
+    p.add_argument("--abandon", type=float, default=0.2, help="the share of sessions cancelled instead of ended")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     duration = args.minutes * 60
@@ -102,23 +119,31 @@ def main(argv: list[str] | None = None) -> int:
     with real_server(ROOT / "models", flags) as server:
         assert server.metrics_url is not None
         per_worker = max(1, args.streams // args.workers)
-        workers = [context.Process(target=worker, args=(server.target, per_worker, i), daemon=True)
+        workers = [context.Process(target=worker, args=(server.target, per_worker, i, args.abandon), daemon=True)
                    for i in range(args.workers)]
         for w in workers:
             w.start()
         began = time.monotonic()
         samples: list[tuple[float, float]] = []
-        next_kill, seed, killed = began + args.kill_every, args.workers, 0
+        in_use: list[tuple[float, float]] = []  # malloc's bytes in use: a leak grows them, fragmentation does not
+        free: list[tuple[float, float]] = []
+        next_kill = began + args.kill_every if args.kill_every > 0 else math.inf
+        seed, killed = args.workers, 0
         while (now := time.monotonic()) - began < duration:
             samples.append((now - began, rss_bytes(server.pid) / 2**20))
-            print(f"[soak] {now - began:7.0f} s  RSS {samples[-1][1]:7.1f} MiB  "
-                  f"sessions {sessions(server.metrics_url):5.0f}", file=sys.stderr, flush=True)
+            text = scrape(server.metrics_url)
+            in_use.append((now - began, malloc_mib(text, "in_use")))
+            free.append((now - began, malloc_mib(text, "free")))
+            print(f"[soak] {now - began:7.0f} s  RSS {samples[-1][1]:7.1f} MiB  malloc in use {in_use[-1][1]:6.1f} "
+                  f"free {free[-1][1]:5.1f} MiB  sessions {metric_sum(text, 'seqserve_active_sessions{'):5.0f}",
+                  file=sys.stderr, flush=True)
             if now >= next_kill:
                 victim = workers.pop(random.Random(seed).randrange(len(workers)))
                 victim.kill()  # SIGKILL: its connections just drop
                 victim.join()
                 killed += 1
-                workers.append(context.Process(target=worker, args=(server.target, per_worker, seed), daemon=True))
+                workers.append(context.Process(target=worker, args=(server.target, per_worker, seed, args.abandon),
+                                               daemon=True))
                 workers[-1].start()
                 triton_leftovers(server.target, 16, seed)
                 seed += 1
@@ -131,16 +156,20 @@ def main(argv: list[str] | None = None) -> int:
         settle_deadline = time.monotonic() + 6 * IDLE_TIMEOUT_S
         while (left := sessions(server.metrics_url)) > 0 and time.monotonic() < settle_deadline:
             time.sleep(1.0)
-        steady = [s for s in samples if s[0] >= warmup]
         report = {
-            "minutes": args.minutes, "streams": per_worker * args.workers, "workers_killed": killed,
+            "minutes": args.minutes, "streams": per_worker * args.workers, "abandon": args.abandon,
+            "workers_killed": killed,
             "rss_first_mib": samples[0][1], "rss_last_mib": samples[-1][1], "rss_max_mib": max(s[1] for s in samples),
-            "slope_mib_per_10min_after_warmup": slope_mib_per_10min(steady), "warmup_s": warmup,
+            "slope_mib_per_10min_after_warmup": slope_mib_per_10min(samples, warmup), "warmup_s": warmup,
+            "malloc_in_use_slope_mib_per_10min": slope_mib_per_10min(in_use, warmup),
+            "malloc_free_slope_mib_per_10min": slope_mib_per_10min(free, warmup),
             "samples": len(samples), "sessions_at_end": left,
+            "requests_served": metric_sum(scrape(server.metrics_url), "seqserve_requests_total{"),
         }
     print(json.dumps(report, indent=2))
     if args.json is not None:
-        args.json.write_text(json.dumps({**report, "rss_samples": samples}, indent=2))
+        args.json.write_text(json.dumps({**report, "rss_samples": samples, "malloc_in_use_samples": in_use,
+                                         "malloc_free_samples": free}, indent=2))
     return 0 if left == 0 else 1
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from service.engine.errors import ConfigurationError
 from service.grpc.server import serve
 from service.grpc.tls import metrics_context
-from service.memory import limit_arenas, start_trimming
+from service.memory import MallocCollector, limit_arenas, start_trimming
 from service.metrics_http import MetricsServer
 from service.settings import Settings
 from service.startup import check_port_free
@@ -48,6 +48,7 @@ async def run(settings: Settings) -> None:
     metrics_host = settings.metrics_bind_host
     check_port_free(metrics_host, settings.metrics_port, "metrics")  # before the models load: fail fast
     serving = await serve(settings)
+    serving.metrics.registry.register(MallocCollector())
     metrics_http = MetricsServer(serving.metrics.registry, settings.metrics_max_connections)
     try:
         context = metrics_context(settings)

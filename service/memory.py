@@ -9,7 +9,9 @@ Two glibc knobs for it (measurements in docs/internals.md, "Memory under churn")
 - `trim_forever(interval)`: `malloc_trim(0)` every `interval` seconds, which returns the free whole pages of every
   arena to the OS (`madvise`), keeping the mappings.
 
-Both are no-ops where the C library is not glibc (musl, macOS): `glibc()` is None there.
+Both are no-ops where the C library is not glibc (musl, macOS): `glibc()` is None there. `MallocCollector` shows
+malloc's own account on `/metrics` (`seqserve_malloc_bytes`: in use, free inside the arenas, mmapped chunks), so a
+growing RSS can be told apart: bytes in use growing is a leak, free bytes growing is fragmentation.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
 
@@ -33,6 +38,38 @@ def glibc() -> ctypes.CDLL | None:
     except (OSError, AttributeError):
         return None
     return libc
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (malloc.h, glibc >= 2.33): every field a size_t, summed over all arenas."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def heap() -> dict[str, int] | None:
+    """malloc's bytes `in_use`, `free` (inside its arenas) and `mmapped` (chunks of their own); None off glibc."""
+    libc = glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    return {"in_use": info.uordblks, "free": info.fordblks, "mmapped": info.hblkhd}
+
+
+class MallocCollector(Collector):
+    """`seqserve_malloc_bytes{kind}` at scrape time, from `heap()` (nothing off glibc)."""
+
+    def collect(self) -> Iterator[Metric]:
+        account = heap()
+        if account is None:
+            return
+        family = GaugeMetricFamily("seqserve_malloc_bytes", "The C allocator's bytes: in use, free inside its "
+                                   "arenas, and in mmapped chunks (glibc's mallinfo2)", labels=["kind"])
+        for kind, value in account.items():
+            family.add_metric([kind], value)
+        yield family
 
 
 def limit_arenas(arenas: int) -> bool:

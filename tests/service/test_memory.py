@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from service import memory
 from service.settings import Settings
@@ -42,3 +43,21 @@ async def test_the_trim_repeats_until_cancelled() -> None:
 
 async def test_no_trim_task_for_interval_zero() -> None:
     assert memory.start_trimming(0) is None
+
+
+@needs_glibc
+def test_the_heap_account_sees_an_allocation_and_its_release() -> None:
+    registry = CollectorRegistry()
+    registry.register(memory.MallocCollector())
+
+    def mmapped() -> float:
+        value = registry.get_sample_value("seqserve_malloc_bytes", {"kind": "mmapped"})
+        assert value is not None
+        return value
+
+    before = mmapped()
+    block = bytearray(64 << 20)  # far above malloc's mmap threshold: a chunk of its own
+    assert mmapped() - before >= 64 << 20
+    del block
+    assert mmapped() - before < 64 << 20
+    assert registry.get_sample_value("seqserve_malloc_bytes", {"kind": "in_use"}) > 0

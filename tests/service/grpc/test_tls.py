@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service import healthcheck
+from service import healthcheck, memory
 from service.client import AsyncClient, Client, Security, ServerError
 from service.client.__main__ import main as cli
 from service.engine.errors import ConfigurationError
@@ -124,12 +124,14 @@ async def test_metrics_over_mtls_and_idle_connections_cost_no_thread_and_are_bou
 
 
 def test_python_m_service_serves_metrics_over_tls(models_root: Path, certs: Certs) -> None:
-    """The process as deployed: `/metrics` speaks TLS with the gRPC port's certificate; plaintext is refused."""
+    """The process as deployed: `/metrics` speaks TLS with the gRPC port's certificate; plaintext is refused.
+    It carries malloc's account of the heap too (registered by `python -m service`, on glibc)."""
     replica = Replica(models_root, "--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key),
                       security=Security(ca=certs.ca))
     try:
         https = fetch(f"https://localhost:{replica.metrics_port}/metrics", ssl.create_default_context(cafile=certs.ca))
         assert "seqserve_requests_total" in https
+        assert ('seqserve_malloc_bytes{kind="in_use"}' in https) == (memory.glibc() is not None)
         with pytest.raises(OSError):
             fetch(f"http://127.0.0.1:{replica.metrics_port}/metrics")
     finally:
