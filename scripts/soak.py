@@ -18,6 +18,7 @@ import json
 import math
 import multiprocessing
 import random
+import signal
 import sys
 import time
 import urllib.request
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--abandon", type=float, default=0.2, help="the share of sessions cancelled instead of ended")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: the server stops, the client workers go too
     duration = args.minutes * 60
     warmup = duration / 6 if args.warmup is None else args.warmup
     context = multiprocessing.get_context("spawn")
