@@ -3,7 +3,8 @@
 Under churning clients the free space malloc keeps inside its arenas grows (fragmentation: gRPC core, protobuf and
 numpy allocate and free from a dozen threads, and glibc gives each thread contending for a lock an arena of its own,
 up to 8 per core); the server's Python objects stay flat, and so do malloc's bytes in use, except for ~100 bytes
-per cancelled stream that grpcio's asyncio layer never frees (its bug, not ours). Two glibc knobs for the first (measurements in docs/internals.md, "Memory under churn"):
+per cancelled stream that grpcio's asyncio layer never frees (its bug, not ours). Two glibc knobs for the first
+(measurements in docs/internals.md, "Memory under churn"):
 
 - `limit_arenas(n)`: `mallopt(M_ARENA_MAX, n)`, before any thread starts (the arenas are made lazily);
 - `trim_forever(interval)`: `malloc_trim(0)` every `interval` seconds, which returns the free whole pages of every
