@@ -38,6 +38,7 @@ class ModelConfig:
     bidirectional: bool = False
     forget_bias: float = 1.0
     chrono: int = 0  # LSTM gate-bias init: > 0 is chrono init with T_max = chrono (training/gate_init.py)
+    two_biases: bool = False  # nn.LSTM: keep torch's drawn bias_hh (the init of models built before gate_init.py)
     head: str = "classify"
     peephole: bool = False
     coupled_gates: bool = False

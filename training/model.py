@@ -50,13 +50,15 @@ class SequenceModel(nn.Module):
 
     def _init_gate_biases(self) -> None:
         """Gates are ordered (input, forget, cell, output); `bias_hh` is zeroed, so `bias_ih` is the gate bias
-        (one uniform draw per gate, as in the explicit cell) with the forget / input slices of `gate_init`."""
+        (one uniform draw per gate, as in the explicit cell) with the forget / input slices of `gate_init`.
+        `two_biases` zeroes only the forget slice of `bias_hh` (the other gates keep the sum of two draws)."""
+        h = self.cfg.hidden_size
         with torch.no_grad():
             for name, param in self.rnn.named_parameters():
                 if name.startswith("bias_hh"):
-                    param.zero_()
+                    (param[h : 2 * h] if self.cfg.two_biases else param).zero_()
                 elif name.startswith("bias_ih"):
-                    init_lstm_biases(param, self.cfg.hidden_size, "ifco", self.cfg.forget_bias, self.cfg.chrono)
+                    init_lstm_biases(param, h, "ifco", self.cfg.forget_bias, self.cfg.chrono)
 
     def set_normalization(self, mean: Tensor, std: Tensor) -> None:
         self.mean.copy_(mean)

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from training.config import ModelConfig
-from training.errors import ConfigError
 from training.model import SequenceModel
 
 H = 16
@@ -52,7 +51,14 @@ def test_a_forget_bias_sets_the_forget_slice_and_leaves_one_drawn_bias_elsewhere
         assert float(bias.abs().max()) <= 2.0 and float(bias[_slice(order, "c")].abs().max()) <= H**-0.5
 
 
-@pytest.mark.parametrize("bad", [{"chrono": 2}, {"chrono": -1}, {"output_dropout": 1.0}])
-def test_an_impossible_chrono_or_dropout_is_a_config_error(bad: dict[str, float]) -> None:
-    with pytest.raises(ConfigError):
-        ModelConfig(**bad)  # type: ignore[arg-type]
+def test_two_biases_keeps_the_init_of_the_lstms_built_before_one_bias() -> None:
+    """`two_biases` (the shipped nn.LSTM models' init): torch's drawn bias_hh except its zeroed forget slice."""
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(2, H, batch_first=True)
+    torch.manual_seed(0)
+    model = SequenceModel(ModelConfig(input_size=2, output_size=1, hidden_size=H, two_biases=True))
+    got, drawn = dict(model.rnn.named_parameters()), dict(reference.named_parameters())
+    bias_hh = drawn["bias_hh_l0"].detach().clone()
+    bias_hh[H : 2 * H] = 0.0
+    assert torch.equal(got["bias_hh_l0"].detach(), bias_hh)
+    assert torch.equal(got["weight_hh_l0"].detach(), drawn["weight_hh_l0"].detach())
