@@ -37,7 +37,7 @@ class VowelsSettings:
     lr: float = 3e-3
     weight_decay: float = 1e-3
     input_noise: float = 1.0
-    output_dropout: float = 0.3  # LSTM 5-seed mean 97.5% -> OD_LSTM, GRU 98.2% -> OD_GRU (see below)
+    output_dropout: float = 0.3  # 5-seed probes: LSTM 97.5% -> 97.7%, GRU 98.2% -> 98.1% (README: what was tried)
 
     def recipe(self) -> str:
         return (f"1 layer x {self.hidden}, Adam lr {self.lr:g} with cosine decay, weight decay {self.weight_decay:g}, "
