@@ -30,11 +30,13 @@ class ShippedModel:
 
 
 _VOWELS_TRAINING = TrainConfig(epochs=40, batch_size=16, weight_decay=1e-3, input_noise=0.3, seed=1)
-# the recipe of docs/report/vowels.md (training/report_vowels.py: VowelsSettings), seed 1, at hidden 128: the
-# report now trains hidden 256, whose seed-1 runs did not improve the shipped v2 models (LSTM 97.6% vs 97.8%, GRU
-# 98.1% = 98.1%), so they stay (a version 3 only for a model that improves)
+# the recipe of docs/report/vowels.md (training/report_vowels.py: VowelsSettings), seed 1. The v2 models and the
+# peephole / Jordan v1 were trained at hidden 128 without output dropout; vowels_lstm v3 is the report's recipe
+# exactly (hidden 256, output dropout 0.3: 98.1% vs v2's 97.8%); the GRU's seed 1 on it is 98.1% = v2, so it stays
 VOWELS_RECIPE = TrainConfig(epochs=100, batch_size=16, lr=3e-3, weight_decay=1e-3, input_noise=1.0, seed=1)
 VOWELS_HIDDEN = 128
+# two_biases: the nn.LSTM model built before training/gate_init.py (forecast_sunspots v1) keeps its initialisation
+# (torch's drawn bias_hh), so that a rebuild reproduces the shipped file
 _CPU_NOTE = " (under --device cuda onnxruntime runs this LSTM node, with peepholes, on the CPU provider)"
 
 
@@ -46,7 +48,7 @@ def _vowels(name: str, version: int, what: str, **cell: object) -> ShippedModel:
 
 
 SHIPPED: tuple[ShippedModel, ...] = (
-    _vowels("vowels_lstm", 2, "LSTM", cell="lstm"),
+    _vowels("vowels_lstm", 3, "LSTM", cell="lstm", hidden_size=256, output_dropout=0.3),
     _vowels("vowels_gru", 2, "GRU", cell="gru"),
     _vowels("vowels_peephole_lstm", 1, "peephole LSTM, Gers & Schmidhuber 2000", cell="lstm", peephole=True),
     _vowels("vowels_jordan", 1, "Jordan network: the state is the previous step's softmax output", cell="jordan",
@@ -56,7 +58,8 @@ SHIPPED: tuple[ShippedModel, ...] = (
                  _VOWELS_TRAINING,
                  "JapaneseVowels speaker classifier (bidirectional GRU), whole utterances only"),
     ShippedModel("forecast_sunspots", 1, "sunspots",
-                 ModelConfig(cell="lstm", hidden_size=32, input_size=1, output_size=1, head="forecast"),
+                 ModelConfig(cell="lstm", hidden_size=32, input_size=1, output_size=1, head="forecast",
+                             two_biases=True),
                  TrainConfig(epochs=60, batch_size=32, lr=1e-3, seed=1),
                  "monthly sunspot number, one-step-ahead forecast at every step (LSTM)"),
 )

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from training.config import ModelConfig
+from training.gate_init import init_lstm_biases
 from training.lstm_loop import lstm_loop
 
 
@@ -33,6 +34,7 @@ class LSTMLayer(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, peephole: bool, coupled: bool) -> None:
         super().__init__()
         self.hidden_size, self.coupled, self.gates = hidden_size, coupled, 3 if coupled else 4
+        self.order = "fco" if coupled else "ifco"  # the stacked gates of weight_ih / weight_hh / bias
         bound = hidden_size**-0.5  # torch's nn.LSTM initialisation
         self.weight_ih = nn.Parameter(torch.empty(self.gates * hidden_size, input_size).uniform_(-bound, bound))
         self.weight_hh = nn.Parameter(torch.empty(self.gates * hidden_size, hidden_size).uniform_(-bound, bound))
@@ -42,8 +44,7 @@ class LSTMLayer(nn.Module):
 
     def gate_rows(self, gate: str) -> slice:
         """The rows of `weight_ih` / `weight_hh` / `bias` that belong to `gate` (one of i, f, c, o)."""
-        order = "fco" if self.coupled else "ifco"
-        k = order.index(gate)
+        k = self.order.index(gate)
         return slice(k * self.hidden_size, (k + 1) * self.hidden_size)
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -65,9 +66,8 @@ class ExplicitLSTM(nn.Module):
         sizes = [cfg.input_size] + [cfg.hidden_size] * (cfg.layers - 1)
         self.layers = nn.ModuleList(LSTMLayer(n, cfg.hidden_size, cfg.peephole, cfg.coupled_gates) for n in sizes)
         self.dropout = nn.Dropout(cfg.dropout if cfg.layers > 1 else 0.0)
-        with torch.no_grad():
-            for layer in self.lstm_layers:
-                layer.bias[layer.gate_rows("f")].fill_(cfg.forget_bias)
+        for layer in self.lstm_layers:
+            init_lstm_biases(layer.bias, cfg.hidden_size, layer.order, cfg.forget_bias, cfg.chrono)
 
     @property
     def lstm_layers(self) -> list[LSTMLayer]:
@@ -95,6 +95,7 @@ class JordanNet(nn.Module):
         self.hidden = nn.ModuleList(nn.Linear(cfg.hidden_size, cfg.hidden_size) for _ in range(cfg.layers - 1))
         self.output = nn.Linear(cfg.hidden_size, cfg.output_size)  # V, d
         self.dropout = nn.Dropout(cfg.dropout if cfg.layers > 1 else 0.0)
+        self.output_dropout = nn.Dropout(cfg.output_dropout)  # on the top hidden layer, before V
 
     def forward(self, x: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         """x: (B, T, F); state [s (B, 1, O)]. Returns the outputs y (B, T, O) and [s(T) (B, 1, O)]."""
@@ -105,7 +106,7 @@ class JordanNet(nn.Module):
             h = torch.tanh(p_t + self.feedback(s))  # (B, H)
             for layer in self.hidden:
                 h = torch.tanh(layer(self.dropout(h)))  # (B, H)
-            y = self.output(h)  # (B, O)
+            y = self.output(self.output_dropout(h))  # (B, O)
             s = torch.softmax(y, dim=-1) if self.softmax else y
             ys.append(y)
         return torch.stack(ys, dim=1), [s[:, None]]  # (B, T, O), [(B, 1, O)]

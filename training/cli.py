@@ -29,7 +29,8 @@ def _train(args: argparse.Namespace) -> None:
     task = make_task(args.task)
     mcfg = ModelConfig(cell=args.cell, input_size=task.input_size, hidden_size=args.hidden, layers=args.layers,
                        output_size=task.output_size, dropout=args.dropout, bidirectional=args.bidirectional,
-                       forget_bias=args.forget_bias, head=task.head, peephole=args.peephole,
+                       forget_bias=args.forget_bias, chrono=args.chrono, output_dropout=args.output_dropout,
+                       head=task.head, peephole=args.peephole,
                        coupled_gates=args.coupled_gates,
                        feedback=args.feedback or ("softmax" if task.output_size > 1 else "linear"))
     tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, clip=args.clip, seed=args.seed,
@@ -79,8 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--hidden", type=int, default=32)
     train.add_argument("--layers", type=int, default=1)
     train.add_argument("--dropout", type=float, default=0.0, help="between stacked layers")
+    train.add_argument("--output-dropout", type=float, default=0.0, help="on the top layer, before the head")
     train.add_argument("--bidirectional", action="store_true")
     train.add_argument("--forget-bias", type=float, default=1.0, help="LSTM forget-gate bias at initialisation")
+    train.add_argument("--chrono", type=int, default=0, help="LSTM chrono init (Tallec & Ollivier 2018) with this "
+                       "T_max: b_f ~ log U(1, T_max - 1), b_i = -b_f; 0 (default): --forget-bias")
     train.add_argument("--peephole", action="store_true", help="LSTM with peephole connections (Gers 2000)")
     train.add_argument("--coupled-gates", action="store_true", help="LSTM with one input-forget gate, i = 1 - f")
     train.add_argument("--feedback", choices=("softmax", "linear"),

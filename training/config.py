@@ -33,9 +33,12 @@ class ModelConfig:
     hidden_size: int = 64
     layers: int = 1
     output_size: int = 9
-    dropout: float = 0.0
+    dropout: float = 0.0  # between stacked layers
+    output_dropout: float = 0.0  # on the top layer's h(t), before the output layer (training only)
     bidirectional: bool = False
     forget_bias: float = 1.0
+    chrono: int = 0  # LSTM gate-bias init: > 0 is chrono init with T_max = chrono (training/gate_init.py)
+    two_biases: bool = False  # nn.LSTM: keep torch's drawn bias_hh (the init of models built before gate_init.py)
     head: str = "classify"
     peephole: bool = False
     coupled_gates: bool = False
@@ -50,8 +53,11 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.chrono != 0 and self.chrono < 3:
+            raise ConfigError(f"chrono (T_max) must be 0 (off) or >= 3, got {self.chrono!r}")
+        for name in ("dropout", "output_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.head == "forecast" and self.output_size != self.input_size:
             raise ConfigError("a forecast head needs output_size == input_size")
         self._check_variant()

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from training.cells import ExplicitLSTM, JordanNet
 from training.config import ModelConfig
+from training.gate_init import init_lstm_biases
 
 Stack = nn.RNNBase | ExplicitLSTM | JordanNet
 
@@ -43,18 +44,21 @@ class SequenceModel(nn.Module):
         self.rnn = _recurrent_stack(cfg)
         self.head: nn.Module = (nn.Identity() if cfg.cell == "jordan"
                                 else nn.Linear(cfg.hidden_size * cfg.directions, cfg.output_size))
+        self.output_dropout = nn.Dropout(0.0 if cfg.cell == "jordan" else cfg.output_dropout)  # Jordan: inside
         if isinstance(self.rnn, nn.LSTM):
-            self._init_forget_bias(cfg.forget_bias)
+            self._init_gate_biases()
 
-    def _init_forget_bias(self, value: float) -> None:
-        """Gates are ordered (input, forget, cell, output); the sum of both biases of the forget gate is `value`."""
+    def _init_gate_biases(self) -> None:
+        """Gates are ordered (input, forget, cell, output); `bias_hh` is zeroed, so `bias_ih` is the gate bias
+        (one uniform draw per gate, as in the explicit cell) with the forget / input slices of `gate_init`.
+        `two_biases` zeroes only the forget slice of `bias_hh` (the other gates keep the sum of two draws)."""
         h = self.cfg.hidden_size
         with torch.no_grad():
             for name, param in self.rnn.named_parameters():
-                if name.startswith("bias_ih"):
-                    param[h : 2 * h].fill_(value)
-                elif name.startswith("bias_hh"):
-                    param[h : 2 * h].zero_()
+                if name.startswith("bias_hh"):
+                    (param[h : 2 * h] if self.cfg.two_biases else param).zero_()
+                elif name.startswith("bias_ih"):
+                    init_lstm_biases(param, h, "ifco", self.cfg.forget_bias, self.cfg.chrono)
 
     def set_normalization(self, mean: Tensor, std: Tensor) -> None:
         self.mean.copy_(mean)
@@ -84,7 +88,7 @@ class SequenceModel(nn.Module):
         y, h = self.rnn(z, hx[0] if hx else None)
         return y, [h.transpose(0, 1)]
     def _head(self, x: Tensor, y: Tensor) -> Tensor:
-        out = self.head(y)  # (B, T, O)
+        out = self.head(self.output_dropout(y))  # (B, T, O)
         if self.cfg.head == "forecast":
             return x + out * self.std  # (B, T, F): the predicted change, in the input's units
         return out

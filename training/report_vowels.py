@@ -37,17 +37,21 @@ class VowelsSettings:
     lr: float = 3e-3
     weight_decay: float = 1e-3
     input_noise: float = 1.0
+    output_dropout: float = 0.3  # 5-seed probes: LSTM 97.5% -> 97.7%, GRU 98.2% -> 98.1% (README: what was tried)
 
     def recipe(self) -> str:
         return (f"1 layer x {self.hidden}, Adam lr {self.lr:g} with cosine decay, weight decay {self.weight_decay:g}, "
-                f"Gaussian input noise {self.input_noise:g} std (normalised units), batch {self.batch_size}, "
-                f"{self.epochs} epochs, gradient clipping 1.0, forget bias 1 (LSTMs)")
+                f"Gaussian input noise {self.input_noise:g} std (normalised units), dropout {self.output_dropout:g} "
+                f"on the recurrent layer's output (before the output layer; for the Jordan network before its "
+                f"output layer V), batch {self.batch_size}, {self.epochs} epochs, gradient clipping 1.0, "
+                "forget bias 1 (LSTMs)")
 
 
 def vowels_jobs(s: VowelsSettings) -> list[Job]:
     train = {"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "weight_decay": s.weight_decay,
              "input_noise": s.input_noise}
-    return [Job("vowels", label, {**cell, "hidden_size": s.hidden}, {**train, "seed": seed})  # seed-major order:
+    model = {"hidden_size": s.hidden, "output_dropout": s.output_dropout}
+    return [Job("vowels", label, {**cell, **model}, {**train, "seed": seed})  # seed-major order:
             for seed in range(1, s.seeds + 1) for label, cell in CELLS.items()]  # every cell has a run early
 
 

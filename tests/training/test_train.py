@@ -27,7 +27,7 @@ def _tiny(cell: str, **kw: object) -> ModelConfig:
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", *VARIANTS])
 def test_a_few_training_steps_change_the_weights_and_log_each_epoch(cell: str) -> None:
-    kw = {"layers": 2, "dropout": 0.1, **VARIANTS.get(cell, {"cell": cell})}
+    kw = {"layers": 2, "dropout": 0.1, "output_dropout": 0.1, **VARIANTS.get(cell, {"cell": cell})}
     untrained = SequenceModel(_tiny(**kw))  # type: ignore[arg-type]
     model, history = fit(TINY_TASK, _tiny(**kw), TrainConfig(epochs=2, batch_size=8, clip=0.5),  # type: ignore[arg-type]
                          progress=False)
