@@ -15,13 +15,14 @@ import argparse
 import asyncio
 import json
 import sys
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from soak import malloc_mib, scrape  # noqa: E402  (scripts/ is on the path: this file's folder)
 
 from bench.procs import real_server  # noqa: E402
 from service.client import AsyncClient  # noqa: E402
@@ -30,12 +31,10 @@ MODEL, FEATURES, CONCURRENCY = "vowels_lstm", 12, 64
 
 
 def in_use_bytes(metrics_url: str) -> float:
-    with urllib.request.urlopen(metrics_url, timeout=10) as reply:
-        text = reply.read().decode()
-    lines = [line for line in text.splitlines() if line.startswith('seqserve_malloc_bytes{kind="in_use"}')]
-    if not lines:
+    text = scrape(metrics_url)
+    if "seqserve_malloc_bytes{" not in text:
         raise SystemExit("the server shows no seqserve_malloc_bytes: its C library is not glibc")
-    return float(lines[0].rsplit(" ", 1)[1])
+    return malloc_mib(text, "in_use") * 2**20
 
 
 async def phase(target: str, sessions: int, chunks: int, cancel: bool) -> None:

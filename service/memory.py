@@ -28,19 +28,6 @@ from prometheus_client.registry import Collector
 M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
 
 
-@functools.cache
-def glibc() -> ctypes.CDLL | None:
-    """The process's C library when it is glibc (it has `mallopt` and `malloc_trim`), else None."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version.restype = ctypes.c_char_p
-        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-        libc.malloc_trim.argtypes = [ctypes.c_size_t]
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
 class _MallInfo2(ctypes.Structure):
     """glibc's `struct mallinfo2` (malloc.h, glibc >= 2.33): every field a size_t, summed over all arenas."""
 
@@ -49,12 +36,26 @@ class _MallInfo2(ctypes.Structure):
                  "keepcost")]
 
 
+@functools.cache
+def glibc() -> ctypes.CDLL | None:
+    """The process's C library when it is glibc (it has `mallopt` and `malloc_trim`), else None."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version.restype = ctypes.c_char_p
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        if hasattr(libc, "mallinfo2"):  # glibc >= 2.33
+            libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 def heap() -> dict[str, int] | None:
     """malloc's bytes `in_use`, `free` (inside its arenas) and `mmapped` (chunks of their own); None off glibc."""
     libc = glibc()
     if libc is None or not hasattr(libc, "mallinfo2"):
         return None
-    libc.mallinfo2.restype = _MallInfo2
     info = libc.mallinfo2()
     return {"in_use": info.uordblks, "free": info.fordblks, "mmapped": info.hblkhd}
 

@@ -100,8 +100,8 @@ class Settings(BaseSettings):
         "memory under many threads; 0 = glibc's default (8 per core)"
     )
     malloc_trim_interval: float = Field(
-        10.0, ge=0, description="seconds between malloc_trim calls that hand malloc's free pages back to the OS, so "
-        "the RSS stays flat under churn; 0 = never"
+        10.0, ge=0, description="seconds between malloc_trim calls that hand malloc's free pages back to the OS "
+        "(less RSS kept as free heap under churn); 0 = never"
     )
     metrics_host: str | None = Field(None, description="address /metrics binds (default: --host)")
     metrics_tls: bool = Field(
