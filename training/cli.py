@@ -61,7 +61,7 @@ def _build_all(args: argparse.Namespace) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     adding = AddingSettings(length=args.length, ablation_length=args.ablation_length or args.length,
-                            epochs=args.epochs, seeds=args.adding_seeds)
+                            long_length=args.long_length, epochs=args.epochs, seeds=args.adding_seeds)
     settings = ReportSettings(adding=adding,
                               vowels=VowelsSettings(seeds=args.vowels_seeds), parts=tuple(args.parts),
                               workers=args.workers, cache=args.cache, fresh=args.fresh,
@@ -117,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--length", type=int, default=200, help="adding problem sequence length")
     report.add_argument("--ablation-length", type=int, help="adding problem length of the LSTM ablation (default: "
                         "--length)")
+    report.add_argument("--long-length", type=int, default=AddingSettings.long_length,
+                        help="adding problem: every cell again at this length (0: none)")
     report.add_argument("--epochs", type=int, default=AddingSettings.epochs,
                         help=f"adding problem epochs ({AddingSettings.steps_per_epoch} steps each)")
     report.add_argument("--adding-seeds", type=int, default=3)

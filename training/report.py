@@ -1,7 +1,8 @@
 """`make report` (`python -m training report`): the fidelity studies, written to `docs/report/`.
 
 - `vowels.md`: JapaneseVowels, every cell, 5 seeds, mean and spread of last-frame accuracy, published range;
-- `adding.md` + PNGs: the adding problem at T = 200, every cell and the LSTM ablation, 3 seeds, gradient traces;
+- `adding.md` + PNGs: the adding problem at T = 200 (every cell and the LSTM ablation) and T = 400 (every cell),
+  3 seeds, gradient traces;
 - `README.md`: what ran, with which command, and what each part cost.
 
 Runs go to worker processes (`--workers`, one torch thread each) and are cached under `runs/report/` by their

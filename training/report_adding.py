@@ -44,6 +44,7 @@ PROBED = ("RNN (Elman, tanh)", "LSTM")
 class AddingSettings:
     length: int = 200
     ablation_length: int = 200  # the LSTM solves T = 200 with this recipe, so clipping and forget bias can show
+    long_length: int = 400  # every cell again at this length (no ablation, no probes); 0: none
     seeds: int = 3
     hidden: int = 32
     epochs: int = 50
@@ -58,13 +59,20 @@ def ablation_label(label: str, s: AddingSettings) -> str:
     return label if s.ablation_length == s.length else f"{label} (T={s.ablation_length})"
 
 
+def long_label(label: str, s: AddingSettings) -> str:
+    return f"{label} (T={s.long_length})"
+
+
 def adding_jobs(s: AddingSettings) -> list[Job]:
-    """Every cell at `length`, then the ablation at `ablation_length`; seed-major, so each row fills early."""
+    """Every cell at `length`, the ablation at `ablation_length`, every cell at `long_length`; seed-major, so each
+    row fills early."""
     train = {"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr}
     configs = [(label, s.length, cell, *ABLATION["LSTM"]) for label, cell in CELLS.items()]
     configs += [(ablation_label(label, s), s.ablation_length, {"cell": "lstm"}, clip, bias)
                 for label, (clip, bias) in ABLATION.items()
                 if s.ablation_length != s.length or (clip, bias) != ABLATION["LSTM"]]  # else: the LSTM row itself
+    if s.long_length:
+        configs += [(long_label(label, s), s.long_length, cell, *ABLATION["LSTM"]) for label, cell in CELLS.items()]
     return [Job("adding", label, {**cell, "hidden_size": s.hidden, **_gate_init(cell, bias, length)},
                 {**train, "clip": clip, "seed": seed},
                 {"length": length, "steps_per_epoch": s.steps_per_epoch, "test_size": s.test_size},
@@ -108,11 +116,17 @@ def adding_outputs(s: AddingSettings, jobs: list[Job], results: dict[str, dict[s
     first = {label: next(j for j in jobs if j.label == label) for label in labels}
     rows = [_row(label, first[label], _runs(label, jobs, results), s) for label in labels]
     done = [label for label in labels if _runs(label, jobs, results)]
-    curves = {label: _mean_curve(_runs(label, jobs, results), "test_mse") for label in done}
-    curves[f"mean baseline {MEAN_BASELINE_MSE:.3f}"] = [MEAN_BASELINE_MSE] * s.epochs
+    long = {long_label(label, s) for label in CELLS} if s.long_length else set()
+    baseline = {f"mean baseline {MEAN_BASELINE_MSE:.3f}": [MEAN_BASELINE_MSE] * s.epochs}
     xlabel = f"epoch ({s.steps_per_epoch} steps of {s.batch_size})"
-    files = {"adding_loss.png": curves_png(f"adding problem: test MSE (mean over seeds); cells at T={s.length}",
-                                           {"test MSE": curves}, xlabel=xlabel, logy=True)}
+    files = {}
+    plots = (("adding_loss.png", f"cells at T={s.length}", [x for x in done if x not in long]),
+             ("adding_loss_long.png", f"cells at T={s.long_length}", [x for x in done if x in long]))
+    for name, title, subset in plots:
+        if subset or name == "adding_loss.png":
+            curves = {label: _mean_curve(_runs(label, jobs, results), "test_mse") for label in subset}
+            files[name] = curves_png(f"adding problem: test MSE (mean over seeds); {title}",
+                                     {"test MSE": {**curves, **baseline}}, xlabel=xlabel, logy=True)
     norms = {label: _mean_curve(_runs(label, jobs, results), "grad_norm") for label in PROBED if label in done}
     files["adding_grad_norm.png"] = curves_png(
         f"T={s.length}: global gradient norm before clipping (mean per epoch, mean of {s.seeds} seeds)",
@@ -123,8 +137,9 @@ def adding_outputs(s: AddingSettings, jobs: list[Job], results: dict[str, dict[s
     files["adding_grad_profile.png"] = curves_png(
         f"T={s.length}: |dL/dh(t)| of the last-step loss, seed 0", {"gradient reaching step t": profile},
         xlabel="time step t", logy=True)
+    lengths = f" and T = {s.long_length}" if s.long_length else ""
     files["adding.md"] = "\n".join([
-        f"# Adding problem: every cell at T = {s.length}, the LSTM ablation at T = {s.ablation_length}",
+        f"# Adding problem: every cell at T = {s.length}{lengths}, the LSTM ablation at T = {s.ablation_length}",
         "",
         f"Every run: hidden {s.hidden}, 1 layer, Adam lr {s.lr:g} with cosine decay, batch {s.batch_size}, "
         f"{s.epochs * s.steps_per_epoch} steps, {s.seeds} seeds (0..{s.seeds - 1}), {s.test_size} test sequences. "
@@ -140,6 +155,8 @@ def adding_outputs(s: AddingSettings, jobs: list[Job], results: dict[str, dict[s
         "",
         "![test MSE curves](adding_loss.png)",
         "",
+        *([f"![test MSE curves at T = {s.long_length}](adding_loss_long.png)", ""] if "adding_loss_long.png" in files
+          else []),
         "Vanishing and exploding gradients made visible: the global gradient norm over training, and how much of "
         "the last step's loss gradient reaches the hidden state t steps back (before and after training).",
         "",

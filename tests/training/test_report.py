@@ -32,8 +32,8 @@ def _rows(md: str) -> list[str]:
 
 def test_report_writes_every_cell_and_resumes_from_its_cache(tmp_path: Path) -> None:
     settings = ReportSettings(vowels=VowelsSettings(seeds=2, hidden=3, epochs=1, batch_size=64),
-                              adding=AddingSettings(length=6, ablation_length=5, seeds=2, hidden=3, epochs=2,
-                                                    steps_per_epoch=1, batch_size=4, test_size=8),
+                              adding=AddingSettings(length=6, ablation_length=5, long_length=7, seeds=2, hidden=3,
+                                                    epochs=2, steps_per_epoch=1, batch_size=4, test_size=8),
                               workers=1, cache=tmp_path / "cache")
     out = tmp_path / "report"
     index = run_report(out, settings).read_text(encoding="utf-8")
@@ -41,11 +41,12 @@ def test_report_writes_every_cell_and_resumes_from_its_cache(tmp_path: Path) -> 
     vowels = (out / "vowels.md").read_text(encoding="utf-8")
     assert _rows(vowels)[1:1 + len(VOWELS_CELLS)] == list(VOWELS_CELLS)
     adding = (out / "adding.md").read_text(encoding="utf-8")
-    assert _rows(adding)[1:] == [*ADDING_CELLS, *(f"{label} (T=5)" for label in ABLATION)]
-    for png in ("adding_loss.png", "adding_grad_norm.png", "adding_grad_profile.png"):
+    assert _rows(adding)[1:] == [*ADDING_CELLS, *(f"{label} (T=5)" for label in ABLATION),
+                                 *(f"{label} (T=7)" for label in ADDING_CELLS)]
+    for png in ("adding_loss.png", "adding_loss_long.png", "adding_grad_norm.png", "adding_grad_profile.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert len(cached) == 2 * len(VOWELS_CELLS) + 2 * (len(ADDING_CELLS) + len(ABLATION))
+    assert len(cached) == 2 * len(VOWELS_CELLS) + 2 * (2 * len(ADDING_CELLS) + len(ABLATION))
     run_report(out, settings)  # every run comes from the cache now: the same tables
     assert (out / "adding.md").read_text(encoding="utf-8") == adding
 
@@ -60,8 +61,15 @@ def test_a_report_of_the_runs_finished_so_far_marks_the_others_not_run(tmp_path:
 
 
 def test_an_ablation_at_the_cells_length_reuses_the_lstm_row_instead_of_training_it_twice() -> None:
-    jobs = adding_jobs(AddingSettings(length=7, ablation_length=7, seeds=1))
+    jobs = adding_jobs(AddingSettings(length=7, ablation_length=7, long_length=0, seeds=1))
     labels = [job.label for job in jobs]
     assert labels == [*ADDING_CELLS, *(label for label in ABLATION if label != "LSTM")]
     assert len({job.key() for job in jobs}) == len(jobs)
     assert {job.task["length"] for job in jobs} == {7}
+
+
+def test_the_long_length_repeats_every_cell_with_chrono_at_its_own_length_and_no_probes() -> None:
+    jobs = [job for job in adding_jobs(AddingSettings(length=7, long_length=9, seeds=2)) if job.task["length"] == 9]
+    assert [job.label for job in jobs] == 2 * [f"{label} (T=9)" for label in ADDING_CELLS]
+    assert all(job.model.get("chrono") == 9 for job in jobs if job.model["cell"] == "lstm")
+    assert not any(job.probe for job in jobs)
