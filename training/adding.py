@@ -37,6 +37,7 @@ class AddingTask:
     name = "adding"
     source = "synthetic (generated from the seed)"
     head = "classify"  # a plain linear head; its single output is read as the regression answer
+    croppable = False  # a prefix may hold a marked number
     input_size = 2
     output_size = 1
     labels: list[str] | None = None

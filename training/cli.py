@@ -34,7 +34,7 @@ def _train(args: argparse.Namespace) -> None:
                        coupled_gates=args.coupled_gates,
                        feedback=args.feedback or ("softmax" if task.output_size > 1 else "linear"))
     tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, clip=args.clip, seed=args.seed,
-                       input_noise=args.input_noise, weight_decay=args.weight_decay)
+                       input_noise=args.input_noise, weight_decay=args.weight_decay, crop_prefix=args.crop_prefix)
     model, history = fit(task, mcfg, tcfg, progress=not args.no_progress)
     save_checkpoint(args.out, Checkpoint(task.name, model, tcfg, history))
     print(json.dumps({"checkpoint": str(args.out), **history.final}))
@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=3e-3)
     train.add_argument("--clip", type=float, default=1.0, help="max global gradient norm; 0 disables clipping")
     train.add_argument("--input-noise", type=float, default=0.0)
+    train.add_argument("--crop-prefix", type=float, default=0.0,
+                       help="drop a random prefix of up to this fraction of each training sequence (classifiers)")
     train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, default=Path("runs/checkpoint.pt"))

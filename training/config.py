@@ -120,6 +120,7 @@ class TrainConfig:
     seed: int = 0
     weight_decay: float = 0.0
     input_noise: float = 0.0  # std of Gaussian noise added to the normalised inputs while training
+    crop_prefix: float = 0.0  # drop a random prefix of up to this fraction of each training sequence (classifiers)
     cosine: bool = True  # anneal the learning rate to 0 over the run (cosine); False keeps it constant
 
     def __post_init__(self) -> None:
@@ -133,6 +134,8 @@ class TrainConfig:
             raise ConfigError("input_noise and weight_decay must be >= 0")
         if self.clip < 0:
             raise ConfigError(f"clip must be >= 0 (0 disables clipping), got {self.clip!r}")
+        if not 0 <= self.crop_prefix < 1:
+            raise ConfigError(f"crop_prefix must be in [0, 1), got {self.crop_prefix!r}")
 
 
 def config_from_dict(cls: type[C], raw: dict[str, Any]) -> C:

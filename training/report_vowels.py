@@ -34,22 +34,25 @@ class VowelsSettings:
     hidden: int = 256  # 128 gave LSTM 97.6% and GRU 97.9% (5-seed means); 256 lifted LSTM seeds 2 and 5 by 0.3-1.1
     epochs: int = 100
     batch_size: int = 16
-    lr: float = 3e-3
+    lr: float = 5e-3  # with the crop; at 3e-3 the crop alone gave LSTM 98.0% (README: what was tried)
     weight_decay: float = 1e-3
     input_noise: float = 1.0
     output_dropout: float = 0.3  # 5-seed probes: LSTM 97.5% -> 97.7%, GRU 98.2% -> 98.1% (README: what was tried)
+    crop_prefix: float = 0.3  # LSTM 97.7% -> 98.2% with lr 5e-3 (5 seeds); the GRU 98.1% -> 98.2%
 
     def recipe(self) -> str:
         return (f"1 layer x {self.hidden}, Adam lr {self.lr:g} with cosine decay, weight decay {self.weight_decay:g}, "
                 f"Gaussian input noise {self.input_noise:g} std (normalised units), dropout {self.output_dropout:g} "
                 f"on the recurrent layer's output (before the output layer; for the Jordan network before its "
-                f"output layer V), batch {self.batch_size}, {self.epochs} epochs, gradient clipping 1.0, "
-                "forget bias 1 (LSTMs)")
+                f"output layer V), "
+                + (f"a random prefix of up to {self.crop_prefix:g} of each training utterance's frames dropped "
+                   "(a fresh cut every epoch), " if self.crop_prefix else "")
+                + f"batch {self.batch_size}, {self.epochs} epochs, gradient clipping 1.0, forget bias 1 (LSTMs)")
 
 
 def vowels_jobs(s: VowelsSettings) -> list[Job]:
     train = {"epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "weight_decay": s.weight_decay,
-             "input_noise": s.input_noise}
+             "input_noise": s.input_noise, "crop_prefix": s.crop_prefix}
     model = {"hidden_size": s.hidden, "output_dropout": s.output_dropout}
     return [Job("vowels", label, {**cell, **model}, {**train, "seed": seed})  # seed-major order:
             for seed in range(1, s.seeds + 1) for label, cell in CELLS.items()]  # every cell has a run early

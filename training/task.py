@@ -27,6 +27,7 @@ class Task(Protocol):
     output_size: int
     head: str
     labels: list[str] | None
+    croppable: bool  # every suffix of a training sequence keeps its target (TrainConfig.crop_prefix may apply)
 
     def normalization(self) -> tuple[Tensor, Tensor]: ...
     def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]: ...

@@ -42,6 +42,7 @@ class VowelsTask:
     dataset = "JapaneseVowels (270 train / 370 test utterances, 12 LPC cepstrum coefficients, 9 speakers)"
     source = VOWELS_SOURCE
     head = "classify"
+    croppable = True  # the speaker is in every frame
 
     def __init__(self) -> None:
         self.train: LabelledSequences = load_ts(VOWELS_TRAIN)
@@ -91,6 +92,7 @@ class SunspotsTask:
     dataset = "monthly mean sunspot numbers, train 1749-1948, test 1949-2009 (one-step-ahead, state carried)"
     source = SUNSPOTS_SOURCE
     head = "forecast"
+    croppable = False
     input_size = 1
     output_size = 1
     labels: list[str] | None = None

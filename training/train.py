@@ -12,8 +12,9 @@ from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LRScheduler
 from tqdm import tqdm
 
 from training.config import ModelConfig, TrainConfig
+from training.errors import ConfigError
 from training.model import SequenceModel
-from training.task import Task
+from training.task import Batch, Task
 
 log = logging.getLogger("training")
 
@@ -42,12 +43,26 @@ def build_model(task: Task, cfg: ModelConfig) -> SequenceModel:
     return model
 
 
+def crop_prefixes(batch: Batch, fraction: float, rng: np.random.Generator) -> Batch:
+    """Drops the first k ~ U{0..floor(fraction * length)} steps of each sequence (a classifier's target is the
+    sequence's label, which any suffix still carries): the model learns to answer from states it reaches by
+    other paths than the utterance's own start."""
+    cut = [int(rng.integers(0, int(fraction * int(n)) + 1)) for n in batch.lengths]
+    lengths = batch.lengths - torch.tensor(cut, dtype=batch.lengths.dtype)  # (B,)
+    x = torch.zeros(batch.x.shape[0], int(lengths.max()), batch.x.shape[2])  # (B, T', F)
+    for i, (k, n) in enumerate(zip(cut, lengths.tolist(), strict=True)):
+        x[i, :n] = batch.x[i, k : k + n]
+    return Batch(x, lengths, batch.target)
+
+
 def train_epoch(model: SequenceModel, task: Task, opt: torch.optim.Optimizer, sched: LRScheduler,
                 tcfg: TrainConfig, rng: np.random.Generator, progress: tqdm | None) -> tuple[float, float]:
     """One pass over the task's batches; returns (mean loss, mean pre-clipping gradient norm)."""
     model.train()
     losses, norms = [], []
     for clean in task.batches(tcfg.batch_size, rng):
+        if tcfg.crop_prefix > 0:
+            clean = crop_prefixes(clean, tcfg.crop_prefix, rng)
         noise = tcfg.input_noise * model.std * torch.randn_like(clean.x)  # (B, T, F), raw units
         batch = replace(clean, x=clean.x + noise) if tcfg.input_noise > 0 else clean
         opt.zero_grad(set_to_none=True)
@@ -71,6 +86,8 @@ def evaluate(model: SequenceModel, task: Task) -> dict[str, float]:
 
 def fit(task: Task, mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True) -> tuple[SequenceModel, History]:
     """Trains a new model from `tcfg.seed`; the model returned is the one after the last epoch."""
+    if tcfg.crop_prefix > 0 and not task.croppable:
+        raise ConfigError(f"crop_prefix does not apply to the {task.name} task: a sequence's prefix carries its target")
     rng = seed_everything(tcfg.seed)
     model = build_model(task, mcfg)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)

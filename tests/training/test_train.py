@@ -5,14 +5,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from training.adding import AddingTask
 from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.config import ModelConfig, TrainConfig
+from training.errors import ConfigError
 from training.model import SequenceModel
-from training.train import fit
+from training.task import Batch
+from training.train import crop_prefixes, fit
 
 TINY_TASK = AddingTask(length=12, steps_per_epoch=4, test_size=64)
 
@@ -95,3 +98,28 @@ def test_checkpoint_round_trip_holds_config_and_weights(tmp_path: Path) -> None:
     assert loaded.model.cfg == model.cfg and loaded.task == "adding"
     assert loaded.history.epochs == history.epochs
     assert all(torch.equal(model.state_dict()[k], v) for k, v in loaded.model.state_dict().items())
+
+
+def test_crop_prefixes_keeps_a_suffix_of_each_sequence_within_the_fraction_and_its_label() -> None:
+    lengths = torch.tensor([10, 7, 3, 1])
+    x = torch.arange(4 * 10 * 2, dtype=torch.float32).reshape(4, 10, 2) + 1  # (B, T, F), no zeros
+    x[torch.arange(10)[None, :] >= lengths[:, None]] = 0  # zero padding past each length
+    batch = Batch(x, lengths, torch.tensor([3, 1, 4, 1]))
+    cuts = set()
+    for seed in range(50):
+        cropped = crop_prefixes(batch, 0.5, np.random.default_rng(seed))
+        assert torch.equal(cropped.target, batch.target)
+        assert cropped.x.shape[1] == int(cropped.lengths.max())
+        for i, (n, m) in enumerate(zip(lengths.tolist(), cropped.lengths.tolist(), strict=True)):
+            k = n - m
+            assert 0 <= k <= int(0.5 * n)
+            cuts.add((i, k))
+            assert torch.equal(cropped.x[i, :m], x[i, k:n])  # the sequence's own last m steps
+            assert not cropped.x[i, m:].any()
+    assert {k for i, k in cuts if i == 0} == set(range(6))  # every cut 0..5 of the 10-step sequence occurs
+    assert {k for i, k in cuts if i == 3} == {0}  # a 1-step sequence is never emptied
+
+
+def test_crop_prefixes_is_refused_where_a_prefix_carries_the_target() -> None:
+    with pytest.raises(ConfigError, match="does not apply to the adding task"):
+        fit(TINY_TASK, _tiny("lstm"), TrainConfig(epochs=1, crop_prefix=0.2), progress=False)
