@@ -33,7 +33,7 @@ models: $(TEST_STAMP)
 	$(PY) -m modelrepo.importer.silero --force
 	$(PY) -m training build-all --force
 
-## report: the fidelity studies (vowels, every cell x 5 seeds; adding problem T=200 and T=400; about 48 min on 2 idle cores; not part of make test)
+## report: the fidelity studies (vowels, every cell x 5 seeds; adding problem T=200 and T=400; about 57 min on 2 idle cores, 28 without T=400 (--long-length 0); not part of make test)
 report: $(TEST_STAMP)
 	$(PY) -m training report
 
