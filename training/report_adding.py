@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from training.adding import MEAN_BASELINE_MSE
+from training.adding import MEAN_BASELINE_MSE, AddingTask
 from training.plots import curves_png
 from training.study import Job, cell_variants
 
@@ -105,9 +105,14 @@ def _row(label: str, job: Job, runs: list[dict[str, Any]], s: AddingSettings) ->
     bias = "-" if job.model["cell"] != "lstm" else (
         f"chrono {job.model['chrono']}" if "chrono" in job.model else f"forget bias {job.model['forget_bias']:g}")
     seconds = statistics.mean(r["seconds"] for r in runs)
+    ratio = statistics.mean(final) / _baseline(job.task["length"], s)
     return (f"| {label} | {job.task['length']} | {clip} | {bias} | {statistics.mean(final):.4f} | {spread:.4f} | "
-            f"{statistics.mean(final) / MEAN_BASELINE_MSE:.3f} | {sum(e is not None for e in solved)} of {len(runs)} | "
+            f"{ratio:.3f} | {sum(e is not None for e in solved)} of {len(runs)} | "
             f"{steps} | {seconds:.0f} |")
+
+
+def _baseline(length: int, s: AddingSettings) -> float:
+    return AddingTask(length=length, test_size=s.test_size).test_baseline_mse()
 
 
 def adding_outputs(s: AddingSettings, jobs: list[Job], results: dict[str, dict[str, Any]]) -> dict[str, bytes]:
@@ -117,15 +122,16 @@ def adding_outputs(s: AddingSettings, jobs: list[Job], results: dict[str, dict[s
     rows = [_row(label, first[label], _runs(label, jobs, results), s) for label in labels]
     done = [label for label in labels if _runs(label, jobs, results)]
     long = {long_label(label, s) for label in CELLS} if s.long_length else set()
-    baseline = {f"mean baseline {MEAN_BASELINE_MSE:.3f}": [MEAN_BASELINE_MSE] * s.epochs}
     xlabel = f"epoch ({s.steps_per_epoch} steps of {s.batch_size})"
     files = {}
-    plots = (("adding_loss.png", f"cells at T={s.length}", [x for x in done if x not in long]),
-             ("adding_loss_long.png", f"cells at T={s.long_length}", [x for x in done if x in long]))
-    for name, title, subset in plots:
+    plots = (("adding_loss.png", s.length, [x for x in done if x not in long]),
+             ("adding_loss_long.png", s.long_length, [x for x in done if x in long]))
+    for name, length, subset in plots:
         if subset or name == "adding_loss.png":
             curves = {label: _mean_curve(_runs(label, jobs, results), "test_mse") for label in subset}
-            files[name] = curves_png(f"adding problem: test MSE (mean over seeds); {title}",
+            b = _baseline(length, s)
+            baseline = {f"mean predictor on this test set {b:.3f}": [b] * s.epochs}
+            files[name] = curves_png(f"adding problem: test MSE (mean over seeds); cells at T={length}",
                                      {"test MSE": {**curves, **baseline}}, xlabel=xlabel, logy=True)
     norms = {label: _mean_curve(_runs(label, jobs, results), "grad_norm") for label in PROBED if label in done}
     files["adding_grad_norm.png"] = curves_png(
@@ -143,7 +149,9 @@ def adding_outputs(s: AddingSettings, jobs: list[Job], results: dict[str, dict[s
         "",
         f"Every run: hidden {s.hidden}, 1 layer, Adam lr {s.lr:g} with cosine decay, batch {s.batch_size}, "
         f"{s.epochs * s.steps_per_epoch} steps, {s.seeds} seeds (0..{s.seeds - 1}), {s.test_size} test sequences. "
-        f"Predicting the mean gives MSE {MEAN_BASELINE_MSE:.3f}. 'solved at' = the first evaluation (every "
+        f"Predicting the mean gives MSE {MEAN_BASELINE_MSE:.3f} in expectation; on the test sets "
+        + ", ".join(f"T = {t}: {_baseline(t, s):.3f}" for t in sorted({j.task["length"] for j in jobs}))
+        + " ('final / baseline' divides by its own test set's). 'solved at' = the first evaluation (every "
         f"{s.steps_per_epoch} steps) with test MSE < {SOLVED_MSE}, per seed.",
         "",
         *RECIPE_NOTES,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.adding import MEAN_BASELINE_MSE, adding_batch
+from training.adding import MEAN_BASELINE_MSE, AddingTask, adding_batch
 from training.report import ReportSettings, run_report
 from training.report_adding import ABLATION, AddingSettings, adding_jobs
 from training.report_adding import CELLS as ADDING_CELLS
@@ -23,6 +23,12 @@ def test_adding_batch_marks_one_step_in_each_half_and_sums_them() -> None:
     assert torch.equal(markers[:, 25:].sum(1), torch.ones(4000))
     assert torch.allclose((x[..., 0] * markers).sum(1), target)
     assert float((target - 1.0).pow(2).mean()) == pytest.approx(MEAN_BASELINE_MSE, abs=0.01)
+
+
+def test_the_test_sets_own_mean_predictor_mse_is_a_draw_of_the_two_twelfths_baseline() -> None:
+    baselines = [AddingTask(length=t, test_size=4000).test_baseline_mse() for t in (40, 41)]
+    assert baselines[0] != baselines[1]  # each length draws its own test set
+    assert baselines == pytest.approx([MEAN_BASELINE_MSE] * 2, abs=0.01)
 
 
 def _rows(md: str) -> list[str]:
