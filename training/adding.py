@@ -53,7 +53,7 @@ class AddingTask:
         return torch.zeros(self.input_size), torch.ones(self.input_size)
 
     def test_baseline_mse(self) -> float:
-        """The test MSE of always answering the mean, 1.0: this test set's own draw of the 2/12 baseline."""
+        """The test MSE of always answering the expected sum, 1.0: this test set's own draw of the 2/12 baseline."""
         return float((self.test_y - 1.0).pow(2).mean())
 
     def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.report_adding import AddingSettings, adding_jobs, adding_outputs
+from training.report_adding import OPTIONAL_FILES, AddingSettings, adding_jobs, adding_outputs
 from training.report_vowels import VowelsSettings, vowels_jobs, vowels_markdown
 from training.study import Job, run_jobs
 
@@ -37,9 +37,13 @@ class ReportSettings:
     reverse: bool = False  # run the jobs last-first: a second process on the same cache meets the first midway
 
 
-def _write(out_dir: Path, files: dict[str, bytes]) -> None:
+def _write(out_dir: Path, files: dict[str, bytes], optional: tuple[str, ...] = ()) -> None:
+    """Writes `files`; removes the part's optional files that this run did not write (no stale plot stays)."""
     for name, data in files.items():
         (out_dir / name).write_bytes(data)
+    for name in optional:
+        if name not in files:
+            (out_dir / name).unlink(missing_ok=True)
 
 
 def _ordered(jobs: list[Job], settings: ReportSettings) -> list[Job]:
@@ -62,7 +66,7 @@ def run_report(out_dir: Path, settings: ReportSettings) -> Path:
             jobs = adding_jobs(settings.adding)
             results = run_jobs(_ordered(jobs, settings), settings.cache, settings.workers, not settings.cached_only)
             files = adding_outputs(settings.adding, jobs, results)
-        _write(out_dir, files)
+        _write(out_dir, files, OPTIONAL_FILES if part == "adding" else ())
         train_seconds = sum(r["seconds"] for r in results.values())
         wall = (time.perf_counter() - start) / 60
         costs.append(f"| {part} | {len(results)} of {len(jobs)} | {train_seconds / 60:.1f} | {wall:.1f} "

@@ -47,9 +47,9 @@ def crop_prefixes(batch: Batch, fraction: float, rng: np.random.Generator) -> Ba
     """Drops the first k ~ U{0..floor(fraction * length)} steps of each sequence (a classifier's target is the
     sequence's label, which any suffix still carries): the model learns to answer from states it reaches by
     other paths than the utterance's own start."""
-    cut = [int(rng.integers(0, int(fraction * int(n)) + 1)) for n in batch.lengths]
-    lengths = batch.lengths - torch.tensor(cut, dtype=batch.lengths.dtype)  # (B,)
-    x = torch.zeros(batch.x.shape[0], int(lengths.max()), batch.x.shape[2])  # (B, T', F)
+    cut = [int(rng.integers(0, int(fraction * int(n)) + 1)) for n in batch.lengths]  # draws from the epoch's rng
+    lengths = batch.lengths - torch.tensor(cut, dtype=batch.lengths.dtype, device=batch.lengths.device)  # (B,)
+    x = batch.x.new_zeros(batch.x.shape[0], int(lengths.max()), batch.x.shape[2])  # (B, T', F)
     for i, (k, n) in enumerate(zip(cut, lengths.tolist(), strict=True)):
         x[i, :n] = batch.x[i, k : k + n]
     return Batch(x, lengths, batch.target)
@@ -86,7 +86,7 @@ def evaluate(model: SequenceModel, task: Task) -> dict[str, float]:
 
 def fit(task: Task, mcfg: ModelConfig, tcfg: TrainConfig, progress: bool = True) -> tuple[SequenceModel, History]:
     """Trains a new model from `tcfg.seed`; the model returned is the one after the last epoch."""
-    if tcfg.crop_prefix > 0 and not task.croppable:
+    if tcfg.crop_prefix > 0 and not getattr(task, "croppable", False):
         raise ConfigError(f"crop_prefix does not apply to the {task.name} task: a sequence's prefix carries its target")
     rng = seed_everything(tcfg.seed)
     model = build_model(task, mcfg)

@@ -33,6 +33,7 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], expecte
     (["train", "--chrono", "2"], "chrono (T_max) must be 0 (off) or >= 3"),
     (["train", "--output-dropout", "1"], "output_dropout must be in [0, 1)"),
     (["train", "--crop-prefix", "1"], "crop_prefix must be in [0, 1)"),
+    (["report", "--long-length", "2"], "lengths must be >= 3"),
     (["train", "--task", "sunspots", "--crop-prefix", "0.3"], "does not apply to the sunspots task"),
 ])
 def test_bad_config_is_a_one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], expected: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from training.adding import MEAN_BASELINE_MSE, AddingTask, adding_batch
+from training.errors import ConfigError
 from training.report import ReportSettings, run_report
 from training.report_adding import ABLATION, AddingSettings, adding_jobs
 from training.report_adding import CELLS as ADDING_CELLS
@@ -55,6 +57,13 @@ def test_report_writes_every_cell_and_resumes_from_its_cache(tmp_path: Path) -> 
     assert len(cached) == 2 * len(VOWELS_CELLS) + 2 * (2 * len(ADDING_CELLS) + len(ABLATION))
     run_report(out, settings)  # every run comes from the cache now: the same tables
     assert (out / "adding.md").read_text(encoding="utf-8") == adding
+    row = next(line for line in adding.splitlines() if line.startswith("| LSTM (T=7) |")).split(" | ")
+    assert float(row[6]) == pytest.approx(float(row[4]) / AddingTask(length=7, test_size=8).test_baseline_mse(),
+                                          abs=2e-3)  # final / this test set's baseline (both as printed)
+    without_long = replace(settings, adding=replace(settings.adding, long_length=0))
+    run_report(out, without_long)  # from the cache again, without the T=7 rows: their plot goes too
+    assert not (out / "adding_loss_long.png").exists()
+    assert "adding_loss_long" not in (out / "adding.md").read_text(encoding="utf-8")
 
 
 def test_a_report_of_the_runs_finished_so_far_marks_the_others_not_run(tmp_path: Path) -> None:
@@ -79,3 +88,21 @@ def test_the_long_length_repeats_every_cell_with_chrono_at_its_own_length_and_no
     assert [job.label for job in jobs] == 2 * [f"{label} (T=9)" for label in ADDING_CELLS]
     assert all(job.model.get("chrono") == 9 for job in jobs if job.model["cell"] == "lstm")
     assert not any(job.probe for job in jobs)
+
+
+@pytest.mark.parametrize(("length", "ablation_length", "long_length", "long_rows"), [
+    (7, 7, 9, True), (7, 9, 9, True), (9, 9, 9, False), (9, 7, 9, False)])
+def test_no_configuration_is_trained_twice_whichever_lengths_coincide(
+        length: int, ablation_length: int, long_length: int, long_rows: bool) -> None:
+    s = AddingSettings(length=length, ablation_length=ablation_length, long_length=long_length, seeds=1)
+    jobs = adding_jobs(s)
+    assert s.long_rows == long_rows
+    assert len({job.key() for job in jobs}) == len({job.label for job in jobs}) == len(jobs)
+    configs = [(job.task["length"], tuple(sorted(job.model.items())), job.train["clip"]) for job in jobs]
+    assert len(set(configs)) == len(configs)  # the plain LSTM at a length that has the cells' rows runs once
+    assert len(jobs) == len(ADDING_CELLS) * (1 + long_rows) + len(ABLATION) - (ablation_length in (length, long_length))
+
+
+def test_adding_lengths_below_three_are_refused() -> None:
+    with pytest.raises(ConfigError, match="lengths must be >= 3"):
+        AddingSettings(long_length=2)
