@@ -3,6 +3,7 @@ steps-to-solve and final MSE, test-MSE curves, and the gradient-norm traces of R
 
 from __future__ import annotations
 
+import functools
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -118,14 +119,16 @@ def _row(label: str, job: Job, runs: list[dict[str, Any]], s: AddingSettings) ->
     bias = "-" if job.model["cell"] != "lstm" else (
         f"chrono {job.model['chrono']}" if "chrono" in job.model else f"forget bias {job.model['forget_bias']:g}")
     seconds = statistics.mean(r["seconds"] for r in runs)
-    ratio = statistics.mean(final) / _baseline(job.task["length"], s)
+    ratio = statistics.mean(final) / _baseline(job.task["length"], s.test_size)
     return (f"| {label} | {job.task['length']} | {clip} | {bias} | {statistics.mean(final):.4f} | {spread:.4f} | "
             f"{ratio:.3f} | {sum(e is not None for e in solved)} of {len(runs)} | "
             f"{steps} | {seconds:.0f} |")
 
 
-def _baseline(length: int, s: AddingSettings) -> float:
-    return AddingTask(length=length, test_size=s.test_size).test_baseline_mse()
+@functools.cache
+def _baseline(length: int, test_size: int) -> float:
+    """The mean-predictor MSE of the test set at `length` (generated once per length, not per row and plot)."""
+    return AddingTask(length=length, test_size=test_size).test_baseline_mse()
 
 
 def adding_outputs(s: AddingSettings, jobs: list[Job], results: dict[str, dict[str, Any]]) -> dict[str, bytes]:
@@ -142,7 +145,7 @@ def adding_outputs(s: AddingSettings, jobs: list[Job], results: dict[str, dict[s
     for name, length, subset in plots:
         if subset or name == "adding_loss.png":
             curves = {label: _mean_curve(_runs(label, jobs, results), "test_mse") for label in subset}
-            b = _baseline(length, s)
+            b = _baseline(length, s.test_size)
             baseline = {f"answering 1.0 (the mean) on this test set: {b:.3f}": [b] * s.epochs}
             files[name] = curves_png(f"adding problem: test MSE (mean over seeds); cells at T={length}",
                                      {"test MSE": {**curves, **baseline}}, xlabel=xlabel, logy=True)
@@ -163,7 +166,7 @@ def adding_outputs(s: AddingSettings, jobs: list[Job], results: dict[str, dict[s
         f"Every run: hidden {s.hidden}, 1 layer, Adam lr {s.lr:g} with cosine decay, batch {s.batch_size}, "
         f"{s.epochs * s.steps_per_epoch} steps, {s.seeds} seeds (0..{s.seeds - 1}), {s.test_size} test sequences. "
         f"Always answering the expected sum, 1.0, gives MSE {MEAN_BASELINE_MSE:.3f} in expectation; on the test sets "
-        + ", ".join(f"T = {t}: {_baseline(t, s):.3f}" for t in sorted({j.task["length"] for j in jobs}))
+        + ", ".join(f"T = {t}: {_baseline(t, s.test_size):.3f}" for t in sorted({j.task["length"] for j in jobs}))
         + " ('final / baseline' divides by its own test set's). 'solved at' = the first evaluation (every "
         f"{s.steps_per_epoch} steps) with test MSE < {SOLVED_MSE}, per seed.",
         "",

@@ -49,10 +49,8 @@ def crop_prefixes(batch: Batch, fraction: float, rng: np.random.Generator) -> Ba
     other paths than the utterance's own start."""
     cut = [int(rng.integers(0, int(fraction * int(n)) + 1)) for n in batch.lengths]  # draws from the epoch's rng
     lengths = batch.lengths - torch.tensor(cut, dtype=batch.lengths.dtype, device=batch.lengths.device)  # (B,)
-    x = batch.x.new_zeros(batch.x.shape[0], int(lengths.max()), batch.x.shape[2])  # (B, T', F)
-    for i, (k, n) in enumerate(zip(cut, lengths.tolist(), strict=True)):
-        x[i, :n] = batch.x[i, k : k + n]
-    return Batch(x, lengths, batch.target)
+    rows = [batch.x[i, k : k + n] for i, (k, n) in enumerate(zip(cut, lengths.tolist(), strict=True))]
+    return Batch(torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), lengths, batch.target)  # (B, T', F)
 
 
 def train_epoch(model: SequenceModel, task: Task, opt: torch.optim.Optimizer, sched: LRScheduler,
