@@ -1,4 +1,4 @@
-"""Print the README's settings table, generated from `service.settings.Settings` (a test keeps them in sync)."""
+"""Print docs/operating.md's settings table, generated from `service.settings.Settings` (a test keeps them in sync)."""
 
 from __future__ import annotations
 

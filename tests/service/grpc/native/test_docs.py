@@ -1,4 +1,5 @@
-"""The README documents every setting (its table is generated from `Settings`) and the client example runs."""
+"""docs/operating.md documents every setting (its table is generated from `Settings`) and the README's client example
+runs."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 
 
-def test_readme_settings_table_matches_the_settings_model(repo_root: Path) -> None:
+def test_operating_settings_table_matches_the_settings_model(repo_root: Path) -> None:
     settings_table = runpy.run_path(str(repo_root / "scripts" / "settings_table.py"))["settings_table"]
-    assert settings_table() in (repo_root / "README.md").read_text(encoding="utf-8")
+    assert settings_table() in (repo_root / "docs" / "operating.md").read_text(encoding="utf-8")
 
 
 def test_readme_client_example_runs(start_server: Callable, repo_root: Path, tmp_path: Path,
