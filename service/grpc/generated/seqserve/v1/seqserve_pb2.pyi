@@ -15,12 +15,25 @@ class DataType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DATA_TYPE_FLOAT64: _ClassVar[DataType]
     DATA_TYPE_INT32: _ClassVar[DataType]
     DATA_TYPE_INT64: _ClassVar[DataType]
+
+class VersionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERSION_STATE_UNSPECIFIED: _ClassVar[VersionState]
+    VERSION_STATE_READY: _ClassVar[VersionState]
+    VERSION_STATE_LOADING: _ClassVar[VersionState]
+    VERSION_STATE_UNLOADING: _ClassVar[VersionState]
+    VERSION_STATE_UNAVAILABLE: _ClassVar[VersionState]
 DATA_TYPE_UNSPECIFIED: DataType
 DATA_TYPE_FLOAT32: DataType
 DATA_TYPE_FLOAT16: DataType
 DATA_TYPE_FLOAT64: DataType
 DATA_TYPE_INT32: DataType
 DATA_TYPE_INT64: DataType
+VERSION_STATE_UNSPECIFIED: VersionState
+VERSION_STATE_READY: VersionState
+VERSION_STATE_LOADING: VersionState
+VERSION_STATE_UNLOADING: VersionState
+VERSION_STATE_UNAVAILABLE: VersionState
 
 class Tensor(_message.Message):
     __slots__ = ("dtype", "shape", "data")
@@ -259,3 +272,59 @@ class ModelInfo(_message.Message):
     outputs: _containers.RepeatedCompositeFieldContainer[OutputSpec]
     state: _containers.RepeatedCompositeFieldContainer[StateSpec]
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., ready: bool = ..., reason: _Optional[str] = ..., provider: _Optional[str] = ..., streamable: bool = ..., description: _Optional[str] = ..., cell: _Optional[str] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[OutputSpec, _Mapping]]] = ..., state: _Optional[_Iterable[_Union[StateSpec, _Mapping]]] = ...) -> None: ...
+
+class VersionStatus(_message.Message):
+    __slots__ = ("name", "version", "state", "reason", "sessions", "newest")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    state: VersionState
+    reason: str
+    sessions: int
+    newest: bool
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., state: _Optional[_Union[VersionState, str]] = ..., reason: _Optional[str] = ..., sessions: _Optional[int] = ..., newest: bool = ...) -> None: ...
+
+class LoadModelRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class LoadModelResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[VersionStatus]
+    def __init__(self, versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ...) -> None: ...
+
+class UnloadModelRequest(_message.Message):
+    __slots__ = ("model", "force")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    force: bool
+    def __init__(self, model: _Optional[str] = ..., force: bool = ...) -> None: ...
+
+class UnloadModelResponse(_message.Message):
+    __slots__ = ("versions", "sessions_ended")
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_ENDED_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[VersionStatus]
+    sessions_ended: int
+    def __init__(self, versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ..., sessions_ended: _Optional[int] = ...) -> None: ...
+
+class RepositoryIndexRequest(_message.Message):
+    __slots__ = ("ready_only",)
+    READY_ONLY_FIELD_NUMBER: _ClassVar[int]
+    ready_only: bool
+    def __init__(self, ready_only: bool = ...) -> None: ...
+
+class RepositoryIndexResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[VersionStatus]
+    def __init__(self, versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ...) -> None: ...

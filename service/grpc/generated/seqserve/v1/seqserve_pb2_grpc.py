@@ -54,6 +54,21 @@ class SeqServeStub(object):
                 request_serializer=seqserve__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=seqserve__pb2.GetModelResponse.FromString,
                 _registered_method=True)
+        self.LoadModel = channel.unary_unary(
+                '/seqserve.v1.SeqServe/LoadModel',
+                request_serializer=seqserve__pb2.LoadModelRequest.SerializeToString,
+                response_deserializer=seqserve__pb2.LoadModelResponse.FromString,
+                _registered_method=True)
+        self.UnloadModel = channel.unary_unary(
+                '/seqserve.v1.SeqServe/UnloadModel',
+                request_serializer=seqserve__pb2.UnloadModelRequest.SerializeToString,
+                response_deserializer=seqserve__pb2.UnloadModelResponse.FromString,
+                _registered_method=True)
+        self.RepositoryIndex = channel.unary_unary(
+                '/seqserve.v1.SeqServe/RepositoryIndex',
+                request_serializer=seqserve__pb2.RepositoryIndexRequest.SerializeToString,
+                response_deserializer=seqserve__pb2.RepositoryIndexResponse.FromString,
+                _registered_method=True)
 
 
 class SeqServeServicer(object):
@@ -88,6 +103,28 @@ class SeqServeServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadModel(self, request, context):
+        """Model control (docs/model-control.md): load or reload a model from the repository (the versions its version
+        policy lists; versions it no longer lists drain their live sessions, then unload).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadModel(self, request, context):
+        """Unload every version of a model: FAILED_PRECONDITION while it has live sessions, unless `force`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RepositoryIndex(self, request, context):
+        """Every model version in the repository with its state and, when it is not served, the reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SeqServeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +147,21 @@ def add_SeqServeServicer_to_server(servicer, server):
                     servicer.GetModel,
                     request_deserializer=seqserve__pb2.GetModelRequest.FromString,
                     response_serializer=seqserve__pb2.GetModelResponse.SerializeToString,
+            ),
+            'LoadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=seqserve__pb2.LoadModelRequest.FromString,
+                    response_serializer=seqserve__pb2.LoadModelResponse.SerializeToString,
+            ),
+            'UnloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadModel,
+                    request_deserializer=seqserve__pb2.UnloadModelRequest.FromString,
+                    response_serializer=seqserve__pb2.UnloadModelResponse.SerializeToString,
+            ),
+            'RepositoryIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.RepositoryIndex,
+                    request_deserializer=seqserve__pb2.RepositoryIndexRequest.FromString,
+                    response_serializer=seqserve__pb2.RepositoryIndexResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +272,87 @@ class SeqServe(object):
             '/seqserve.v1.SeqServe/GetModel',
             seqserve__pb2.GetModelRequest.SerializeToString,
             seqserve__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seqserve.v1.SeqServe/LoadModel',
+            seqserve__pb2.LoadModelRequest.SerializeToString,
+            seqserve__pb2.LoadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seqserve.v1.SeqServe/UnloadModel',
+            seqserve__pb2.UnloadModelRequest.SerializeToString,
+            seqserve__pb2.UnloadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RepositoryIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seqserve.v1.SeqServe/RepositoryIndex',
+            seqserve__pb2.RepositoryIndexRequest.SerializeToString,
+            seqserve__pb2.RepositoryIndexResponse.FromString,
             options,
             channel_credentials,
             insecure,
