@@ -1,5 +1,6 @@
-"""The models benchmarked: the shipped LSTM, and the reference LSTM of issue 9 (2 layers, hidden 256) exported at
-bench time with untrained weights (speed does not depend on the weights) into a temporary model repository.
+"""The models benchmarked: the shipped LSTMs (`vowels_lstm`; `forecast_sunspots`, one feature, hidden 32) and the
+reference LSTM of issue 9 (2 layers, hidden 256) exported at bench time with untrained weights (speed does not
+depend on the weights) into a temporary model repository.
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from pathlib import Path
 
 from modelrepo import Manifest, latest_versions
 
-SHIPPED = ("vowels_lstm",)
+SUNSPOTS = "forecast_sunspots"
+SHIPPED = ("vowels_lstm", SUNSPOTS)
 REFERENCE = "bench_lstm_2x256"
 REFERENCE_LAYERS, REFERENCE_HIDDEN = 2, 256
 

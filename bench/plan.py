@@ -1,30 +1,40 @@
 """The benchmark matrix, side by side in one run: every model x stream count over every path, the same client.
 
 Paths: seqserve over the native `Stream` (`native`), over Triton `ModelStreamInfer` with one stream per sequence
-(`triton`) and with every sequence of a client process on one stream (`triton-mux`), the hand-written baseline
-(`baseline`, bench/baseline.py), seqserve with `--max-batch-size 1` (`unbatched`, at 64 streams only) and the echo
-server (`echo`, the transport ceiling). For seqserve's paths, the batch sizes it formed (ModelStatistics) and the
-compute ceiling at those sizes. The echo ceiling is measured first and once more last (`echo-end`) for the drift.
+(`triton`) and with every sequence of a client process on one stream (`triton-mux`); the minimal batched server
+(`batched`, bench/batched.py, Triton protocol), the hand-written unbatched server (`baseline`, bench/baseline.py,
+native protocol), seqserve with `--max-batch-size 1` (`unbatched`, 64 streams, only when asked) and the echo server
+(`echo`, the transport alone). Every server is started once, one after the other (seqserve first, so its load-time
+tuning runs on a quiet machine), and they all stay up: the matrix is run `repeats` times, each time in the same
+order of cells (model, streams) with the paths of a cell rotated, so every configuration sees the same drift.
+The echo point of the drift check is measured first and once more last (`echo-end`). Every run records the
+server's and the load generator's CPU per answered chunk (bench/measure.py) and, for seqserve, the batch sizes it
+formed (ModelStatistics); the model's own CPU at those sizes is timed in-process after the servers stopped.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench import procs, serverstats
-from bench.compute import ModelTimer, ceiling_chunks_per_s
+from bench.compute import ModelTimer
+from bench.measure import measured_load
 from modelrepo import Manifest, latest_versions
-from service.loadtest import LoadConfig, Report, run_load
+from service.loadtest import LoadConfig
 
-NATIVE, TRITON, TRITON_MUX, BASELINE, UNBATCHED, ECHO, ECHO_END = (
-    "native", "triton", "triton-mux", "baseline", "unbatched", "echo", "echo-end")
-SERVER_PATHS = (NATIVE, TRITON, TRITON_MUX)
+NATIVE, TRITON, TRITON_MUX, BATCHED, BASELINE, UNBATCHED, ECHO, ECHO_END = (
+    "native", "triton", "triton-mux", "batched", "baseline", "unbatched", "echo", "echo-end")
+SERVER_PATHS = (NATIVE, TRITON, TRITON_MUX, UNBATCHED)  # seqserve itself: it reports its batches
+TRITON_CLIENT = (TRITON, TRITON_MUX, BATCHED)
+DEFAULT_PATHS = (NATIVE, TRITON, TRITON_MUX, BATCHED, BASELINE, ECHO)
+ALL_PATHS = (*DEFAULT_PATHS, UNBATCHED)
 DRIFT_MODEL_STREAMS = 64  # the echo point measured at the start and again at the end
 UNBATCHED_STREAMS = (64,)
+TIMER_THREADS = 1  # the in-process model CPU: one intra-op thread, the least CPU per run
 
 
 @dataclass(frozen=True)
@@ -33,15 +43,17 @@ class Plan:
     models: list[str]
     streams: tuple[int, ...] = (1, 64, 256)
     chunk: int = 10
-    duration_s: float = 4.0
-    warmup_s: float = 1.0
+    duration_s: float = 2.0
+    warmup_s: float = 0.5
     processes: int = 1
-    intra_op_threads: int = 0  # 0: the server decides (self-tuning), the baseline takes onnxruntime's default
+    intra_op_threads: int = 0  # 0: the server decides (self-tuning), the simple servers take onnxruntime's default
+    repeats: int = 2
+    paths: tuple[str, ...] = DEFAULT_PATHS
 
 
 @dataclass
 class Run:
-    """One load run of one path."""
+    """One load run of one path (or, once aggregated, the median of its repeats)."""
 
     path: str
     model: str
@@ -51,8 +63,14 @@ class Run:
     mean_batch: float = 0.0
     server_model_run_ms: float = 0.0
     server_queue_wait_ms: float = 0.0
-    compute_chunks_per_s: float = 0.0
+    compute_chunks_per_s: float = 0.0  # the model run alone, in-process, at the batch sizes formed (wall time)
     batched_run_ms: float = 0.0  # one in-process model run at the mean batch size the server formed
+    repeat: int = 0
+    server_cpu_us: float = 0.0  # server CPU (utime + stime) per answered chunk
+    client_cpu_us: float = 0.0  # the load generator's CPU per answered chunk
+    model_cpu_us: float = 0.0  # the model's own CPU per chunk at the batch sizes formed (in-process)
+    limit_chunks_per_s: float = 0.0  # the physical limit of its cell (bench/limits.py), once aggregated
+    samples: list[float] = field(default_factory=list)  # chunks/s of every repeat, once aggregated
 
     def num(self, key: str) -> float:
         return float(self.report.get(key, 0.0))  # type: ignore[arg-type]
@@ -69,94 +87,102 @@ def _log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def _load(plan: Plan, target: str, model: str, streams: int, features: int, path: str) -> Report:
-    config = LoadConfig(target=target, model=model, streams=streams, chunk=plan.chunk, duration_s=plan.duration_s,
-                        warmup_s=plan.warmup_s, processes=plan.processes, features=features, progress=False,
-                        protocol="triton" if path in (TRITON, TRITON_MUX) else "native", multiplex=path == TRITON_MUX)
-    report = run_load(config)
-    _log(f"{path:<10} {model} x{streams}: {report.throughput_chunks_per_s:.0f} chunks/s, p50 {report.p50_ms:.2f} ms, "
-         f"p99 {report.p99_ms:.2f} ms, errors {report.errors or 'none'}")
-    return report
+def _features(plan: Plan, model: str) -> int:
+    return Manifest.load(latest_versions(plan.models_root)[model].manifest_path).input.features
 
 
-def _manifest(plan: Plan, model: str) -> Manifest:
-    return Manifest.load(latest_versions(plan.models_root)[model].manifest_path)
+Servers = dict[tuple[str, str], procs.Running]  # (path, model) -> the server that serves it
 
 
-def run_seqserve(plan: Plan, runs: list[Run]) -> None:
-    """The real server (default batching) over the native and both Triton paths; batch sizes and compute ceiling."""
-    with procs.real_server(plan.models_root, ["--intra-op-threads", str(plan.intra_op_threads)]) as server:
+def start_servers(plan: Plan, stack: ExitStack) -> Servers:
+    """Every server the plan's paths need, started one after the other, all left running."""
+    root, threads = plan.models_root, ["--intra-op-threads", str(plan.intra_op_threads)]
+    servers: Servers = {}
+    if set(plan.paths) & {NATIVE, TRITON, TRITON_MUX}:
+        seqserve = stack.enter_context(procs.real_server(root, threads))
         for model in plan.models:
-            features = _manifest(plan, model).input.features
-            threads = plan.intra_op_threads or serverstats.intra_op_threads(server.target, model)
-            _log(f"server runs {model} on {threads} intra-op thread(s)")
-            timer = ModelTimer(latest_versions(plan.models_root)[model].path, plan.chunk, threads)
-            for streams in plan.streams:
-                for path in SERVER_PATHS:
-                    if path == TRITON_MUX and streams == 1:
-                        continue  # one sequence on one stream: the `triton` path
-                    before = serverstats.snapshot(server.target, model)
-                    report = _load(plan, server.target, model, streams, features, path)
-                    view = serverstats.server_view(before, serverstats.snapshot(server.target, model))
-                    runs.append(Run(path, model, streams, report.to_json(), view.batch_sizes, view.mean_batch,
-                                    view.mean_model_run_ms, view.mean_queue_wait_ms,
-                                    ceiling_chunks_per_s(timer, serverstats.representative(view.batch_sizes)),
-                                    timer.seconds_per_run(max(1, round(view.mean_batch))) * 1e3))
-
-
-def _simple(plan: Plan, runs: list[Run], path: str, server: Callable[[str], AbstractContextManager[procs.Running]],
-            streams: tuple[int, ...]) -> None:
+            _log(f"seqserve runs {model} on {serverstats.intra_op_threads(seqserve.target, model)} intra-op thread(s)")
+            servers.update(((p, model), seqserve) for p in (NATIVE, TRITON, TRITON_MUX))
+    if UNBATCHED in plan.paths:
+        unbatched = stack.enter_context(procs.real_server(root, [*threads, "--max-batch-size", "1"]))
+        servers.update(((UNBATCHED, m), unbatched) for m in plan.models)
+    per_model: dict[str, Callable[[str], AbstractContextManager[procs.Running]]] = {
+        BATCHED: lambda m: procs.batched_server(root, m, plan.intra_op_threads),
+        BASELINE: lambda m: procs.baseline_server(root, m, plan.intra_op_threads),
+        ECHO: lambda m: procs.echo_server(root, m, plan.chunk),
+    }
+    for path, start in per_model.items():
+        if path in plan.paths:
+            for model in plan.models:
+                servers[(path, model)] = stack.enter_context(start(model))
     for model in plan.models:
-        features = _manifest(plan, model).input.features
-        with server(model) as running:
-            for n in streams:
-                runs.append(Run(path, model, n, _load(plan, running.target, model, n, features, path).to_json()))
+        if (ECHO, model) in servers:
+            servers[(ECHO_END, model)] = servers[(ECHO, model)]
+    return servers
 
 
-def run_baseline(plan: Plan, runs: list[Run]) -> None:
-    _simple(plan, runs, BASELINE, lambda m: procs.baseline_server(plan.models_root, m, plan.intra_op_threads),
-            plan.streams)
+def applies(path: str, streams: int) -> bool:
+    if path == TRITON_MUX:
+        return streams > 1  # one sequence on one stream: the `triton` path
+    return streams in UNBATCHED_STREAMS if path == UNBATCHED else path != ECHO_END
 
 
-def run_unbatched(plan: Plan, runs: list[Run]) -> None:
-    extra = ["--intra-op-threads", str(plan.intra_op_threads), "--max-batch-size", "1"]
-    streams = tuple(s for s in plan.streams if s in UNBATCHED_STREAMS)
-    if streams:
-        with procs.real_server(plan.models_root, extra) as server:
-            _simple(plan, runs, UNBATCHED, lambda _: nullcontext(server), streams)
-
-
-def _shapes(plan: Plan) -> Iterator[tuple[int, list[str]]]:
-    """(features, models) for each distinct message shape (features, outputs): models sharing one share the echo."""
-    by_shape: dict[tuple[object, ...], list[str]] = {}
-    for model in plan.models:
-        m = _manifest(plan, model)
-        by_shape.setdefault((m.input.features, tuple((o.name, o.size) for o in m.outputs)), []).append(model)
-    for (features, _), models in by_shape.items():
-        yield int(features), models  # type: ignore[call-overload]
-
-
-def run_echo(plan: Plan, runs: list[Run], streams: tuple[int, ...], path: str = ECHO) -> None:
-    for features, models in _shapes(plan):
-        with procs.echo_server(plan.models_root, models[0], plan.chunk) as echo:
-            for n in streams:
-                report = _load(plan, echo.target, models[0], n, features, path).to_json()
-                runs.extend(Run(path, model, n, report) for model in models)
+def measure(plan: Plan, servers: Servers, path: str, model: str, streams: int, repeat: int) -> Run:
+    running = servers[(path, model)]
+    config = LoadConfig(target=running.target, model=model, streams=streams, chunk=plan.chunk,
+                        duration_s=plan.duration_s, warmup_s=plan.warmup_s, processes=plan.processes,
+                        features=_features(plan, model), progress=False,
+                        protocol="triton" if path in TRITON_CLIENT else "native", multiplex=path == TRITON_MUX)
+    seqserve = path in SERVER_PATHS
+    before = serverstats.snapshot(running.target, model) if seqserve else None
+    m = measured_load(config, running.pid)
+    r = m.report
+    run = Run(path, model, streams, r.to_json(), repeat=repeat, server_cpu_us=m.server_us, client_cpu_us=m.client_us)
+    if before is not None:
+        view = serverstats.server_view(before, serverstats.snapshot(running.target, model))
+        run.batch_sizes, run.mean_batch = view.batch_sizes, view.mean_batch
+        run.server_model_run_ms, run.server_queue_wait_ms = view.mean_model_run_ms, view.mean_queue_wait_ms
+    _log(f"{path:<10} {model} x{streams} #{repeat}: {r.throughput_chunks_per_s:.0f} chunks/s, p50 {r.p50_ms:.2f} ms, "
+         f"p99 {r.p99_ms:.2f} ms, server {m.server_us:.0f} us/chunk, client {m.client_us:.0f} us/chunk"
+         f"{f', mean batch {run.mean_batch:.1f}' if seqserve else ''}, errors {r.errors or 'none'}")
+    return run
 
 
 def drift_streams(plan: Plan) -> int:
     return DRIFT_MODEL_STREAMS if DRIFT_MODEL_STREAMS in plan.streams else plan.streams[-1]
 
 
-def run_matrix(plan: Plan) -> list[Run]:
-    """Echo first, then every path, then the echo point again: the runs in that order."""
+def order(plan: Plan) -> Iterator[tuple[str, str, int, int]]:
+    """(path, model, streams, repeat) in run order: cells in a fixed order, each cell's paths rotated per repeat."""
+    for repeat in range(plan.repeats):
+        for model in plan.models:
+            for streams in plan.streams:
+                paths = [p for p in plan.paths if applies(p, streams)]
+                k = repeat % len(paths) if paths else 0
+                yield from ((p, model, streams, repeat) for p in paths[k:] + paths[:k])
+
+
+def run_matrix(plan: Plan) -> tuple[list[Run], dict[str, ModelTimer]]:
+    """Echo point, the interleaved matrix, the echo point again; then the model timers (servers stopped)."""
     runs: list[Run] = []
-    run_echo(plan, runs, plan.streams)
-    run_seqserve(plan, runs)
-    run_baseline(plan, runs)
-    run_unbatched(plan, runs)
-    run_echo(plan, runs, (drift_streams(plan),), ECHO_END)
-    return runs
+    drift = (plan.models[0], drift_streams(plan)) if ECHO in plan.paths else None
+    with ExitStack() as stack:
+        servers = start_servers(plan, stack)
+        if drift:
+            runs.append(measure(plan, servers, ECHO, *drift, -1))
+        runs.extend(measure(plan, servers, *cell) for cell in order(plan))
+        if drift:
+            runs.append(measure(plan, servers, ECHO_END, *drift, plan.repeats))
+    timers = {m: ModelTimer(latest_versions(plan.models_root)[m].path, plan.chunk, TIMER_THREADS) for m in plan.models}
+    for run in runs:
+        if run.batch_sizes:
+            timer = timers[run.model]
+            sizes = serverstats.representative(run.batch_sizes)
+            run.model_cpu_us = timer.cpu_us_per_chunk(sizes)
+            run.batched_run_ms = timer.seconds_per_run(max(1, round(run.mean_batch))) * 1e3
+            seconds = sum(timer.seconds_per_run(s) * n for s, n in sizes.items())
+            run.compute_chunks_per_s = sum(s * n for s, n in sizes.items()) / seconds if seconds else 0.0
+    return runs, timers
 
 
 def find(runs: list[Run], path: str, model: str, streams: int) -> Run | None:

@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -108,9 +108,19 @@ def echo_server(models: Path, model: str, chunk: int) -> Iterator[Running]:
 
 
 @contextmanager
-def baseline_server(models: Path, model: str, threads: int = 1) -> Iterator[Running]:
-    """The hand-written baseline (`bench/baseline.py`) serving `model`."""
-    argv = [sys.executable, "-m", "bench.baseline", "--models", str(models), "--model", model, "--port", "0",
+def _simple_server(module: str, models: Path, model: str, threads: int) -> Iterator[Running]:
+    """`python -m bench.<module>` serving `model`; it logs `<module> listening on PORT` once serving."""
+    argv = [sys.executable, "-m", f"bench.{module}", "--models", str(models), "--model", model, "--port", "0",
             "--threads", str(threads)]
-    with _process(argv, {"port": r"baseline listening on (\d+)"}) as (pid, found):
+    with _process(argv, {"port": module + r" listening on (\d+)"}) as (pid, found):
         yield Running(pid, f"127.0.0.1:{found['port']}", None)
+
+
+def baseline_server(models: Path, model: str, threads: int = 1) -> AbstractContextManager[Running]:
+    """The hand-written unbatched baseline (`bench/baseline.py`, native protocol) serving `model`."""
+    return _simple_server("baseline", models, model, threads)
+
+
+def batched_server(models: Path, model: str, threads: int = 0) -> AbstractContextManager[Running]:
+    """The minimal batched server (`bench/batched.py`, Triton protocol) serving `model`."""
+    return _simple_server("batched", models, model, threads)
