@@ -3,8 +3,23 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-SERVE_STAMP := $(VENV)/.serve-installed
-TEST_STAMP := $(VENV)/.test-installed
+# The model runtime (pyproject's extras `cpu` / `cuda`): onnxruntime (CPU) unless CUDA is asked for with
+# DEVICE=cuda or DEVICE=auto (the default) finds an NVIDIA driver. The two builds install the same `onnxruntime`
+# package and break each other, so a venv holding the other build has it removed first (use-runtime below).
+DEVICE ?= auto
+NVIDIA_DRIVER ?= /proc/driver/nvidia/version
+ifeq ($(DEVICE),auto)
+RUNTIME := $(if $(wildcard $(NVIDIA_DRIVER)),cuda,cpu)
+else ifneq ($(filter $(DEVICE),cpu cuda),)
+RUNTIME := $(DEVICE)
+else
+$(error DEVICE=$(DEVICE): use cpu, cuda or auto)
+endif
+OTHER := $(if $(filter cuda,$(RUNTIME)),cpu,cuda)
+ORT_WHEEL_cpu := onnxruntime
+ORT_WHEEL_cuda := onnxruntime-gpu
+SERVE_STAMP := $(VENV)/.serve-$(RUNTIME)
+TEST_STAMP := $(VENV)/.test-$(RUNTIME)
 
 .PHONY: run test models report bench proto lint clean wheelhouse deploy-deps test-deps fuzz soak
 
@@ -12,17 +27,32 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
+# Removes the other onnxruntime build and its stamps; where both are in (their shared files may be either's), both
+# go, so the install after it writes the wanted build whole.
+define use-runtime
+	@if $(PIP) show --quiet $(ORT_WHEEL_$(OTHER)) >/dev/null 2>&1; then \
+		echo "$(VENV) has $(ORT_WHEEL_$(OTHER)): replacing it with $(ORT_WHEEL_$(RUNTIME)) (DEVICE=$(DEVICE))"; \
+		$(PIP) uninstall --quiet --yes $(ORT_WHEEL_$(OTHER)); \
+		if $(PIP) show --quiet $(ORT_WHEEL_$(RUNTIME)) >/dev/null 2>&1; then \
+			$(PIP) uninstall --quiet --yes $(ORT_WHEEL_$(RUNTIME)); fi; \
+	fi
+	@rm -f $(VENV)/.serve-$(OTHER) $(VENV)/.test-$(OTHER)
+endef
+
 $(SERVE_STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e .
+	$(use-runtime)
+	$(PIP) install --quiet -e '.[$(RUNTIME)]'
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[train,test]'
+	$(use-runtime)
+	$(PIP) install --quiet -e '.[train,test,$(RUNTIME)]'
 	touch $@ $(SERVE_STAMP)
 
-## run: serve every model under models/ on gRPC :8001, metrics on :8002
+## run: serve every model under models/ on gRPC :8001, metrics on :8002 (DEVICE=cpu|cuda|auto: the runtime
+## installed and --device; auto: CUDA where an NVIDIA driver is found)
 run: $(SERVE_STAMP)
-	$(PY) -m service --models models
+	$(PY) -m service --models models$(if $(filter auto,$(DEVICE)),, --device $(DEVICE))
 
 ## test: lint (ruff, mypy) and the whole suite (what .ci/run calls)
 test: $(TEST_STAMP) deploy-deps test-deps lint
@@ -64,7 +94,8 @@ lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy service training modelrepo bench
 
-## wheelhouse: every serving wheel, for `docker build` with --no-index (CPU image: Python 3.11, CUDA image: 3.12)
+## wheelhouse: every serving wheel, for `docker build` with --no-index (CPU image: Python 3.11, CUDA image: 3.12;
+## both onnxruntime builds, each image installs its own)
 WHEEL_PYTHONS ?= 3.11 3.12
 # Needed by redis on a Python older than 3.11.3 (Debian bookworm's 3.11.2): `pip download --python-version 3.11`
 # judges that marker by this machine's Python, so it is named here.
@@ -72,10 +103,10 @@ WHEEL_MARKER_DEPS := 'async-timeout>=4.0.3'
 wheelhouse: $(SERVE_STAMP)
 	rm -rf wheelhouse
 	$(PIP) wheel --quiet --no-deps --wheel-dir wheelhouse .
-	ort=$$($(PY) -c 'import onnxruntime; print(onnxruntime.__version__)') && for py in $(WHEEL_PYTHONS); do \
+	for py in $(WHEEL_PYTHONS); do \
 		$(PIP) download --quiet --dest wheelhouse --only-binary=:all: --python-version $$py \
 			--platform manylinux_2_28_$$(uname -m) --platform manylinux_2_17_$$(uname -m) --platform manylinux2014_$$(uname -m) \
-			"$$(ls wheelhouse/seqserve-*.whl)[loadtest]" onnxruntime==$$ort $(WHEEL_MARKER_DEPS) || exit 1; \
+			"$$(ls wheelhouse/seqserve-*.whl)[loadtest,cpu,cuda]" $(WHEEL_MARKER_DEPS) || exit 1; \
 	done
 
 ## deploy-deps: nginx for tests/deploy, redis-server for the session store tests (apt-get install where missing

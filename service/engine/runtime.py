@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Literal, TypeAlias
 
 import numpy as np
-import onnxruntime as ort
+
+try:
+    import onnxruntime as ort
+except ModuleNotFoundError as missing:  # the runtime is an extra of its own (pyproject.toml: cpu or cuda)
+    raise ModuleNotFoundError("onnxruntime is not installed: pip install -e '.[cpu]' (or '.[cuda]' for an NVIDIA "
+                              "GPU); `make run` installs one") from missing
 
 from service.engine.errors import ConfigurationError
 
@@ -47,7 +52,8 @@ def check_providers(device: Device, active: list[str], model: str) -> str:
     if device == "cuda":
         raise ConfigurationError(
             f"--device cuda: the CUDA execution provider is not active for {model} (active: {', '.join(active)}); "
-            "check the GPU, the CUDA/cuDNN libraries and onnxruntime-gpu, or use --device auto|cpu"
+            "check the GPU, the CUDA/cuDNN libraries and onnxruntime-gpu (`make run DEVICE=cuda` installs it), "
+            "or use --device auto|cpu"
         )
     return CPU
 
@@ -57,10 +63,11 @@ def create_session(path: Path, options: ort.SessionOptions, device: Device) -> o
 
     `cuda` lets onnxruntime print why its CUDA provider did not load (the start then fails). `auto` tries CUDA once
     per process with onnxruntime's own logging silenced, since a missing GPU is expected there, warns once, and then
-    creates every later session on CPU only.
+    creates every later session on CPU only. With the CPU build of onnxruntime (no CUDA provider at all) nothing is
+    tried and nothing warned; `cuda` then fails in `check_providers`.
     """
     global _cuda_loads
-    if device == "cpu" or (device == "auto" and _cuda_loads is False):
+    if device == "cpu" or CUDA not in ort.get_available_providers() or (device == "auto" and _cuda_loads is False):
         return ort.InferenceSession(str(path), options, providers=[CPU])
     if device == "cuda" or _cuda_loads:
         return ort.InferenceSession(str(path), options, providers=[CUDA, CPU])

@@ -38,18 +38,33 @@ def test_cuda_fails_clearly_when_the_provider_is_not_active() -> None:
         runtime("cuda")
 
 
-def test_auto_falls_back_to_cpu_with_one_warning_and_no_onnxruntime_errors(
+def test_auto_falls_back_to_cpu_with_at_most_one_warning_and_no_onnxruntime_errors(
     caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The GPU build without a GPU warns once; the CPU build (`make run` on a CPU machine) has nothing to warn about."""
     monkeypatch.setattr(runtime_module, "_cuda_loads", None)  # as in a fresh process: CUDA not probed yet
     with caplog.at_level(logging.WARNING, logger="service.engine.runtime"):
         providers = [runtime("auto").provider for _ in range(3)]
     assert providers == [CPU] * 3
-    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
-        "onnxruntime's CUDA execution provider did not load (start with --device cuda to see why); "
-        "serving every model on CPU"
-    ]
+    warning = ("onnxruntime's CUDA execution provider did not load (start with --device cuda to see why); "
+               "serving every model on CPU")
+    gpu_build = CUDA in ort.get_available_providers()
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [warning] * gpu_build
     assert "onnxruntime" not in capfd.readouterr().err  # its CUDA load errors stay quiet under `auto`
+
+
+def test_the_cpu_build_probes_nothing_and_warns_nothing(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnxruntime's CPU wheel lists no CUDA provider: `auto` is plain CPU, `cuda` the clear error (no UserWarning)."""
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [CPU])  # what the CPU wheel answers
+    monkeypatch.setattr(runtime_module, "_cuda_loads", None)
+    with caplog.at_level(logging.INFO, logger="service.engine.runtime"):
+        assert runtime("auto").provider == CPU
+    assert caplog.records == [] and runtime_module._cuda_loads is None  # nothing probed, nothing logged
+    with pytest.raises(ConfigurationError, match="CUDA execution provider is not active"):
+        runtime("cuda")
+    assert capfd.readouterr().err == ""
 
 
 @pytest.mark.parametrize(
