@@ -18,6 +18,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DType = Literal["float32", "float16"]
+# A data input may also be integer: token ids, each checked against `vocab_size` before a chunk is admitted.
+InputDType = Literal["float32", "float16", "int32", "int64"]
 # State never travels as a model input, so it may be any numeric type the graph keeps (a step counter: int64).
 StateDType = Literal["float32", "float16", "float64", "int32", "int64"]
 Cell = Literal["rnn", "lstm", "gru", "jordan", "peephole_lstm", "coupled_lstm", "peephole_coupled_lstm"]
@@ -63,11 +65,26 @@ class Frame(_Strict):
 
 
 class SequenceInput(_Strict):
+    """A per-step data input `(batch, time, features)`; integer inputs are token ids in `[0, vocab_size)`."""
+
     name: str = "input"
     features: int = Field(gt=0, description="last axis of (batch, time, features); samples per frame for frames")
-    dtype: DType = "float32"
+    dtype: InputDType = "float32"
+    vocab_size: int | None = Field(default=None, gt=0, description="integer inputs: ids must be < vocab_size")
     normalization: Normalization | None = None
     frame: Frame | None = None
+
+    @property
+    def tokens(self) -> bool:
+        return self.dtype.startswith("int")
+
+    @model_validator(mode="after")
+    def _vocabulary(self) -> SequenceInput:
+        if self.tokens != (self.vocab_size is not None):
+            raise ValueError(f"input {self.name!r}: vocab_size is required for integer inputs and only for them")
+        if self.tokens and self.frame is not None:
+            raise ValueError(f"input {self.name!r}: a frame input must be float")
+        return self
 
 
 class OutputSpec(_Strict):
@@ -147,6 +164,8 @@ class Manifest(_Strict):
     description: str = ""
     architecture: Architecture = Field(default_factory=Architecture)
     input: SequenceInput
+    extra_inputs: list[SequenceInput] = Field(default_factory=list, description="further per-step data inputs, "
+                                              "each (batch, time, features), sent beside `input` in every chunk")
     outputs: list[OutputSpec] = Field(min_length=1)
     state: list[StatePair] = Field(default_factory=list)
     streamable: bool
@@ -157,7 +176,7 @@ class Manifest(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
-        names = [self.input.name] + [o.name for o in self.outputs]
+        names = [i.name for i in self.inputs] + [o.name for o in self.outputs]
         names += [s.input for s in self.state] + [s.output for s in self.state]
         if len(names) != len(set(names)):
             raise ValueError(f"tensor names must be unique, got {names}")
@@ -165,7 +184,14 @@ class Manifest(_Strict):
             raise ValueError("a streamable model needs at least one state pair")
         if self.streamable and self.architecture.bidirectional:
             raise ValueError("a bidirectional model cannot be streamable")
+        if any(i.frame is not None for i in self.extra_inputs) or (self.extra_inputs and self.input.frame):
+            raise ValueError("a frame model takes one data input")
         return self
+
+    @property
+    def inputs(self) -> list[SequenceInput]:
+        """Every data input, `input` first."""
+        return [self.input, *self.extra_inputs]
 
     def output(self, name: str) -> OutputSpec:
         for spec in self.outputs:

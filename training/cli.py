@@ -15,7 +15,7 @@ from training.build import SHIPPED, build, export_trained
 from training.catalog import write_catalog
 from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.config import CELLS, ModelConfig, TrainConfig
-from training.errors import TrainingError
+from training.errors import ExportError, TrainingError
 from training.report import PARTS, ReportSettings, run_report
 from training.report_adding import AddingSettings
 from training.report_vowels import VowelsSettings
@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         args.func(args)
+    except ExportError as exc:  # as `python -m modelrepo import`: nothing written, exit status 1
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

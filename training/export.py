@@ -56,7 +56,7 @@ def to_onnx(model: SequenceModel) -> bytes:
 
 
 def export_quietly(module: torch.nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],
-                   axes: dict[str, dict[int, str]]) -> onnx.ModelProto:
+                   axes: dict[str, dict[int, str]], custom_opsets: dict[str, int] | None = None) -> onnx.ModelProto:
     """The TorchScript exporter's graph of `module(*args)`, its known warnings silenced, checked."""
     with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -64,9 +64,10 @@ def export_quietly(module: torch.nn.Module, args: tuple[torch.Tensor, ...], inpu
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
         path = Path(scratch) / MODEL_FILE
         torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs,
-                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False, custom_opsets=custom_opsets)
         proto = onnx.load(path)  # also pulls in any external data file, so the bytes below are self-contained
-    onnx.checker.check_model(proto)
+    if not custom_opsets:  # placeholders of custom ops are checked once they are replaced
+        onnx.checker.check_model(proto)
     return proto
 
 

@@ -16,6 +16,7 @@ from modelrepo.importer.graph import Layout, Plan, load, propose
 from modelrepo.importer.wrap import CONTEXT_IN, CONTEXT_OUT, wrap
 from modelrepo.manifest import (
     Frame,
+    InputDType,
     Manifest,
     OnnxInfo,
     OutputSpec,
@@ -47,6 +48,8 @@ class ImportOptions:
     source_file: str = ""  # how to name the original in the manifest (default: its file name)
     licence: str = ""
     url: str = ""
+    vocab: dict[str, int] = field(default_factory=dict)  # integer (token) input name -> vocabulary size
+    streamable: bool = True  # False: whole sequences only (a bidirectional model), state optional
 
 
 def import_onnx(path: Path, root: Path, options: ImportOptions, force: bool = False) -> Manifest:
@@ -56,7 +59,7 @@ def import_onnx(path: Path, root: Path, options: ImportOptions, force: bool = Fa
     original_bytes = Path(path).read_bytes() if Path(path).is_file() else b""
     plan = plan_for(load(path), options)
     model = wrap(plan)
-    verification = verify(plan, model)
+    verification = verify(plan, model, streamable=options.streamable)
     source = Source(kind="onnx", file=options.source_file or Path(path).name,
                     sha256=hashlib.sha256(original_bytes).hexdigest(), licence=options.licence, url=options.url,
                     constants=plan.constants, adapted=adapted(plan))
@@ -68,7 +71,8 @@ def import_onnx(path: Path, root: Path, options: ImportOptions, force: bool = Fa
 
 def plan_for(original: onnx.ModelProto, options: ImportOptions) -> Plan:
     plan = propose(original, constants=options.constants, pairs=options.pairs, batch_axes=options.batch_axes,
-                   frame=options.frame, context=options.context)
+                   frame=options.frame, context=options.context, vocab=options.vocab,
+                   stateless=not options.streamable and not options.pairs)
     if _opset(original) < 13:
         raise ImportRefused(f"opset {_opset(original)}: the server needs opset >= 13 (convert the file with "
                             "onnx.version_converter.convert_version)")
@@ -83,14 +87,18 @@ def manifest_for(plan: Plan, data: bytes, options: ImportOptions, verification: 
         name=options.name,
         version=options.version,
         description=options.description,
-        input=SequenceInput(name=plan.source.name, features=plan.features, dtype=_float(plan.sequence),
+        input=SequenceInput(name=plan.source.name, features=plan.features, dtype=_input_dtype(plan.sequence),
+                            vocab_size=plan.vocab.get(plan.source.name),
                             frame=Frame(sample_rate=options.sample_rate, context=plan.context)
                             if plan.frame is not None else None),
+        extra_inputs=[SequenceInput(name=e.tensor.name, features=e.tensor.dims[e.canonical_perm()[-1]],  # type: ignore[arg-type]
+                                    dtype=_input_dtype(e), vocab_size=plan.vocab.get(e.tensor.name))
+                      for e in plan.extra],
         outputs=[OutputSpec(name=o.tensor.name, kind=options.kind, size=_size(o), dtype=_float(o),
                             description=options.output_description)
                  for o in plan.outputs],
         state=_state(plan),
-        streamable=True,
+        streamable=options.streamable,
         verification=verification,
         source=source,
         onnx=OnnxInfo(opset=_opset(model), exporter=exporter, sha256=hashlib.sha256(data).hexdigest(),
@@ -134,6 +142,14 @@ def _state_dtype(layout: Layout) -> StateDType:
     if dtype not in get_args(StateDType):
         kinds = ", ".join(get_args(StateDType))
         raise ImportRefused(f"state {layout.tensor.name!r} is {dtype}; state must be one of {kinds}")
+    return dtype  # type: ignore[return-value]
+
+
+def _input_dtype(layout: Layout) -> InputDType:
+    dtype = layout.tensor.dtype
+    if dtype not in get_args(InputDType):
+        raise ImportRefused(f"input {layout.tensor.name!r} is {dtype}; a data input must be float32, float16 or "
+                            "integer token ids (int32, int64)")
     return dtype  # type: ignore[return-value]
 
 

@@ -38,17 +38,22 @@ class Original:
         self.constants = {n: np.array(v, dtype=plan.inputs[n].dtype).reshape([1] * len(plan.inputs[n].dims))
                           for n, v in plan.constants.items()}
 
-    def __call__(self, x: np.ndarray, state: Arrays) -> tuple[Arrays, Arrays]:
+    def __call__(self, inputs: Arrays, state: Arrays, whole: bool = False) -> tuple[Arrays, Arrays]:
+        """Step by step (frame by frame), or in one run over the whole sequence when `whole` (not streamable)."""
         plan = self.plan
+        x = inputs[plan.sequence.tensor.name]
         state = dict(state)
         pieces: dict[str, list[np.ndarray]] = {o.tensor.name: [] for o in plan.outputs}
-        for t in range(x.shape[1]):
-            step = x[:, t] if plan.frame is not None else x[:, t : t + 1]
+        for t in range(1 if whole else x.shape[1]):
+            end = x.shape[1] if whole else t + 1
+            step = x[:, t] if plan.frame is not None else x[:, t:end]
             if plan.context:
                 step = np.concatenate([state[CONTEXT_IN], step], axis=1)
                 state[CONTEXT_IN] = step[:, -plan.context :]
             feeds = {plan.sequence.tensor.name: step.transpose(inverse(plan.sequence.canonical_perm())),
                      **self.constants}
+            for e in plan.extra:
+                feeds[e.tensor.name] = inputs[e.tensor.name][:, t:end].transpose(inverse(e.canonical_perm()))
             for s, _ in plan.state:
                 feeds[s.tensor.name] = state[s.tensor.name].transpose(inverse(s.canonical_perm()))
             values = dict(zip([o.name for o in self.session.get_outputs()], self.session.run(None, feeds),
@@ -68,27 +73,34 @@ class Wrapped:
         if plan.context:
             self.pairs.append((CONTEXT_IN, "contextN"))
 
-    def __call__(self, x: np.ndarray, state: Arrays) -> tuple[Arrays, Arrays]:
+    def __call__(self, inputs: Arrays, state: Arrays) -> tuple[Arrays, Arrays]:
         names = [o.name for o in self.session.get_outputs()]
-        values = dict(zip(names, self.session.run(None, {self.session.get_inputs()[0].name: x, **state}),
-                          strict=True))
+        values = dict(zip(names, self.session.run(None, {**inputs, **state}), strict=True))
         new_state = {i: values.pop(o) for i, o in self.pairs}
         return values, new_state
 
 
-def random_inputs(plan: Plan, rng: np.random.Generator, batch: int, steps: int) -> tuple[np.ndarray, Arrays]:
-    x = (0.5 * rng.standard_normal((batch, steps, plan.features))).astype(plan.sequence.tensor.dtype)
+def random_inputs(plan: Plan, rng: np.random.Generator, batch: int, steps: int) -> tuple[Arrays, Arrays]:
+    """Random data inputs `(batch, steps, features)` (token ids below their vocabulary size) and state."""
+    inputs = {}
+    for layout in plan.data:
+        name, dtype = layout.tensor.name, layout.tensor.dtype
+        width = plan.features if layout is plan.sequence else layout.tensor.dims[layout.canonical_perm()[-1]]
+        shape = (batch, steps, int(width or 1))  # an extra input's width is static (`propose` checks it)
+        inputs[name] = (rng.integers(0, plan.vocab[name], shape).astype(dtype) if name in plan.vocab
+                        else (0.5 * rng.standard_normal(shape)).astype(dtype))
     state = {}
     for s, _ in plan.state:
         dims = [s.tensor.dims[a] for a in s.canonical_perm()][1:]
         state[s.tensor.name] = (0.5 * rng.standard_normal((batch, *dims))).astype(s.tensor.dtype)  # type: ignore[arg-type]
     if plan.context:
         state[CONTEXT_IN] = (0.5 * rng.standard_normal((batch, plan.context))).astype(plan.sequence.tensor.dtype)
-    return x, state
+    return inputs, state
 
 
-def verify(plan: Plan, model: onnx.ModelProto, seed: int = 0) -> Verification:
-    """All three checks; `ImportRefused` with the numbers if one fails or either graph refuses to run."""
+def verify(plan: Plan, model: onnx.ModelProto, seed: int = 0, streamable: bool = True) -> Verification:
+    """All three checks (chunked only when `streamable`); `ImportRefused` with the numbers if one fails or either
+    graph refuses to run."""
     rng = np.random.default_rng(seed)
     try:
         original = Original(plan)
@@ -97,22 +109,24 @@ def verify(plan: Plan, model: onnx.ModelProto, seed: int = 0) -> Verification:
     wrapped = Wrapped(model, plan)
     x, state = random_inputs(plan, rng, batch=3, steps=9)
     try:
-        expected = original(x, state)
+        expected = original(x, state, whole=not streamable)
     except Exception as exc:
         raise ImportRefused(f"the original graph does not run at batch 3 in the proposed layout ({_layout(plan)}): "
                             f"{_first_line(exc)}; set the batch axes with --batch-axis NAME=AXIS") from exc
     try:
         whole = wrapped(x, state)
-        alone = [wrapped(x[i : i + 1], {k: v[i : i + 1] for k, v in state.items()}) for i in range(3)]
+        alone = [wrapped({k: v[i : i + 1] for k, v in x.items()}, {k: v[i : i + 1] for k, v in state.items()})
+                 for i in range(3)]
         x1, state1 = random_inputs(plan, rng, batch=1, steps=17)
         one = wrapped(x1, state1)
-        chunked = _chunked(wrapped, x1, state1, rng)
+        chunked = _chunked(wrapped, x1, state1, rng) if streamable else None
     except Exception as exc:
         raise ImportRefused(f"the wrapped graph does not run: {_first_line(exc)}") from exc
     stacked = ({k: np.concatenate([a[0][k] for a in alone]) for k in whole[0]},
                {k: np.concatenate([a[1][k] for a in alone]) for k in whole[1]})
     result = Verification(tolerance=TOLERANCE, original_vs_wrapped=_diff(expected, whole),
-                          chunked_vs_whole=_diff(one, chunked), batched_vs_alone=_diff(whole, stacked))
+                          chunked_vs_whole=None if chunked is None else _diff(one, chunked),
+                          batched_vs_alone=_diff(whole, stacked))
     failed = [f"{k} {v:.3g}" for k, v in result.model_dump(exclude={"tolerance"}).items() if v is not None
               and not v <= TOLERANCE]
     if failed:
@@ -121,14 +135,14 @@ def verify(plan: Plan, model: onnx.ModelProto, seed: int = 0) -> Verification:
     return result
 
 
-def _chunked(wrapped: Wrapped, x: np.ndarray, state: Arrays, rng: np.random.Generator) -> tuple[Arrays, Arrays]:
+def _chunked(wrapped: Wrapped, x: Arrays, state: Arrays, rng: np.random.Generator) -> tuple[Arrays, Arrays]:
     sizes = [1]
-    while sum(sizes) < x.shape[1]:
+    while sum(sizes) < next(iter(x.values())).shape[1]:
         sizes.append(int(rng.integers(1, 9)))
     pieces: list[Arrays] = []
     start = 0
     for size in sizes:
-        out, state = wrapped(x[:, start : start + size], state)
+        out, state = wrapped({k: v[:, start : start + size] for k, v in x.items()}, state)
         pieces.append(out)
         start += size
     return {k: np.concatenate([p[k] for p in pieces], axis=1) for k in pieces[0]}, state

@@ -29,6 +29,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="a frame model without a time axis: new samples per frame")
     p.add_argument("--context", type=int, default=0, metavar="SAMPLES",
                    help="samples of the previous frame the graph expects in front of each frame")
+    p.add_argument("--vocab-size", action="append", default=[], metavar="NAME=N",
+                   help="an integer (token id) input and its vocabulary size: ids must be < N (repeatable)")
     p.add_argument("--sample-rate", type=int, default=None, help="recorded in the manifest for frame models")
     p.add_argument("--kind", default="other", choices=["logits", "regression", "probability", "other"],
                    help="what every output means (default other)")
@@ -48,7 +50,10 @@ def options(args: argparse.Namespace) -> ImportOptions:
         name=args.name, version=args.version,
         constants=dict(_split(c, "=", "--constant NAME=VALUE") for c in args.constant),
         pairs=[_split(s, ":", "--state IN:OUT") for s in args.state],
-        batch_axes={k: _int(v, k) for k, v in (_split(b, "=", "--batch-axis NAME=AXIS") for b in args.batch_axis)},
+        batch_axes={k: _int(v, k, "--batch-axis") for k, v in (_split(b, "=", "--batch-axis NAME=AXIS")
+                                                               for b in args.batch_axis)},
+        vocab={k: _int(v, k, "--vocab-size") for k, v in (_split(b, "=", "--vocab-size NAME=N")
+                                                          for b in args.vocab_size)},
         frame=args.frame, context=args.context, sample_rate=args.sample_rate, kind=args.kind,
         description=args.description, source_file=args.source_file, licence=args.licence, url=args.url)
 
@@ -82,11 +87,11 @@ def _split(text: str, sep: str, form: str) -> tuple[str, str]:
     return left, right
 
 
-def _int(text: str, name: str) -> int:
+def _int(text: str, name: str, flag: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ImportRefused(f"--batch-axis {name}={text}: the axis must be an integer") from None
+        raise ImportRefused(f"{flag} {name}={text}: must be an integer") from None
 
 
 if __name__ == "__main__":

@@ -56,6 +56,13 @@ class Plan:
     constants: dict[str, float | int] = field(default_factory=dict)
     frame: int | None = None  # new samples per frame, None: the graph has a time axis
     context: int = 0
+    extra: list[Layout] = field(default_factory=list)  # further data inputs (batch, time, features)
+    vocab: dict[str, int] = field(default_factory=dict)  # integer (token) inputs: ids < vocab
+
+    @property
+    def data(self) -> list[Layout]:
+        """Every data input, the sequence input first."""
+        return [self.sequence, *self.extra]
 
     @property
     def inputs(self) -> dict[str, Tensor]:
@@ -91,31 +98,44 @@ def tensors(values: list[onnx.ValueInfoProto], exclude: frozenset[str] | set[str
 
 
 def propose(model: onnx.ModelProto, *, constants: dict[str, str], pairs: list[tuple[str, str]],
-            batch_axes: dict[str, int], frame: int | None, context: int) -> Plan:
+            batch_axes: dict[str, int], frame: int | None, context: int, vocab: dict[str, int] | None = None,
+            stateless: bool = False) -> Plan:
     initializers = {i.name for i in model.graph.initializer}
     inputs = {t.name: t for t in tensors(list(model.graph.input), initializers)}
     outputs = {t.name: t for t in tensors(list(model.graph.output))}
-    for name in [*constants, *batch_axes, *(n for pair in pairs for n in pair)]:
+    vocab = vocab or {}
+    for name in [*constants, *batch_axes, *vocab, *(n for pair in pairs for n in pair)]:
         if name not in inputs and name not in outputs:
             raise ImportRefused(f"the graph has no input or output {name!r}; inputs: {sorted(inputs)}")
     baked = {name: parse_constant(inputs[name], text) for name, text in constants.items()}
-    chosen = pairs or _propose_pairs([t for n, t in inputs.items() if n not in baked], list(outputs.values()))
+    chosen = pairs or ([] if stateless else _propose_pairs([t for n, t in inputs.items() if n not in baked],
+                                                             list(outputs.values())))
     state_in = {i for i, _ in chosen}
     state_out = {o for _, o in chosen}
     rest = [t for n, t in inputs.items() if n not in baked and n not in state_in]
-    if len(rest) != 1:
-        hint = [f"{t.name} {t.dtype} {_shape(t)}" for t in rest]
-        raise ImportRefused(f"expected one data input besides state and constants, found {hint or 'none'}; "
-                            "bake the others with --constant NAME=VALUE or pair them with --state IN:OUT")
+    hint = [f"{t.name} {t.dtype} {_shape(t)}" for t in rest]
+    if not rest or (frame is not None and len(rest) > 1) or any(len(t.dims) != 3 for t in rest[1:]):
+        raise ImportRefused(f"expected one data input (several for a graph with a time axis, each (batch, time, "
+                            f"features)) besides state and constants, found {hint or 'none'}; bake the others with "
+                            "--constant NAME=VALUE or pair them with --state IN:OUT")
+    for t in rest:
+        if t.dtype.startswith("int") and t.name not in vocab:
+            raise ImportRefused(f"input {t.name!r} is {t.dtype} (token ids): give its vocabulary size with "
+                                f"--vocab-size {t.name}=N")
+        if not t.dtype.startswith("int") and t.name in vocab:
+            raise ImportRefused(f"--vocab-size {t.name}: the input is {t.dtype}, not integer token ids")
     rank = 2 if frame is not None else 3
     sequence = _layout(rest[0], batch_axes, rank, with_time=frame is None)
+    extra = [_layout(t, batch_axes, 3, with_time=True) for t in rest[1:]]
     outs = [_layout(t, batch_axes, rank, with_time=frame is None) for n, t in outputs.items() if n not in state_out]
     state = []
     for i, o in chosen:
         layout = _layout(inputs[i], batch_axes, None, with_time=False)
         state.append((layout, Layout(outputs[o], batch_axes.get(o, layout.batch_axis))))
-    plan = Plan(model, rest[0], sequence, outs, state, baked, frame, context)
+    plan = Plan(model, rest[0], sequence, outs, state, baked, frame, context, extra, dict(vocab))
     _check_frame(plan)
+    for layout in extra:
+        _static(layout, -1)
     return plan
 
 

@@ -36,6 +36,8 @@ def wrap(plan: Plan) -> onnx.ModelProto:
         nodes.append(helper.make_node("Concat", [f"{step}{CONTEXT_IN}", frame_in], [f"{step}joined"], axis=1))
         frame_in = f"{step}joined"
     nodes.append(_transpose(frame_in, PREFIX + seq.tensor.name, inverse(seq.canonical_perm())))
+    for extra in plan.extra:  # further data inputs (never in a frame model)
+        nodes.append(_transpose(extra.tensor.name, PREFIX + extra.tensor.name, inverse(extra.canonical_perm())))
     for name, value in plan.constants.items():
         dtype = _ELEM[plan.inputs[name].dtype]
         nodes.append(helper.make_node("Constant", [], [PREFIX + name],
@@ -59,6 +61,9 @@ def wrap(plan: Plan) -> onnx.ModelProto:
     outputs = [_output_value(o, scan) for o in plan.outputs]
     graph_input = helper.make_tensor_value_info(seq.tensor.name, _ELEM[seq.tensor.dtype],
                                                 ["batch", "time", plan.features])
+    extra_inputs = [helper.make_tensor_value_info(e.tensor.name, _ELEM[e.tensor.dtype],
+                                                  ["batch", "time", e.tensor.dims[e.canonical_perm()[-1]]])
+                    for e in plan.extra]
     if scan:
         body = helper.make_graph(
             nodes, "frame",
@@ -70,7 +75,7 @@ def wrap(plan: Plan) -> onnx.ModelProto:
                                 [v.name for v in state_outs] + [o.name for o in outputs], body=body,
                                 num_scan_inputs=1, scan_input_axes=[1], scan_output_axes=[1] * len(outputs))
         nodes = [loop]
-    graph = helper.make_graph(nodes, plan.model.graph.name or "imported", [graph_input, *state_ins],
+    graph = helper.make_graph(nodes, plan.model.graph.name or "imported", [graph_input, *extra_inputs, *state_ins],
                               [*outputs, *state_outs], initializer=list(original.graph.initializer))
     model = helper.make_model(graph, opset_imports=list(plan.model.opset_import), ir_version=plan.model.ir_version,
                               producer_name="seqserve modelrepo import")
