@@ -21,7 +21,7 @@ ORT_WHEEL_cuda := onnxruntime-gpu
 SERVE_STAMP := $(VENV)/.serve-$(RUNTIME)
 TEST_STAMP := $(VENV)/.test-$(RUNTIME)
 
-.PHONY: run test models report bench proto lint clean wheelhouse deploy-deps test-deps fuzz soak
+.PHONY: run test models report bench proto lint clean wheelhouse deploy-deps test-deps fuzz soak figures
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,12 @@ SOAK_STREAMS ?= 256
 SOAK_FLAGS ?=
 soak: $(TEST_STAMP)
 	$(PY) scripts/soak.py --minutes $(SOAK_MINUTES) --streams $(SOAK_STREAMS) --json soak.json $(SOAK_FLAGS)
+
+## figures: every picture under docs/images/ from its source (scripts/figures.py: graphviz, matplotlib); a test
+## checks each is current with its source (docs/images/figures.json)
+figures: $(TEST_STAMP)
+	@sh scripts/ensure-package.sh dot graphviz
+	$(PY) scripts/figures.py
 
 ## proto: regenerate the committed protobuf/gRPC code
 proto: $(TEST_STAMP)
