@@ -30,3 +30,8 @@ def test_readme_client_example_runs(start_server: Callable, repo_root: Path, tmp
     namespace = runpy.run_path(str(script))
     assert namespace["logits"].shape == (5, 9)
     assert namespace["outputs"]["logits"].shape == (1, 20, 9)
+    assert sorted(namespace["state"]) == ["c0", "h0"]  # as the README says: keyed by the state input names
+    with namespace["Client"](server.target) as client:  # the class the example imported
+        whole, _ = client.infer("vowels_lstm", namespace["x"][None])
+    joined = np.concatenate([namespace["head"]["logits"], namespace["tail"]["logits"]], axis=1)
+    np.testing.assert_allclose(joined, whole["logits"], atol=1e-5)
