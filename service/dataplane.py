@@ -51,7 +51,6 @@ class DataPlane:
         self._metrics = metrics
         self.quota = SessionQuota()
         self._sequences = Sequences(self._open_for_client)
-        self._names = frozenset(status.name for status in registry.statuses())
 
     # -- server and model state --------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -69,6 +68,22 @@ class DataPlane:
         `PermissionDenied` first if the client may not use `name`."""
         CLIENT.get().check_model(name)
         return self.registry.get(name, version)
+
+    def sequence_model(self, name: str, version: int | None, flags: SequenceFlags | None) -> ServedModel:
+        """The version a request goes to: an open Triton sequence stays on the version it started on (which may be
+        draining, docs/model-control.md); anything else goes to `model(name, version)`."""
+        if flags is not None and not flags.start:
+            client = CLIENT.get()
+            client.check_model(name)
+            newest = self.registry.tables.serving.get(name)
+            if version is None and newest and self._sequences.holder(client.namespace, name, newest.version,
+                                                                     flags.sequence_id):
+                return newest  # the common case, without a list built
+            for copy in self.registry.instances(name):
+                held = self._sequences.holder(client.namespace, name, copy.version, flags.sequence_id)
+                if (version is None or copy.version == version) and held:
+                    return copy
+        return self.model(name, version)
 
     def model_ready(self, name: str, version: int | None) -> bool:
         try:
@@ -89,6 +104,19 @@ class DataPlane:
         """Every model version found that the client may use, served or not."""
         client = CLIENT.get()
         return [s for s in self.registry.statuses() if client.may_use(s.name)]
+
+    # -- model control (docs/model-control.md) ------------------------------------------------------------------
+    async def load_model(self, name: str) -> list[ModelStatus]:
+        """Load or reload `name` from the repository; its versions after."""
+        CLIENT.get().check_model(name)
+        await self.registry.control.load(name)
+        return [s for s in self.statuses() if s.name == name]
+
+    async def unload_model(self, name: str, force: bool) -> tuple[int, list[ModelStatus]]:
+        """Unload every version of `name`: (live sessions ended by `force`, its versions after)."""
+        CLIENT.get().check_model(name)
+        ended = await self.registry.control.unload(name, force)
+        return ended, [s for s in self.statuses() if s.name == name]
 
     # -- inference ---------------------------------------------------------------------------------------------
     def start(self, model: ServedModel, request: InferRequest, then: Callable[[Arrays], T]) -> asyncio.Future[T]:
@@ -133,7 +161,7 @@ class DataPlane:
         self, name: str, version: int | None, token: str, on_close: Callable[[], None] | None = None
     ) -> tuple[Session, list[Arrays]]:
         """Continue a native stream's session from the store: the session and the last answers it kept."""
-        model = self.model(name, version)
+        model = await self._resumed_version(name, version, token)
         if model.store is None:
             raise FailedPrecondition("resuming needs a shared session store (--session-store redis://...); "
                                      "this server keeps sessions in memory, so they end with their stream")
@@ -153,6 +181,17 @@ class DataPlane:
             session.close()
             raise
         return session, recent
+
+    async def _resumed_version(self, name: str, version: int | None, token: str) -> ServedModel:
+        """Without a version, a stored session resumes on the version it started on, if it is still loaded."""
+        newest = self.model(name, version)
+        if version is not None or newest.store is None or not valid_token(token):
+            return newest
+        for copy in self.registry.instances(name):
+            if copy is not newest and await newest.store.load(
+                    stream_key(name, copy.version, token, CLIENT.get().namespace)) is not None:
+                return copy
+        return newest
 
     async def end_session(self, session: Session) -> None:
         """A native stream ended by its client: the stored session goes too (a cut or broken stream keeps it)."""
@@ -185,7 +224,7 @@ class DataPlane:
     # -- accounting --------------------------------------------------------------------------------------------
     def label(self, name: str) -> str:
         """The metrics label for a requested model name (a set lookup: on every request)."""
-        return name if name in self._names else UNKNOWN_MODEL
+        return name if name in self.registry.tables.versions else UNKNOWN_MODEL  # models come and go
 
     def count(self, name: str, code: str) -> None:
         """One request of model `name` (as the client named it) answered with status `code` (e.g. "OK")."""

@@ -111,6 +111,17 @@ class Settings(BaseSettings):
     metrics_max_connections: int = Field(
         64, ge=1, description="open /metrics connections at most; more are closed at once (no thread per connection)"
     )
+    # -- model control (issue 19, docs/model-control.md) --
+    model_control_mode: Literal["none", "poll", "explicit"] = Field(
+        "poll", description="poll: a new or changed version folder is loaded (and a removed one unloaded) within "
+        "--repository-poll-secs, and load/unload requests are honoured too; explicit: only load/unload requests "
+        "change what is served after the start; none: what loads at the start is served until the end"
+    )
+    repository_poll_secs: float = Field(5.0, gt=0, description="seconds between two looks at the repository (poll)")
+    version_drain_timeout: float = Field(
+        600.0, ge=0, description="seconds an old version goes on serving its live sessions once a newer one serves; "
+        "then they end with FAILED_PRECONDITION naming the newer version; 0 = until they end"
+    )
     log_format: Literal["plain", "json"] = Field("plain", description="log line format")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 

@@ -40,6 +40,7 @@ class ServedModel:
         self.provider = runtime.provider
         self.session_idle_timeout = settings.session_idle_timeout
         self.draining = False
+        self.ended_reason: str | None = None  # why every session was ended (unloaded, drain timeout): told to them
         self.tuning = tuning  # the load-time decisions (None: not tuned); the live one is `self.inline`
         self._reject_nonfinite = settings.reject_nonfinite
         self._max_request_batch = settings.max_request_batch
@@ -93,6 +94,8 @@ class ServedModel:
     def open_session(self, key: str | None = None, on_close: Callable[[], None] | None = None) -> Session:
         """A new session at the initial state; `key`: its key in the session store (with a store); `on_close` runs
         once when it closes (end, eviction, shutdown)."""
+        if self.ended_reason is not None:
+            raise FailedPrecondition(self.ended_reason)
         if self.draining:
             raise Unavailable("the server is shutting down; no new sessions")
         if not self.manifest.streamable:
@@ -144,6 +147,16 @@ class ServedModel:
         results = await asyncio.gather(*self._batcher.enqueue(self._rows(x, state)))
         outputs = {name: np.stack([r[0][name] for r in results]) for name in results[0][0]}
         return outputs, {p.input: np.stack([r[1][p.input] for r in results]) for p in self.manifest.state}
+
+    def end_sessions(self, reason: str) -> int:
+        """End every open session (an unload or a drain timeout): later steps, and a native stream, are told
+        `reason` (FAILED_PRECONDITION); new sessions are refused. How many were open."""
+        self.ended_reason = reason
+        self.draining = True
+        sessions = list(self._sessions.values())
+        for session in sessions:
+            session.close()
+        return len(sessions)
 
     def evict_idle(self, now: float) -> int:
         """Expire sessions idle since before `now - session_idle_timeout` (and not busy); how many."""

@@ -109,6 +109,11 @@ class Sequences:
         future.add_done_callback(lambda done: self._tails.pop(key) if self._tails.get(key) is done else None)
         return future
 
+    def holder(self, namespace: str, model: str, version: int, sequence_id: SequenceId) -> bool:
+        """Whether the sequence is open here on that version (a new version loaded meanwhile: it stays on its own)."""
+        session = self._sessions.get((namespace, model, version, sequence_id))
+        return session is not None and not session.closed
+
     def close(self) -> None:
         """End every sequence and free its session."""
         sessions = list(self._sessions.values())  # each close takes its id out of the table

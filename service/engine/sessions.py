@@ -154,4 +154,4 @@ class Session:
             timeout = self.model.session_idle_timeout
             raise FailedPrecondition(f"session expired after {timeout:g} s without a step; open a new one")
         if self.closed:
-            raise FailedPrecondition("the session is closed")
+            raise FailedPrecondition(self.model.ended_reason or "the session is closed")

@@ -19,6 +19,7 @@ from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 from service.grpc.idle import IdleStreams
 from service.grpc.interceptors import REQUEST_MODEL
 from service.grpc.native import convert
+from service.grpc.native.control import ModelControlRpcs
 from service.grpc.native.stream import StreamHandler
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def add_native(server: grpc.aio.Server, dataplane: DataPlane, streams: OpenStrea
     return pb.DESCRIPTOR.services_by_name["SeqServe"].full_name
 
 
-class NativeServicer(pb_grpc.SeqServeServicer):
+class NativeServicer(ModelControlRpcs, pb_grpc.SeqServeServicer):
     def __init__(self, dataplane: DataPlane, streams: OpenStreams, idle: IdleStreams) -> None:
         self._dataplane = dataplane
         self._streams = streams

@@ -117,7 +117,9 @@ class StreamHandler:
 
     def _session_closed(self) -> None:
         session = self._session
-        if session is not None and session.expired:
+        if session is not None and session.model.ended_reason is not None:  # unloaded, or its drain timed out
+            self._watch.end(FailedPrecondition(session.model.ended_reason))
+        elif session is not None and session.expired:
             timeout = session.model.session_idle_timeout
             self._watch.end(FailedPrecondition(f"session expired after {timeout:g} s without a step; stream ended"))
 

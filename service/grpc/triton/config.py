@@ -124,6 +124,6 @@ def repository_index(statuses: Iterable[ModelStatus], ready_only: bool) -> pb.Re
     index = pb.RepositoryIndexResponse()
     for status in sorted(statuses, key=lambda s: (s.name, s.version)):
         if status.ready or not ready_only:
-            state = "READY" if status.ready else "UNAVAILABLE"
-            index.models.add(name=status.name, version=str(status.version), state=state, reason=status.reason)
+            index.models.add(name=status.name, version=str(status.version), state=status.state,
+                             reason=status.reason)
     return index

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar
 import grpc
 import numpy as np
 
-from service.engine.errors import Unavailable
+from service.engine.errors import InvalidInput, Unavailable
 from service.grpc.cut import CUT_MESSAGE, OpenStreams
 from service.grpc.decode import parse_version
 from service.grpc.generated.inference import grpc_service_pb2 as pb
@@ -22,6 +22,7 @@ from service.grpc.generated.inference import grpc_service_pb2_grpc as pb_grpc
 from service.grpc.idle import IdleStreams
 from service.grpc.interceptors import REQUEST_MODEL
 from service.grpc.triton.config import model_config, model_metadata, model_statistics, repository_index
+from service.grpc.triton.convert import _sequence_flags as sequence_flags
 from service.grpc.triton.convert import fill_response, request_to_infer
 from service.grpc.triton.stream import TritonStream
 
@@ -81,6 +82,28 @@ class TritonServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.RepositoryIndexResponse:
         return repository_index(self._dataplane.statuses(), request.ready)
 
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> pb.RepositoryModelLoadResponse:
+        """Load or reload a model from the repository (docs/model-control.md); Triton's "config" and "file:"
+        parameters (a model sent with the request) are refused."""
+        if request.parameters:
+            raise InvalidInput(f"RepositoryModelLoad takes no parameters here (got {', '.join(request.parameters)}): "
+                               "put the model into the repository and load it by name")
+        await self._dataplane.load_model(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> pb.RepositoryModelUnloadResponse:
+        """Unload every version; FAILED_PRECONDITION with live sequences unless the parameter `force` is true."""
+        unknown = set(request.parameters) - {"force", "unload_dependents"}  # no model depends on another here
+        if unknown:
+            raise InvalidInput(f"unknown RepositoryModelUnload parameters: {', '.join(sorted(unknown))}")
+        force = request.parameters["force"].bool_param if "force" in request.parameters else False
+        await self._dataplane.unload_model(request.model_name, force)
+        return pb.RepositoryModelUnloadResponse()
+
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         REQUEST_MODEL.set(request.model_name)  # a failure is counted under it by the error interceptor
         response = pb.ModelInferResponse()
@@ -106,7 +129,8 @@ class TritonServicer(pb_grpc.GRPCInferenceServiceServicer):
     def start(self, request: pb.ModelInferRequest, response: R) -> asyncio.Future[R]:
         """Start one inference whose answer fills `response` (a `ModelInferResponse`) in place; a sequence request
         takes its place in its sequence before this returns. Errors found at once raise here."""
-        model = self._model(request.model_name, request.model_version)
+        version = parse_version(request.model_version)  # an open sequence stays on the version it started on
+        model = self._dataplane.sequence_model(request.model_name, version, sequence_flags(request))
 
         def fill(outputs: dict[str, np.ndarray]) -> R:
             fill_response(response, request, model.manifest, outputs)

@@ -99,16 +99,25 @@ async def test_broken_versions_are_reported_while_the_others_serve(tmp_path: Pat
         await registry.close()
 
 
-async def test_newest_ready_version_is_the_default_every_version_addressable(tmp_path: Path) -> None:
+async def test_newest_ready_version_is_the_default_and_the_policy_says_which_are_served(tmp_path: Path) -> None:
     copy_model(tmp_path, "m", 1)
     copy_model(tmp_path, "m", 2)
     copy_model(tmp_path, "m", 3, BROKEN["bad_sha"][0])
     registry = await Registry.load(cpu_settings(tmp_path), Metrics())
-    try:
+    try:  # latest 1 (the default) counts versions that load: the broken 3 is passed over, 2 serves
         assert registry.get("m").version == 2
-        assert registry.get("m", 1).version == 1
+        assert [m.version for m in registry.models()] == [2]
+        with pytest.raises(Unavailable, match="version 1 is not available: not listed by its version policy"):
+            registry.get("m", 1)
         with pytest.raises(Unavailable, match="version 3 is not available: sha256"):
             registry.get("m", 3)
+    finally:
+        await registry.close()
+    (tmp_path / "m" / "config.json").write_text('{"version_policy": {"all": {}}}')
+    registry = await Registry.load(cpu_settings(tmp_path), Metrics())
+    try:  # every version addressable
+        assert registry.get("m").version == 2
+        assert registry.get("m", 1).version == 1
         assert [m.version for m in registry.models()] == [1, 2]
     finally:
         await registry.close()

@@ -66,7 +66,7 @@ def test_every_rpc_of_both_services_maps_unexpected_errors_to_internal(
         calls = requests_for(npb.DESCRIPTOR.services_by_name["SeqServe"], npb_grpc.SeqServeStub(channel))
         calls += requests_for(tpb.DESCRIPTOR.services_by_name["GRPCInferenceService"],
                               tpb_grpc.GRPCInferenceServiceStub(channel))
-        assert len(calls) == 14
+        assert len(calls) == 19
         for name, call in calls:
             with pytest.raises(grpc.RpcError) as raised:
                 answer = call()

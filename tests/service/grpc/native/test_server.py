@@ -25,7 +25,8 @@ def test_health_is_serving_and_reflection_lists_and_describes_the_native_api(sta
         services = set(reflection.get_services())
         assert {"seqserve.v1.SeqServe", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= services
         described = reflection.FindFileContainingSymbol("seqserve.v1.SeqServe")
-        assert [m.name for m in described.service[0].method] == ["Stream", "Infer", "ListModels", "GetModel"]
+        methods = ["Stream", "Infer", "ListModels", "GetModel", "LoadModel", "UnloadModel", "RepositoryIndex"]
+        assert [m.name for m in described.service[0].method] == methods
 
 
 def test_domain_errors_keep_their_message_and_subclasses_inherit_the_code() -> None:

@@ -1,0 +1,189 @@
+"""Model control in the engine: a new version rolls out while live sessions finish on theirs, a bad one never takes
+the old one down, unloads refuse or end live sessions, policies pick versions, memory comes back.
+
+The repository poll is called directly (`control.poll()`, in explicit mode no poll task runs), so every change
+happens at a known point; what happens after it (a drain) is awaited by polling the statuses, bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import shutil
+import threading
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.engine.errors import FailedPrecondition, Unavailable
+from service.engine.metrics import Metrics
+from service.engine.registry import Registry
+from tests.service.helpers import cpu_settings, sequence
+from tests.service.versions import copy_shipped, publish, whole_run
+
+POLLS = 2000  # bounded waits: the statuses are looked at this many times, 10 ms apart, before a test fails
+
+
+async def start(root: Path, **overrides: object) -> Registry:
+    return await Registry.load(cpu_settings(root, model_control_mode="explicit", **overrides), Metrics())
+
+
+def state(registry: Registry, name: str, version: int) -> tuple[str, str, int]:
+    (status,) = [s for s in registry.statuses() if (s.name, s.version) == (name, version)]
+    return status.state, status.reason, status.sessions
+
+
+async def wait_state(registry: Registry, name: str, version: int, wanted: str) -> str:
+    for _ in range(POLLS):
+        found = [s for s in registry.statuses() if (s.name, s.version) == (name, version)]
+        if (found[0].state if found else "GONE") == wanted:
+            return found[0].reason if found else ""
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{name} version {version} never became {wanted}: {found}")
+
+
+async def test_live_sessions_finish_on_their_version_new_ones_start_on_the_new_one(tmp_path: Path) -> None:
+    v1 = copy_shipped(tmp_path, "m", 1)
+    registry = await start(tmp_path)
+    try:
+        model = registry.get("m")
+        x = sequence(model.manifest, 4, 30, seed=1)
+        sessions = [model.open_session() for _ in range(4)]
+        first = [await s.step(x[i, :12]) for i, s in enumerate(sessions)]
+        v2 = publish(tmp_path, "m", 2, scale=0.7)
+        await registry.control.poll()
+        assert registry.get("m").version == 2
+        assert state(registry, "m", 1)[0] == "UNLOADING" and state(registry, "m", 1)[2] == 4
+        assert "new sessions start on version 2" in state(registry, "m", 1)[1]
+        with pytest.raises(FailedPrecondition, match="only finishes its live sessions"):
+            registry.get("m", 1)
+        rest = [await s.step(x[i, 12:]) for i, s in enumerate(sessions)]
+        want1 = whole_run(v1, x)["logits"]
+        for i in range(4):
+            got = np.concatenate([first[i]["logits"], rest[i]["logits"]])
+            np.testing.assert_allclose(got, want1[i], atol=1e-4)
+        fresh = registry.get("m").open_session()
+        got2 = (await fresh.step(x[0]))["logits"]
+        np.testing.assert_allclose(got2, whole_run(v2, x[:1])["logits"][0], atol=1e-4)
+        assert not np.allclose(got2, want1[0], atol=1e-3)  # really another model
+        for s in sessions:
+            s.close()
+        reason = await wait_state(registry, "m", 1, "UNAVAILABLE")
+        assert reason.startswith("unloaded: not listed by its version policy (latest 1)")
+        assert [m.version for m in registry.loaded()] == [2]
+    finally:
+        await registry.close()
+
+
+async def test_a_bad_new_version_leaves_the_old_one_serving(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                                             ) -> None:
+    copy_shipped(tmp_path, "m", 1)
+    metrics = Metrics()
+    registry = await Registry.load(cpu_settings(tmp_path, model_control_mode="explicit"), metrics)
+    try:
+        session = registry.get("m").open_session()
+        publish(tmp_path, "m", 2, corrupt=True)
+        with caplog.at_level(logging.ERROR):
+            await registry.control.poll()
+        assert registry.get("m").version == 1 and state(registry, "m", 1)[0] == "READY"
+        status, reason, _ = state(registry, "m", 2)
+        assert status == "UNAVAILABLE" and reason.startswith("cannot load the graph"), reason
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == [f"not serving m version 2: {reason}"]
+        assert metrics.registry.get_sample_value("seqserve_model_load_failures_total", {"model": "m"}) == 1
+        await registry.control.poll()  # unchanged files: not tried again
+        assert metrics.registry.get_sample_value("seqserve_model_load_failures_total", {"model": "m"}) == 1
+        assert (await session.step(sequence(registry.get("m").manifest, 1, 3)[0]))["logits"].shape == (3, 9)
+        with pytest.raises(FailedPrecondition, match=r"version 2 failed to load: cannot load the graph.*version 1 "
+                                                      r"goes on serving"):
+            await registry.control.load("m")
+        publish_over = tmp_path / "m" / "2"
+        shutil.rmtree(publish_over)
+        publish(tmp_path, "m", 2, scale=0.9)  # fixed: the next poll serves it
+        await registry.control.poll()
+        assert registry.get("m").version == 2
+    finally:
+        await registry.close()
+
+
+async def test_unload_refuses_live_sessions_unless_forced(tmp_path: Path) -> None:
+    copy_shipped(tmp_path, "m", 1)
+    registry = await start(tmp_path)
+    try:
+        session = registry.get("m").open_session()
+        x = sequence(registry.get("m").manifest, 1, 3)[0]
+        with pytest.raises(FailedPrecondition, match="has 1 live sessions; unload it with force"):
+            await registry.control.unload("m")
+        assert registry.get("m").version == 1
+        assert await registry.control.unload("m", force=True) == 1
+        with pytest.raises(FailedPrecondition, match="'m' was unloaded by request"):
+            await session.step(x)
+        assert state(registry, "m", 1)[:2] == ("UNAVAILABLE", "unloaded by request")
+        with pytest.raises(Unavailable, match="unloaded by request"):
+            registry.get("m")
+        await registry.control.poll()  # its files did not change: it stays unloaded
+        assert state(registry, "m", 1)[0] == "UNAVAILABLE"
+        await registry.control.load("m")
+        assert (await registry.get("m").open_session().step(x))["logits"].shape == (3, 9)
+    finally:
+        await registry.close()
+
+
+async def test_sessions_left_at_the_drain_timeout_end_naming_the_new_version(tmp_path: Path) -> None:
+    copy_shipped(tmp_path, "m", 1)
+    registry = await start(tmp_path, version_drain_timeout=0.05)
+    try:
+        session = registry.get("m").open_session()
+        x = sequence(registry.get("m").manifest, 1, 3)[0]
+        await session.step(x)
+        publish(tmp_path, "m", 2, scale=0.7)
+        await registry.control.poll()
+        assert (await wait_state(registry, "m", 1, "UNAVAILABLE")).startswith("unloaded")
+        with pytest.raises(FailedPrecondition, match=r"drain timeout.*continue on version 2"):
+            await session.step(x)
+    finally:
+        await registry.close()
+
+
+async def test_version_policies_and_removed_folders(tmp_path: Path) -> None:
+    for version in (1, 2, 3):
+        publish(tmp_path, "m", version, scale=1.0 + version / 10)
+    (tmp_path / "m" / "config.json").write_text('{"version_policy": {"specific": {"versions": [1, 3]}}}')
+    registry = await start(tmp_path)
+    try:
+        assert [m.version for m in registry.models()] == [1, 3]
+        assert state(registry, "m", 2)[1] == "not listed by its version policy (specific 1,3)"
+        (tmp_path / "m" / "config.json").write_text('{"version_policy": {"latest": {"num_versions": 2}}}')
+        await registry.control.poll()
+        assert [m.version for m in registry.models()] == [2, 3]
+        await wait_state(registry, "m", 1, "UNAVAILABLE")
+        shutil.rmtree(tmp_path / "m" / "3")
+        await registry.control.poll()
+        assert [m.version for m in registry.models()] == [1, 2]  # latest 2 of what is left
+        await wait_state(registry, "m", 3, "GONE")
+        (tmp_path / "m" / "config.json").write_text('{"version_policy": {"newest": {}}}')
+        await registry.control.poll()  # an invalid config: what is served stays
+        assert [m.version for m in registry.models()] == [1, 2]
+    finally:
+        await registry.close()
+
+
+async def test_loading_and_unloading_gives_the_memory_back(tmp_path: Path) -> None:
+    copy_shipped(tmp_path, "m", 1)
+    registry = await start(tmp_path)
+    try:
+        await registry.control.unload("m")
+        gc.collect()
+        threads = threading.active_count()
+        copies = []
+        for _ in range(50):
+            await registry.control.load("m")
+            copies.append(weakref.ref(registry.get("m")))
+            await registry.control.unload("m")
+        gc.collect()
+        assert [c for c in copies if c() is not None] == []  # every copy (its runtime, pool, batcher) is freed
+        assert threading.active_count() == threads
+    finally:
+        await registry.close()
