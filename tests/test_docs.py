@@ -1,4 +1,5 @@
-"""Every relative link in the README and docs/ resolves: the file exists and, for `#anchor`, so does the heading."""
+"""Every relative link in the README and docs/ resolves (the file exists and, for `#anchor`, so does the heading),
+and the README reads in a terminal: no line over 118 characters, at most ~250 lines."""
 
 from __future__ import annotations
 
@@ -61,3 +62,9 @@ def test_the_link_checker_sees_a_broken_link(tmp_path: Path) -> None:
         "```\n[in code](nowhere.md)\n```\n", encoding="utf-8")
     assert broken_links(tmp_path) == [
         "README.md: docs/b.md (no such file)", "README.md: docs/a.md#nope (no such heading)"]
+
+
+def test_the_readme_is_short_and_narrow(repo_root: Path) -> None:
+    lines = (repo_root / "README.md").read_text(encoding="utf-8").splitlines()
+    assert [n for n, line in enumerate(lines, 1) if len(line) > 118] == []
+    assert len(lines) <= 260
