@@ -122,6 +122,19 @@ class Settings(BaseSettings):
         600.0, ge=0, description="seconds an old version goes on serving its live sessions once a newer one serves; "
         "then they end with FAILED_PRECONDITION naming the newer version; 0 = until they end"
     )
+    # -- store (issue 23): exactly-once steps under store faults, capacity, idle streams --------------------------
+    session_store_timeout: float = Field(
+        2.0, gt=0, description="seconds a session store call may take; a commit whose answer takes longer has its "
+        "outcome read back (see --session-store-resolve-timeout)"
+    )
+    session_store_resolve_timeout: float = Field(
+        8.0, gt=0, description="seconds spent learning the outcome of a commit whose answer was lost before the "
+        "step is answered ABORTED 'outcome unknown'"
+    )
+    session_store_memory_fraction: float = Field(
+        0.9, ge=0, le=1, description="a new session is refused (RESOURCE_EXHAUSTED) while the session store's "
+        "Redis uses more than this share of its maxmemory; existing sessions go on. 0 = never"
+    )
     log_format: Literal["plain", "json"] = Field("plain", description="log line format")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 

@@ -1,7 +1,8 @@
 """Resuming a native stream after UNAVAILABLE or a broken connection (both SDK flavours).
 
 A server with a shared session store (`--session-store redis://...`) gives every stream a resume token. The
-`Journal` remembers the chunks and resets sent but not yet answered; after a failure the stream reopens with
+`Journal` remembers the chunks and resets sent but not yet answered; after a failure (UNAVAILABLE, or ABORTED: the
+stored position is not the one the server stepped from) the stream reopens with
 `Open{resume: token}` (any replica), learns from `Opened.position` how many of them the store already applied,
 takes their lost answers from `Opened.recent` and resends only the others. Outputs are the same as with no
 failure: nothing is lost, nothing applied twice. A request the server rejected (an in-stream `Error`) is not
@@ -19,7 +20,10 @@ import grpc
 from service.client.common import ServerError
 from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
 
-RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE})  # a replica going away, a broken connection, a drain
+# UNAVAILABLE: a replica going away, a broken connection, a drain, a store that did not take the step (nothing
+# applied); ABORTED: the store holds another position than this stream's server thought (a step whose write was
+# lost, or whose outcome is unknown): the resume's position says what was applied
+RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
 # a proxy (nginx) whose upstream connection broke resets the client's stream: grpc reports INTERNAL with this
 BROKEN_STREAM = "RST_STREAM"
 

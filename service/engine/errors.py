@@ -37,6 +37,12 @@ class Aborted(SeqServeError):
     answered; retry from the stored position (ABORTED)."""
 
 
+class OutcomeUnknown(Aborted):
+    """The session store did not answer a step's write, nor the reads of its outcome, in time: the step may or may
+    not have been applied (ABORTED). The server does not go on from a guess: a native stream resumes (its position
+    says which), a Triton sequence restarts with START."""
+
+
 class ModelRunFailed(SeqServeError):
     """The model run of a batch failed (INTERNAL with this generic message; the batcher logs the cause once per
     batch). Nothing of the batch was written back: every session's state is unchanged, and a stream goes on."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -180,6 +181,8 @@ class StoreCounters(Protocol):
     round_trips: int  # commits, loads and deletes sent
     failures: int  # of them, those that could not reach the store (UNAVAILABLE)
     conflicts: int  # rows refused by the compare-and-set (another replica advanced the session)
+    resolved: int  # commits whose answer was lost, read back
+    unknown: Counter[str]  # rows whose outcome stayed unknown, by key kind
 
 
 _HISTOGRAMS = (
@@ -218,6 +221,9 @@ class _Exporter(Collector):
                  store.round_trips),
                 ("failures", "Session store calls that could not reach it", store.failures),
                 ("conflicts", "Steps refused by the store's compare-and-set (another replica won)", store.conflicts),
+                ("resolved", "Commits whose answer was lost and whose outcome was read back", store.resolved),
+                ("unknown_outcomes", "Steps answered ABORTED 'outcome unknown' (the store stayed silent)",
+                 sum(store.unknown.values())),
             ):
                 counter = CounterMetricFamily(f"seqserve_session_store_{name}", doc)
                 counter.add_metric([], value)

@@ -48,10 +48,13 @@ class Registry:
         """Load every model version its policy lists; raises `ConfigurationError` when the server cannot start."""
         if not settings.models.is_dir():
             raise ConfigurationError(f"model repository {settings.models} is not a directory")
-        store = open_store(settings.session_store, settings.session_idle_timeout, settings.max_stored_sessions)
+        store = open_store(settings.session_store, settings.session_idle_timeout, settings.max_stored_sessions,
+                           timeout_s=settings.session_store_timeout,
+                           resolve_s=settings.session_store_resolve_timeout,
+                           memory_fraction=settings.session_store_memory_fraction)
         if store is not None and not await store.ping():
             log.warning("session store %s is unreachable for now: stateful steps get UNAVAILABLE until it is back",
-                        settings.session_store)
+                        store.safe_url)
         metrics.store = store  # its counters on /metrics
         registry = cls(settings, metrics, store)
         try:

@@ -14,7 +14,8 @@ not hold (another replica served it, or it was evicted here) loads it from the s
 another replica advanced the sequence meanwhile (compare-and-set on its version, `Aborted`) is redone here from
 the stored state, up to `REDO_LIMIT` times, then answered ABORTED. Redone, not refused: a Triton client sends one
 sequence's requests in order and waits for each, so the newer stored state is the one its request follows.
-START overwrites whatever is stored (a new epoch), END deletes it in the same write.
+START overwrites whatever is stored (a new epoch), END deletes it in the same write. A step whose write the store
+never confirmed nor denied (`OutcomeUnknown`) is never redone: the sequence is refused (ABORTED) until START.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from service.engine.errors import Aborted, FailedPrecondition, SequenceNotFound, clip
+from service.engine.bounded import LRU
+from service.engine.errors import Aborted, FailedPrecondition, OutcomeUnknown, SequenceNotFound, clip
 from service.engine.state.store import sequence_key
 
 if TYPE_CHECKING:
@@ -38,6 +40,9 @@ _Key = tuple[str, str, int, SequenceId]  # (namespace, model, version, sequence_
 # (model, its key in the session store or None, on_close) -> a new session (the data plane's: quotas apply)
 Opener = Callable[["ServedModel", "str | None", Callable[[], None]], "Session"]
 REDO_LIMIT = 3  # a step refused because another process advanced the sequence is redone from the store this often
+UNKNOWN_KEPT = 65536  # sequences remembered as "last step's outcome unknown" (a bound on memory; oldest forgotten)
+UNKNOWN_BEFORE = ("the outcome of this sequence's previous step is unknown (the session store did not answer in "
+                  "time); restart the sequence with sequence_start")
 T = TypeVar("T")
 
 
@@ -73,6 +78,8 @@ class Sequences:
         self._sessions: dict[_Key, Session] = {}
         self._tails: dict[_Key, asyncio.Future[Any]] = {}  # each sequence's last submitted request
         self._open: Opener = opener or (lambda model, key, on_close: model.open_session(key, on_close))
+        # sequences whose last step has an unknown outcome (store silent): refused until START, the newest kept
+        self._unknown: LRU[_Key] = LRU(UNKNOWN_KEPT)
 
     def __len__(self) -> int:
         """Open sequences (a session that closes leaves the table at once)."""
@@ -145,6 +152,10 @@ class Sequences:
             raise FailedPrecondition(
                 f"model {model.manifest.name!r} is not streamable: send whole sequences without sequence_id"
             )
+        if key in self._unknown:
+            if not flags.start:
+                raise OutcomeUnknown(UNKNOWN_BEFORE)
+            del self._unknown[key]
         if model.store is not None and not flags.start and not self._holds(key):
             # not held here (another replica served it, or it was evicted locally): continue from the store
             return asyncio.ensure_future(self._resume(request, attempt))
@@ -164,7 +175,10 @@ class Sequences:
                 if done.cancelled():
                     result.cancel()
                 elif (exc := done.exception()) is not None:
-                    if isinstance(exc, Aborted) and attempt < REDO_LIMIT:  # another replica advanced it: redo
+                    if isinstance(exc, OutcomeUnknown):  # never go on from a guess: START is the way on
+                        self._drop(key, session)
+                        self._unknown[key] = None
+                    elif isinstance(exc, Aborted) and attempt < REDO_LIMIT:  # another replica advanced it: redo
                         self._drop(key, session)
                         self._start_after(result, request, attempt + 1)
                         return

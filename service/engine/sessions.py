@@ -21,7 +21,8 @@ from service.engine.errors import FailedPrecondition
 from service.engine.metrics import ModelMetrics
 from service.engine.state.codec import decode
 from service.engine.state.pool import StatePool
-from service.engine.state.store import ANY, Stored, new_epoch
+from service.engine.state.scripts import ANY
+from service.engine.state.store import Stored, new_epoch
 from service.engine.state.through import reset_through
 
 if TYPE_CHECKING:
@@ -127,8 +128,8 @@ class Session:
         self.generation += 1
         self._pool.load(self.slot, decode(self._pool.pairs, stored.state))
         self.expected, self.position = stored.version, stored.position
-        epoch, _, writes = stored.version.rpartition(":")
-        self.epoch, self.writes = epoch, int(writes)
+        # an epoch of its own: two processes restoring the same version never write the same one (exactly once)
+        self.epoch, self.writes = new_epoch(), int(stored.version.rpartition(":")[2])
 
     def state(self) -> dict[str, np.ndarray]:
         """A copy of the current state, keyed by state input name (shape without the batch axis)."""

@@ -61,7 +61,7 @@ class Serving:
         await self.health.enter_graceful_shutdown()
         if self.registry.store is not None:  # every session is in the shared store: hand them all off at once
             log.info("handing off every open session to the other replicas (session store %s)",
-                     self.registry.store.url)
+                     self.registry.store.safe_url)
         elif not await self.registry.sessions_ended(grace):
             log.warning("shutdown grace of %.1f s used up with sessions still open; cutting them", grace)
         if cut := await self.streams.cut(CUT_TIMEOUT_S):

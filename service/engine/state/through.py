@@ -2,9 +2,11 @@
 
 Only rows of sessions with a store key are written (the memory store never comes here). Each row is a
 compare-and-set on the session's version: a row whose session moved on elsewhere (a concurrent step won it)
-is refused with `Aborted` and neither written locally nor answered; a new session beyond the store's limit with
-`ResourceExhausted`; an unreachable store refuses every row with `Unavailable`. A written row advances its
-session's version and position.
+is refused with `Aborted` and neither written locally nor answered; a new session beyond the store's limits
+(sessions, memory) with `ResourceExhausted`; an unreachable store refuses every row with `Unavailable`; a row whose
+write went unanswered is resolved by the store first (`RedisStore.commit`): applied (a success), not applied and
+fenced off (`Unavailable`: retry it; the session takes the fence's epoch), or unknown (`OutcomeUnknown`). A written
+row advances its session's version and position.
 """
 
 from __future__ import annotations
@@ -15,10 +17,17 @@ from typing import Protocol
 import numpy as np
 
 from modelrepo import StatePair
-from service.engine.errors import Aborted, ResourceExhausted, Unavailable
+from service.engine.errors import Aborted, OutcomeUnknown, ResourceExhausted, Unavailable
 from service.engine.runtime import StateValue, to_host
 from service.engine.state.codec import encode, encode_answers
-from service.engine.state.store import ABSENT, FULL, RedisStore, Write
+from service.engine.state.scripts import ABSENT, ANY, FENCED, FULL, MEMORY
+from service.engine.state.store import UNKNOWN, RedisStore, Write, new_epoch
+
+NOT_APPLIED = ("the session store did not answer this step's write in time; it was not applied (and never will be); "
+               "retry it")
+UNKNOWN_OUTCOME = ("the session store did not answer in time: this step may or may not have been applied; a native "
+                   "stream resumes by its token (Opened.position says which), a Triton sequence restarts with "
+                   "sequence_start")
 
 
 class Durable(Protocol):
@@ -49,9 +58,9 @@ async def write_through(
     for i, state_bytes in zip(rows, encode(pairs, host, rows), strict=True):
         owner = owners[i]
         assert owner is not None and owner.key is not None
-        version = "" if owner.ending else f"{owner.epoch}:{owner.writes + 1}"
-        writes.append(Write(owner.key, owner.expected, version, owner.position + 1, state_bytes,
-                            answers.get(i)))
+        version = f"{owner.epoch}:{owner.writes + 1}"
+        writes.append(Write(owner.key, owner.expected, version, owner.position + 1, state_bytes, answers.get(i),
+                            owner.ending))
     try:
         results = await store.commit(writes)
     except Unavailable as exc:
@@ -62,6 +71,20 @@ async def write_through(
         assert owner is not None
         if stored == FULL:
             refused[i] = ResourceExhausted(f"the session store holds its limit of {store.max_sessions} sessions")
+            continue
+        if stored == MEMORY:
+            refused[i] = ResourceExhausted("the session store is near its memory limit: no new sessions for now "
+                                           "(open ones go on)")
+            continue
+        if stored.startswith(FENCED):
+            fence = stored[len(FENCED):]
+            owner.epoch = fence.rpartition(":")[0] if fence and owner.expected != ANY else new_epoch()
+            if owner.expected != ANY:
+                owner.expected = fence
+            refused[i] = Unavailable(NOT_APPLIED)
+            continue
+        if stored == UNKNOWN:
+            refused[i] = OutcomeUnknown(UNKNOWN_OUTCOME)
             continue
         if stored:
             store.conflicts += 1

@@ -18,7 +18,8 @@ from service.engine.registry import Registry
 from service.engine.runtime import Runtime
 from service.engine.sequences import SequenceFlags, Sequences, StepResult
 from service.engine.state.codec import decode
-from service.engine.state.store import ANY, RedisStore, Write, sequence_key
+from service.engine.state.scripts import ANY, FENCED
+from service.engine.state.store import RedisStore, Write, sequence_key
 from tests.redis_server import RedisServer
 from tests.service.helpers import MANIFESTS, SHIPPED, cpu_settings, reference
 
@@ -50,10 +51,10 @@ async def test_a_write_that_does_not_start_from_the_stored_version_is_refused(re
     store = RedisStore(redis_server.url, ttl_s=60)
     try:
         assert await store.commit([Write("k", ANY, "e:1", 1, b"a"), Write("j", "e:9", "e:10", 1, b"x")]) == ["", "-"]
-        assert await store.commit([Write("k", "e:1", "e:2", 2, b"b"), Write("k", "e:1", "e:2", 2, b"c")]) == ["", "e:2"]
+        assert await store.commit([Write("k", "e:1", "e:2", 2, b"b"), Write("k", "e:1", "f:2", 2, b"c")]) == ["", "e:2"]
         stored = await store.load("k")
         assert stored is not None and (stored.version, stored.position, stored.state) == ("e:2", 2, b"b")
-        assert await store.commit([Write("k", "e:2", "", 3, b"")]) == [""]  # an END deletes
+        assert await store.commit([Write("k", "e:2", "e:3", 3, b"", ending=True)]) == [""]  # an END ends it
         assert await store.load("k") is None
         assert store.round_trips == 5
     finally:
@@ -99,6 +100,37 @@ async def test_a_session_another_replica_advanced_is_aborted(registries: tuple[R
     with pytest.raises(Aborted, match="concurrent step won"):
         await mine.step(chunk(3))
     assert all(np.array_equal(before[n], v) for n, v in mine.state().items())
+
+
+async def test_a_commit_sent_twice_applies_once_and_a_lost_one_is_resolved(redis_server: RedisServer) -> None:
+    """Every step writes a version of its own: a second copy of a commit is recognised as applied; a commit whose
+    answer was lost is read back (applied: OK) or fenced off (never applied, even if a copy arrives later)."""
+    store = RedisStore(redis_server.url, ttl_s=60)
+    try:
+        first = [Write("k", ANY, "e:1", 1, b"a")]
+        assert await store.commit(first) == [""]
+        step = [Write("k", "e:1", "e:2", 2, b"b", b"answer")]
+        assert await store.commit(step) == [""]
+        assert await store.commit(step) == [""]  # a retried or late copy: applied once
+        stored = await store.load("k", recent=True)
+        assert stored is not None and (stored.version, stored.position, stored.recent) == ("e:2", 2, (b"answer",))
+        assert await store._resolve(step) == [""]  # lost answer, applied: OK
+        lost = [Write("k", "e:2", "e:3", 3, b"c")]
+        (fenced,) = await store._resolve(lost)  # lost before Redis ran it: fenced off
+        assert fenced.startswith(FENCED) and fenced.endswith(":2")
+        assert await store.commit(lost) == [fenced[len(FENCED):]]  # the late copy can never apply
+        stored = await store.load("k")
+        assert stored is not None and (stored.version, stored.position, stored.state) == (fenced[1:], 2, b"b")
+        new = [Write("n", ANY, "f:1", 1, b"x")]
+        (fenced_new,) = await store._resolve(new)  # a new session's lost write: its epoch is fenced
+        assert fenced_new.startswith(FENCED)
+        assert await store.commit(new) == [FENCED] and await store.load("n") is None
+        assert await store.commit([Write("n", ANY, "g:1", 1, b"y")]) == [""]  # a new epoch is not
+        end = [Write("k", fenced[1:], "h:3", 3, b"", ending=True)]
+        assert await store.commit(end) == [""] and await store.commit(end) == [""]  # a retried END
+        assert await store._resolve(end) == [""] and await store.load("k") is None
+    finally:
+        await store.close()
 
 
 async def test_redis_down_gives_unavailable_and_the_engine_recovers(
