@@ -72,9 +72,12 @@ class DataPlane:
     def sequence_model(self, name: str, version: int | None, flags: SequenceFlags | None) -> ServedModel:
         """The version a request goes to: an open Triton sequence stays on the version it started on (which may be
         draining, docs/model-control.md); anything else goes to `model(name, version)`."""
-        if flags is not None and not flags.start:
-            client = CLIENT.get()
-            client.check_model(name)
+        if flags is None:
+            return self.model(name, version)
+        client = CLIENT.get()
+        client.check_model(name)
+        why = self._sequences.ended(client.namespace, name, flags.sequence_id, flags.start)
+        if not flags.start:
             newest = self.registry.tables.serving.get(name)
             if version is None and newest and self._sequences.holder(client.namespace, name, newest.version,
                                                                      flags.sequence_id):
@@ -83,6 +86,8 @@ class DataPlane:
                 held = self._sequences.holder(client.namespace, name, copy.version, flags.sequence_id)
                 if (version is None or copy.version == version) and held:
                     return copy
+            if why is not None:  # ended by an unload or a drain timeout: say so, not just "not open"
+                raise FailedPrecondition(why)
         return self.model(name, version)
 
     def model_ready(self, name: str, version: int | None) -> bool:

@@ -39,6 +39,7 @@ SequenceId = int | str
 _Key = tuple[str, str, int, SequenceId]  # (namespace, model, version, sequence_id)
 # (model, its key in the session store or None, on_close) -> a new session (the data plane's: quotas apply)
 Opener = Callable[["ServedModel", "str | None", Callable[[], None]], "Session"]
+ENDED_KEPT = 4096  # sequences ended by an unload whose reason is kept for their next request
 REDO_LIMIT = 3  # a step refused because another process advanced the sequence is redone from the store this often
 UNKNOWN_KEPT = 65536  # sequences remembered as "last step's outcome unknown" (a bound on memory; oldest forgotten)
 UNKNOWN_BEFORE = ("the outcome of this sequence's previous step is unknown (the session store did not answer in "
@@ -77,6 +78,7 @@ class Sequences:
     def __init__(self, opener: Opener | None = None) -> None:
         self._sessions: dict[_Key, Session] = {}
         self._tails: dict[_Key, asyncio.Future[Any]] = {}  # each sequence's last submitted request
+        self._ended: dict[tuple[str, str, SequenceId], str] = {}  # ended by an unload: why (the newest ENDED_KEPT)
         self._open: Opener = opener or (lambda model, key, on_close: model.open_session(key, on_close))
         # sequences whose last step has an unknown outcome (store silent): refused until START, the newest kept
         self._unknown: LRU[_Key] = LRU(UNKNOWN_KEPT)
@@ -257,9 +259,20 @@ class Sequences:
         return session
 
     def _forget(self, key: _Key, session: Session) -> None:
-        """A session closed (END, eviction, shutdown): its id leaves the table at once."""
+        """A session closed (END, eviction, shutdown, unload): its id leaves the table at once."""
         if self._sessions.get(key) is session:
             del self._sessions[key]
+        if session.model.ended_reason is not None:  # its model was unloaded under it: a later request is told why
+            self._ended[(key[0], key[1], key[3])] = session.model.ended_reason
+            if len(self._ended) > ENDED_KEPT:
+                del self._ended[next(iter(self._ended))]
+
+    def ended(self, namespace: str, model: str, sequence_id: SequenceId, start: bool) -> str | None:
+        """Why the sequence was ended by an unload (None: it was not); a START forgets it."""
+        if start:
+            self._ended.pop((namespace, model, sequence_id), None)
+            return None
+        return self._ended.get((namespace, model, sequence_id))
 
 
 def _store_key(key: _Key) -> str:

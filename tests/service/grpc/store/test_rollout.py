@@ -1,0 +1,71 @@
+"""A rollout with the Redis session store: the stored session records its version (in its key), so a Triton
+sequence and a native stream opened on v1 continue on v1 after v2 serves, a native stream cut meanwhile resumes on
+v1 without naming a version, and the outputs equal v1's whole-sequence run; new sessions start on v2."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import numpy as np
+import tritonclient.grpc as triton
+
+from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
+from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
+from service.grpc.native import convert
+from tests.service.grpc.test_rollout import CHUNK, STEPS, TOLERANCE, new_sessions, triton_step, wait_index
+from tests.service.versions import MODEL, copy_shipped, publish, whole_run
+
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer
+    from tests.service.grpc.helpers import RunningServer
+
+
+def chunk_request(seq: int, x: np.ndarray) -> pb.StreamRequest:
+    return pb.StreamRequest(seq=seq, chunk=pb.Chunk(input=convert.array_to_tensor(x)))
+
+
+def logits(response: pb.StreamResponse) -> np.ndarray:
+    return convert.tensors_to_arrays(response.result.outputs)["logits"]
+
+
+def test_stored_sessions_stay_on_their_version_and_resume_there(
+    start_server: Callable[..., RunningServer], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    v1 = copy_shipped(tmp_path, MODEL, 1)
+    server = start_server(models=tmp_path, session_store=redis_server.url, repository_poll_secs=0.05)
+    xs = np.random.default_rng(5).standard_normal((2, STEPS, 12)).astype(np.float32)
+    half = STEPS // 2
+    sent: queue.SimpleQueue[pb.StreamRequest | None] = queue.SimpleQueue()
+    for request in (pb.StreamRequest(seq=0, open=pb.Open(model=MODEL)), chunk_request(1, xs[0, :half])):
+        sent.put(request)
+    with triton.InferenceServerClient(server.target) as client, grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.SeqServeStub(channel)
+        call = stub.Stream(iter(sent.get, None))
+        opened, first = next(call), next(call)
+        assert opened.opened.version == 1 and opened.opened.resume_token
+        pieces = [triton_step(client, 11, xs[1, i:i + CHUNK], i == 0, False) for i in range(0, half, CHUNK)]
+        v2 = publish(tmp_path, MODEL, 2, scale=0.7)
+        wait_index(server.target, 2, "READY")
+        call.cancel()  # cut while v2 serves: the stored session stays for a resume
+        sent.put(None)
+        resume = pb.Open(model=MODEL, resume=opened.opened.resume_token)  # no version: the one it started on
+        resumed = stub.Stream(iter([pb.StreamRequest(seq=0, open=resume), chunk_request(2, xs[0, half:]),
+                                    pb.StreamRequest(seq=3, end=pb.End())]))
+        again, rest = next(resumed), next(resumed)
+        assert list(resumed) == []
+        assert again.opened.version == 1 and again.opened.position == 1
+        pieces += [triton_step(client, 11, xs[1, i:i + CHUNK], False, i + CHUNK >= STEPS)
+                   for i in range(half, STEPS, CHUNK)]
+    want1 = whole_run(v1, xs)["logits"]
+    np.testing.assert_allclose(np.concatenate([logits(first), logits(rest)]), want1[0], atol=TOLERANCE)
+    assert {v for v, _ in pieces} == {"1"}
+    np.testing.assert_allclose(np.concatenate([y for _, y in pieces]), want1[1], atol=TOLERANCE)
+    assert wait_index(server.target, 1, "UNAVAILABLE").startswith("unloaded")
+    versions, outputs = new_sessions(server.target, xs[0])
+    assert set(versions) == {"2"}
+    for y in outputs:
+        np.testing.assert_allclose(y, whole_run(v2, xs[:1])["logits"][0], atol=TOLERANCE)
