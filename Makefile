@@ -121,9 +121,11 @@ deploy-deps:
 	@sh scripts/ensure-package.sh nginx nginx
 	@sh scripts/ensure-package.sh redis-server redis-server
 
-## test-deps: espeak-ng for the VAD speech test (apt-get install where missing and root; the test skips otherwise)
+## test-deps: espeak-ng for the VAD speech test, chromium for the page's browser test (apt-get install where missing
+## and root; the tests skip otherwise)
 test-deps:
 	@sh scripts/ensure-package.sh espeak-ng espeak-ng
+	@sh scripts/ensure-package.sh chromium chromium
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,9 @@
 #!/bin/sh
 # `ensure-package.sh BINARY PACKAGE`: makes sure a Debian package the tests need is installed (nginx for tests/deploy,
-# redis-server for the session store tests, espeak-ng for the VAD speech test), as `make test` needs it on a fresh
-# CI machine. Installs the package when BINARY is missing and we are root with apt-get; otherwise it says why and
-# leaves it to the tests, which then skip with that reason. Never starts the package's service.
+# redis-server for the session store tests, espeak-ng for the VAD speech test, chromium for the page's browser test),
+# as `make test` needs it on a fresh CI machine. Installs the package when BINARY is missing and we are root with
+# apt-get; otherwise it says why and leaves it to the tests, which then skip with that reason. Never starts the
+# package's service.
 set -u
 PATH="$PATH:/usr/sbin:/sbin"
 binary="$1"
