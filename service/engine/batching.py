@@ -8,7 +8,10 @@
 - the model runs off the event loop in the shared, bounded executor, or on the loop itself when its predicted
   cost is below the measured executor hop (`InlinePolicy`, service/engine/tuning.py; `inline_run_max_us` >= 0
   is a fixed limit instead); one batch in flight per model;
-- every future is resolved on every path: success, model error, cancellation (skipped), close (drained).
+- every future is resolved on every path: success, model error, cancellation (skipped), close (drained);
+- with a session store, stateless rows are answered as soon as the model ran, and while a batch's write to the
+  store is in flight only whole-sequence (stateless) batches run: no store round trip holds them back, and the
+  sessions wait for their own writes as before.
 
 Queue, futures and the state pool are only touched on the event loop thread.
 """
@@ -29,7 +32,7 @@ import numpy as np
 from service.engine.company import Company
 from service.engine.errors import FailedPrecondition, ModelRunFailed, ResourceExhausted, Unavailable
 from service.engine.metrics import ModelMetrics
-from service.engine.runtime import Runtime, StateValue
+from service.engine.runtime import Runtime, StateValue, to_host
 from service.engine.state import batch as batch_state
 from service.engine.state.batch import StateOwner
 from service.engine.state.pool import Arrays, StatePool
@@ -87,6 +90,7 @@ class Batcher:
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._committing: asyncio.Task[None] | None = None  # a batch's write to the session store, in flight
 
     @property
     def queued(self) -> int:
@@ -132,7 +136,16 @@ class Batcher:
 
     async def _loop(self) -> None:
         try:
-            while self._queue or not self._closing:
+            while self._queue or not self._closing or self._committing is not None:
+                if self._committing is not None:
+                    if self._committing.done():
+                        self._committing = None
+                    elif self._stateless and (stateless := self._take_batch(stateless_only=True)):
+                        await self._run(stateless)
+                    else:
+                        self._wake.clear()  # set by enqueue and by the write's end
+                        await self._wake.wait()
+                    continue
                 if not self._queue:
                     self._wake.clear()
                     await self._wake.wait()
@@ -159,10 +172,13 @@ class Batcher:
             except TimeoutError:
                 return
 
-    def _take_batch(self) -> list[Step]:
+    def _take_batch(self, stateless_only: bool = False) -> list[Step]:
         """The oldest live step and up to `max_batch_size - 1` more of the same length from other sessions (on the
-        streams' turn, the oldest stream step leads)."""
-        length = self._lead().x.shape[0]
+        streams' turn, the oldest stream step leads; `stateless_only`: rows without a session only)."""
+        lead = self._lead(stateless_only)
+        if lead is None:
+            return []
+        length = lead.x.shape[0]
         batch: list[Step] = []
         owners: set[int] = set()
         rest: deque[Step] = deque()
@@ -170,6 +186,9 @@ class Batcher:
             if step.future.done():  # cancelled by its caller: dropped, its state untouched
                 continue
             owner = step.owner
+            if owner is not None and stateless_only:
+                rest.append(step)
+                continue
             if owner is not None:
                 if owner.id in owners:  # an older step of the same session goes first (taken now or deferred)
                     rest.append(step)
@@ -192,7 +211,9 @@ class Batcher:
             self._streams_turn = False
         return batch
 
-    def _lead(self) -> Step:
+    def _lead(self, stateless_only: bool = False) -> Step | None:
+        if stateless_only:
+            return next((s for s in self._queue if s.owner is None and not s.future.done()), None)
         first = self._queue[0]
         if self._streams_turn and first.owner is None:
             for step in self._queue:
@@ -217,8 +238,13 @@ class Batcher:
                 hop_ns = time.perf_counter_ns() - ready - run_ns
             ran = time.perf_counter_ns()
             self.inline.observe(steps, run_ns, hop_ns)
-            refused = None if self._store is None else await self._write_through(batch, outputs, new_state)
-            self._finish(batch, outputs, new_state, refused)
+            if self._store is not None and any(s.owner is not None for s in batch):
+                self._answer_stateless(batch, outputs, new_state)
+                self._committing = asyncio.get_running_loop().create_task(
+                    self._commit(batch, outputs, new_state, (start, ready - start, ran - ready)))
+                self._committing.add_done_callback(lambda _: self._wake.set())
+                return
+            self._finish(batch, outputs, new_state)
         except asyncio.CancelledError:
             self._fail(batch, Unavailable("the model is shutting down"))
             raise
@@ -235,12 +261,30 @@ class Batcher:
         outputs, new_state = self._runtime.run({self._input_name: x}, state)
         return outputs, new_state, time.perf_counter_ns() - start
 
-    async def _write_through(
-        self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue]
-    ) -> dict[int, Exception]:
-        """One round trip to the session store for the whole batch; the rows it refused."""
-        advancing = self._advancing(batch)
-        return await write_through(self._store, self._pool.pairs, advancing, new_state, outputs)  # type: ignore
+    async def _commit(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue],
+                      timing: tuple[int, int, int]) -> None:
+        """One round trip to the session store for the whole batch, then its answers (refused rows with why)."""
+        try:
+            advancing = self._advancing(batch)
+            refused = await write_through(self._store, self._pool.pairs, advancing, new_state, outputs)  # type: ignore
+            self._finish(batch, outputs, new_state, refused)
+        except asyncio.CancelledError:
+            self._fail(batch, Unavailable("the model is shutting down"))
+            raise
+        except Exception as exc:
+            log.exception("write-through failed (batch of %d); every step of it is refused", len(batch))
+            self._fail(batch, ModelRunFailed(), cause=exc)
+            return
+        start, input_ns, infer_ns = timing
+        self._record(batch, start, input_ns, infer_ns, time.perf_counter_ns() - start - input_ns - infer_ns)
+
+    def _answer_stateless(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue]) -> None:
+        """Answer the rows without a session at once: their results need no store."""
+        rows = [i for i, s in enumerate(batch) if s.owner is None and not s.future.done()]
+        if rows:
+            host = {name: to_host(v) for name, v in new_state.items()}
+            for i in rows:
+                batch[i].future.set_result(({n: v[i] for n, v in outputs.items()}, {n: v[i] for n, v in host.items()}))
 
     @staticmethod
     def _advancing(batch: list[Step], refused: dict[int, Exception] | None = None) -> list[StateOwner | None]:

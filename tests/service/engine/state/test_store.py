@@ -4,6 +4,7 @@ sequence (one step wins, the other is redone or ABORTED, the state stays exact),
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -191,3 +192,49 @@ async def test_write_through_and_restore_on_the_device_store_path(redis_server: 
         for model in models:
             await model.close()
     await store.close()
+
+
+async def test_stateless_requests_never_wait_for_a_stalled_store(
+    registries: tuple[Registry, Registry], redis_server: RedisServer
+) -> None:
+    """Redis paused with a sequence's write in flight: whole-sequence requests on the same model are answered while
+    the write still waits, and the step is answered once Redis is back."""
+    model, table = registries[0].get(MODEL), Sequences()
+    store = model.store
+    assert store is not None and redis_server.process is not None
+    await table.submit(model, SequenceFlags(1, start=True), chunk(1), logits)
+    sent = store.round_trips
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        step = table.submit(model, SequenceFlags(1), chunk(2), logits)
+        while store.round_trips == sent:  # until its write is on the way to the paused Redis
+            await asyncio.sleep(0)
+        for seed in (3, 4, 5):
+            outputs, _ = await model.infer(chunk(seed)[None])
+            want = reference(MODEL, chunk(seed)[None])["logits"]
+            np.testing.assert_allclose(outputs["logits"], want, atol=TOLERANCE, rtol=0)
+        assert not step.done()  # the stateless answers came while the sequence's write still waited
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    got = await step
+    whole = reference(MODEL, np.concatenate([chunk(1), chunk(2)])[None])["logits"][0]
+    np.testing.assert_allclose(got, whole[4:], atol=TOLERANCE, rtol=0)
+
+
+async def test_at_maxmemory_new_sessions_are_refused_and_open_ones_go_on(
+    registries: tuple[Registry, Registry], redis_server: RedisServer
+) -> None:
+    model, table = registries[0].get(MODEL), Sequences()
+    await table.submit(model, SequenceFlags(1, start=True), chunk(1), logits)
+    with redis_server.client() as redis:
+        used = int(redis.info("memory")["used_memory"])
+        redis.config_set("maxmemory", int(used / 0.95))  # above the 90 % of --session-store-memory-fraction
+        for sequence_id in (2, "two"):
+            with pytest.raises(ResourceExhausted, match="near its memory limit"):
+                await table.submit(model, SequenceFlags(sequence_id, start=True), chunk(1), logits)
+        assert redis.dbsize() == 1  # nothing of the refused sessions was written
+        got = [await table.submit(model, SequenceFlags(1), chunk(k), logits) for k in (2, 3)]
+        redis.config_set("maxmemory", 0)
+    whole = reference(MODEL, np.concatenate([chunk(1), chunk(2), chunk(3)])[None])["logits"][0]
+    np.testing.assert_allclose(np.concatenate(got), whole[4:], atol=TOLERANCE, rtol=0)
+    await table.submit(model, SequenceFlags(2, start=True), chunk(1), logits)  # room again
