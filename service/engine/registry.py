@@ -162,7 +162,9 @@ class Registry:
     async def _evict_forever(self, timeout: float) -> None:
         while True:
             await asyncio.sleep(min(timeout / 4, 1.0))
-            now = time.monotonic()
-            for model in self.loaded():
-                if evicted := model.evict_idle(now):
-                    log.info("evicted %d idle sessions of %s version %d", evicted, model.name, model.version)
+            self._evict(time.monotonic())  # in a function: no model stays referenced by this frame while it sleeps
+
+    def _evict(self, now: float) -> None:
+        for model in self.loaded():
+            if evicted := model.evict_idle(now):
+                log.info("evicted %d idle sessions of %s version %d", evicted, model.name, model.version)

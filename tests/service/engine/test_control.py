@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modelrepo import Manifest
+from modelrepo.writer import write_version_dir
 from service.engine.errors import FailedPrecondition, Unavailable
 from service.engine.metrics import Metrics
 from service.engine.registry import Registry
@@ -181,9 +183,39 @@ async def test_loading_and_unloading_gives_the_memory_back(tmp_path: Path) -> No
         for _ in range(50):
             await registry.control.load("m")
             copies.append(weakref.ref(registry.get("m")))
+            copies.append(weakref.ref(registry.get("m")._batcher._runtime))  # type: ignore[attr-defined]
             await registry.control.unload("m")
         gc.collect()
-        assert [c for c in copies if c() is not None] == []  # every copy (its runtime, pool, batcher) is freed
+        assert [c for c in copies if c() is not None] == []  # every copy and its onnxruntime session freed
         assert threading.active_count() == threads
+    finally:
+        await registry.close()
+
+
+async def test_a_version_replaced_in_place_is_reloaded_live_sessions_finish_on_the_old_copy(tmp_path: Path) -> None:
+    v1 = copy_shipped(tmp_path, "m", 1)
+    want_old = whole_run(v1, sequence(Manifest.load(v1 / "manifest.json"), 1, 8, seed=2))["logits"][0]
+    registry = await start(tmp_path)
+    try:
+        old = registry.get("m")
+        x = sequence(old.manifest, 1, 8, seed=2)[0]
+        session = old.open_session()
+        first = (await session.step(x[:4]))["logits"]
+        changed = publish(tmp_path / "scratch", "m", 1, scale=0.7)
+        write_version_dir(v1, Manifest.load(changed / "manifest.json"), (changed / "model.onnx").read_bytes(), {},
+                          force=True)
+        await registry.control.poll()
+        assert registry.get("m") is not old and state(registry, "m", 1)[0] == "READY"
+        assert old in registry.loaded()  # draining: its live session goes on
+        rest = (await session.step(x[4:]))["logits"]
+        np.testing.assert_allclose(np.concatenate([first, rest]), want_old, atol=1e-4)
+        fresh = (await registry.get("m").open_session().step(x))["logits"]
+        np.testing.assert_allclose(fresh, whole_run(v1, x[None])["logits"][0], atol=1e-4)
+        session.close()
+        for _ in range(POLLS):
+            if old not in registry.loaded():
+                break
+            await asyncio.sleep(0.01)
+        assert old not in registry.loaded()
     finally:
         await registry.close()
