@@ -21,7 +21,7 @@ from service.memory import MallocCollector, limit_arenas, start_trimming
 from service.metrics_http import MetricsServer
 from service.settings import Settings
 from service.startup import check_port_free
-from service.workers import run_workers
+from service.workers import die_with_parent, run_workers
 
 log = logging.getLogger("service")
 
@@ -77,6 +77,7 @@ async def run(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_args(sys.argv[1:] if argv is None else argv)
     configure_logging(settings)
+    die_with_parent()  # a --workers child: ends with its parent, however the parent ends
     limit_arenas(settings.malloc_arena_max)  # before any thread starts: glibc makes its arenas lazily
     try:
         if settings.workers > 1:

@@ -5,7 +5,9 @@ The parent checks that its metrics port is free, starts N `python -m service` ch
 serves logs the port and serves its own metrics endpoint (on `--metrics-host`, with TLS when the server has it, as
 a single process does), whose every scrape reads the children's and sums equal samples (counters, gauges,
 histogram buckets); per worker it adds `seqserve_worker_requests_total{worker}`. SIGTERM / SIGINT go to every
-child; when one child exits, the others are stopped too and the parent exits with the first non-zero code. The
+child; when one child exits, the others are stopped too and the parent exits with the first non-zero code. A
+child dies with its parent however the parent ends (SIGKILL included): it asks the kernel for SIGTERM when its
+parent goes (`prctl(PR_SET_PDEATHSIG)`, `die_with_parent`), so no orphan keeps serving on the port. The
 kernel spreads new connections over the children, so a session lives in one child: with `--session-store memory`,
 a Triton sequence is only correct on one connection (say so at start-up); with Redis, any child serves any
 sequence.
@@ -35,6 +37,8 @@ from service.startup import check_port_free
 
 log = logging.getLogger("service.workers")
 READY = "gRPC serving on"
+PARENT_ENV = "SEQSERVE_WORKER_PARENT"  # set for a worker: its parent's pid (see `die_with_parent`)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 SCRAPE_TIMEOUT_S = 5.0
 
 
@@ -51,8 +55,9 @@ class Worker:
         self.index = index
         self.ready = threading.Event()
         self.served = False
+        env = {**os.environ, PARENT_ENV: str(os.getpid())}
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True)
+                                        stderr=subprocess.PIPE, text=True, env=env)
         threading.Thread(target=self._forward, daemon=True, name=f"worker-{index}-log").start()
 
     def _forward(self) -> None:
@@ -63,6 +68,24 @@ class Worker:
                 self.served = True
                 self.ready.set()
         self.ready.set()
+
+
+def die_with_parent() -> None:
+    """In a worker (`PARENT_ENV` set): SIGTERM when the parent dies (a drain, as for any SIGTERM), and exit at once
+    if it is already gone. Linux only (prctl); elsewhere nothing happens."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None:
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        log.warning("cannot ask to die with the parent process (no prctl): stop the workers yourself")
+        return
+    if os.getppid() != int(parent):  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class SumOfWorkers:

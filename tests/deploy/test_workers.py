@@ -3,6 +3,8 @@ too, as a single process serves it); a busy metrics port stops it before any wor
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import socket
 import ssl
@@ -76,3 +78,26 @@ def test_a_busy_metrics_port_stops_the_start_before_any_worker(models_root: Path
         done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "cannot bind the metrics port" in done.stderr and "[worker" not in done.stderr
+
+
+def children_of(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as listing:
+        return [int(child) for child in listing.read().split()]
+
+
+def test_sigkill_of_the_parent_ends_every_worker(two_workers: Replica) -> None:
+    """No orphan keeps the port: each worker asked the kernel for SIGTERM at its parent's death (PR_SET_PDEATHSIG)."""
+    workers = children_of(two_workers.process.pid)
+    assert len(workers) == 2
+    handles = [os.pidfd_open(pid) for pid in workers]  # readable once that process has ended
+    try:
+        two_workers.kill(signal.SIGKILL)
+        for handle in handles:  # a safety net, never a timed assertion: a worker drains, then exits
+            readable, _, _ = select.select([handle], [], [], 60)
+            assert readable, "a worker outlived its parent"
+    finally:
+        for handle in handles:
+            os.close(handle)
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", two_workers.port))  # the port is free again: nobody serves on it
