@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("service.engine.registry")
 T = TypeVar("T")
 Found = dict[int, ModelVersionDir]
+LOADER_NICE = 10  # the loader thread's nice value (serving threads keep the process's own)
 
 
 class ModelControl:
@@ -42,7 +45,7 @@ class ModelControl:
         self._t = registry.tables
         self._settings = registry.settings
         self._root = Path(registry.settings.models)
-        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqserve-load")
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="seqserve-load", initializer=_lower_priority)
         self._locks: dict[str, asyncio.Lock] = {}
         self._seen: dict[str, Fingerprint | None] = {}  # the poll: each model's files when it was last applied
         self._unloaded: dict[str, Fingerprint | None] = {}  # unloaded by request: left alone until files change
@@ -289,6 +292,13 @@ class ModelControl:
                 await self.poll()
             except Exception:  # a poll never stops polling: the next one tries again
                 log.exception("repository poll failed")
+
+
+def _lower_priority() -> None:
+    """The loader thread yields the CPU to serving threads (Linux nice is per thread): a load takes longer on a busy
+    machine, the streams do not."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
 
 
 def read_model(folder: Path) -> tuple[Found, ModelConfig | None, str]:
