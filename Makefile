@@ -39,13 +39,16 @@ define use-runtime
 	@rm -f $(VENV)/.serve-$(OTHER) $(VENV)/.test-$(OTHER)
 endef
 
-$(SERVE_STAMP): pyproject.toml | $(PY)
+# The client package (client/: SDK, CLI, codec, native protobuf) first: the server depends on it.
+$(SERVE_STAMP): pyproject.toml client/pyproject.toml | $(PY)
 	$(use-runtime)
+	$(PIP) install --quiet -e ./client
 	$(PIP) install --quiet -e '.[$(RUNTIME)]'
 	touch $@
 
-$(TEST_STAMP): pyproject.toml | $(PY)
+$(TEST_STAMP): pyproject.toml client/pyproject.toml | $(PY)
 	$(use-runtime)
+	$(PIP) install --quiet -e ./client
 	$(PIP) install --quiet -e '.[train,test,$(RUNTIME)]'
 	touch $@ $(SERVE_STAMP)
 
@@ -98,7 +101,7 @@ proto: $(TEST_STAMP)
 ## lint: ruff and mypy
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy service training modelrepo bench
+	$(VENV)/bin/mypy service training modelrepo bench client/seqserve_client
 
 ## wheelhouse: every serving wheel, for `docker build` with --no-index (CPU image: Python 3.11, CUDA image: 3.12;
 ## both onnxruntime builds, each image installs its own)
@@ -108,9 +111,9 @@ WHEEL_PYTHONS ?= 3.11 3.12
 WHEEL_MARKER_DEPS := 'async-timeout>=4.0.3'
 wheelhouse: $(SERVE_STAMP)
 	rm -rf wheelhouse
-	$(PIP) wheel --quiet --no-deps --wheel-dir wheelhouse .
+	$(PIP) wheel --quiet --no-deps --wheel-dir wheelhouse ./client .
 	for py in $(WHEEL_PYTHONS); do \
-		$(PIP) download --quiet --dest wheelhouse --only-binary=:all: --python-version $$py \
+		$(PIP) download --quiet --dest wheelhouse --find-links wheelhouse --only-binary=:all: --python-version $$py \
 			--platform manylinux_2_28_$$(uname -m) --platform manylinux_2_17_$$(uname -m) --platform manylinux2014_$$(uname -m) \
 			"$$(ls wheelhouse/seqserve-*.whl)[loadtest,cpu,cuda]" $(WHEEL_MARKER_DEPS) || exit 1; \
 	done

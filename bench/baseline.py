@@ -19,8 +19,8 @@ import numpy as np
 import onnxruntime as ort
 
 from modelrepo import Manifest, latest_versions
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 
 
 class Baseline(pb_grpc.SeqServeServicer):

@@ -30,7 +30,7 @@ import numpy as np
 
 from bench import procs
 from modelrepo import Manifest, latest_versions
-from service.client import Client, ServerError
+from seqserve_client import Client, ServerError
 from service.settings import Settings
 
 CHUNK = 10

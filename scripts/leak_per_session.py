@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from soak import malloc_mib, scrape  # noqa: E402  (scripts/ is on the path: this file's folder)
 
 from bench.procs import real_server  # noqa: E402
-from service.client import AsyncClient  # noqa: E402
+from seqserve_client import AsyncClient  # noqa: E402
 
 MODEL, FEATURES, CONCURRENCY = "vowels_lstm", 12, 64
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.procs import real_server, rss_bytes  # noqa: E402
-from service.client import AsyncClient, ServerError  # noqa: E402
+from seqserve_client import AsyncClient, ServerError  # noqa: E402
 
 MODEL, FEATURES = "vowels_lstm", 12
 IDLE_TIMEOUT_S = 5  # the server's session idle timeout during the soak: abandoned Triton sequences go quickly

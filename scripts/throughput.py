@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from service.client import AsyncClient
+from seqserve_client import AsyncClient
 
 
 async def one_stream(client: AsyncClient, model: str, chunk: np.ndarray, until: float) -> int:

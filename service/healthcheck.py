@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.client.security import PLAIN, Security, add_arguments, from_arguments
+from seqserve_client.security import PLAIN, Security, add_arguments, from_arguments
 
 
 def probe(target: str, timeout: float, service: str = "", security: Security = PLAIN) -> str:

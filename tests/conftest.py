@@ -2,6 +2,7 @@
 
 The server reads `SEQSERVE_*` variables, and every server a test starts (in-process or as a subprocess) would
 inherit them: they are cleared here, before any test runs, so the suite sees the documented defaults.
+Subprocesses get this tree (and its client package) first on their `PYTHONPATH`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from tests.redis_server import RedisServer, start_redis
 REPO_ROOT = Path(__file__).resolve().parent.parent
 for _name in [name for name in os.environ if name.startswith("SEQSERVE_")]:
     del os.environ[_name]
+# The servers, CLIs and tools a test starts as subprocesses import this tree's server and client package (client/),
+# as pytest itself does (`pythonpath` in pyproject.toml), whatever the environment has installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO_ROOT), str(REPO_ROOT / "client"), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 @pytest.fixture(scope="session")

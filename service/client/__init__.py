@@ -1,16 +1,9 @@
-"""seqserve client SDK: numpy in, numpy out, over the native gRPC API.
+"""`service.client`: the seqserve client SDK under the server's name, kept as a public interface.
 
-    with Client("127.0.0.1:8001") as client, client.stream("vowels_lstm") as stream:
-        outputs = stream.send(chunk)          # chunk (time, features) -> {"logits": (time, size)}
-
-`AsyncClient` is the asyncio flavour with the same methods (awaitable). Every server error surfaces as
-`ServerError` carrying the gRPC status code (and, for in-stream errors, the chunk's sequence number).
-`security=Security(ca=..., cert=..., key=..., token=...)` reaches a server with TLS, mTLS or authentication.
+The SDK, its CLI and the tensor codec live in the `seqserve-client` package (`client/`, import `seqserve_client`),
+which installs alone (grpcio, protobuf, numpy); this shim re-exports it, and `python -m service.client` runs its CLI.
 """
 
-from service.client.aio import AsyncClient, AsyncStream
-from service.client.common import ServerError
-from service.client.security import Security
-from service.client.sync import Client, Stream
+from seqserve_client import AsyncClient, AsyncStream, Client, Security, ServerError, Stream
 
 __all__ = ["AsyncClient", "AsyncStream", "Client", "Security", "ServerError", "Stream"]

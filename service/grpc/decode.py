@@ -4,21 +4,16 @@ Left to grpc, a request that protobuf cannot parse ends a unary call with UNKNOW
 DecodeError>"), a stream with INTERNAL, and a Triton stream not at all (it hangs until the client's deadline).
 `safe_deserializer` wraps a handler's deserializer so that it never raises: an unparseable message becomes an
 `Undecodable` marker, which the interceptor turns into INVALID_ARGUMENT (unary) or raises as `InvalidInput` from
-the request iterator (streams: the handler ends the stream with that status). Shapes are checked before anything
-is allocated from them (`check_shape`), versions are parsed strictly (`parse_version`).
+the request iterator (streams: the handler ends the stream with that status). Tensor shapes are checked by the one
+codec (`seqserve_client.codec.check_shape`), versions by the data plane (`kserve.parse_version`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from service.engine.errors import InvalidInput, clip
-
-MAX_DIMS = 8  # no tensor of ours has more than 3; numpy's own limit is 64
-MAX_ELEMENTS = 2**31  # the product of the non-zero dimensions: far above what fits a message (16 MiB by default)
-MAX_VERSION_DIGITS = 9
+from service.engine.errors import InvalidInput
 
 
 class Undecodable:
@@ -63,23 +58,3 @@ async def checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         if type(request) is Undecodable:
             raise request.error()
         yield request
-
-
-def check_shape(shape: Sequence[int], what: str) -> int:
-    """The element count of a tensor of `shape`, once its rank and size are known to be sane (`InvalidInput`)."""
-    if len(shape) > MAX_DIMS:
-        raise InvalidInput(f"{what}: {len(shape)} dimensions; at most {MAX_DIMS}")
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"{what}: shape {list(shape)} has a negative dimension")
-    if math.prod(d or 1 for d in shape) > MAX_ELEMENTS:  # zero-times-huge too: numpy cannot shape it
-        raise InvalidInput(f"{what}: shape {clip(list(shape))} is too large")
-    return math.prod(shape)
-
-
-def parse_version(text: str) -> int | None:
-    """A Triton request's model version: "" is the version served by default; else ASCII digits, > 0."""
-    if not text:
-        return None
-    if not (text.isascii() and text.isdigit()) or len(text) > MAX_VERSION_DIGITS or int(text) <= 0:
-        raise InvalidInput(f"model version must be a positive integer, got {clip(text)}")
-    return int(text)

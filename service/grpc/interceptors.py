@@ -2,14 +2,12 @@
 
 `ErrorInterceptor` wraps each method handler so that whatever it raises ends the call with the status of
 `service/grpc/errors.py`: a domain error with its code and safe message, anything else with INTERNAL and a generic
-message (the details go to the log, once). A handler that wants its failures counted by model names the model in
-`REQUEST_MODEL` as soon as it knows it; the interceptor then counts the failure under that name. Requests are
+message (the details go to the log, once). Requests are counted by the data plane, not here. Requests are
 decoded safely (`service/grpc/decode.py`): a message protobuf cannot parse is INVALID_ARGUMENT, on every RPC.
 """
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,9 +17,6 @@ import grpc
 from service.grpc.decode import checked, checked_stream, safe_deserializer
 from service.grpc.errors import to_status
 
-# The model a unary request named (as sent), for counting its failure; set by the handler, read here.
-REQUEST_MODEL: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_model", default=None)
-Count = Callable[[str, str], None]  # (model as named, status code name)
 Check = Callable[[Any], Any]  # the request (or request iterator) as the handler gets it; raises if undecodable
 
 
@@ -43,9 +38,6 @@ class HandlerInterceptor(grpc.aio.ServerInterceptor):
 
 
 class ErrorInterceptor(HandlerInterceptor):
-    def __init__(self, count: Count) -> None:
-        self._count = count
-
     def wrap(self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         method = details.method
         codec = {"request_deserializer": safe_deserializer(handler.request_deserializer, method),
@@ -89,7 +81,4 @@ class ErrorInterceptor(HandlerInterceptor):
 
     async def _abort(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
         code, message = to_status(exc)
-        model = REQUEST_MODEL.get()
-        if model is not None:
-            self._count(model, code.name)
         await context.abort(code, message)

@@ -85,7 +85,7 @@ async def serve(settings: Settings) -> Serving:
         await registry.close()
         raise
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(dataplane.count), *([auth] if auth is not None else [])],
+        interceptors=[ErrorInterceptor(), *([auth] if auth is not None else [])],
         options=[("grpc.max_send_message_length", limits), ("grpc.max_receive_message_length", limits),
                  # explicit (grpc's default is on): only --workers shares the port; otherwise a second server on a
                  # port in use fails instead of silently sharing it

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from service.client.security import PLAIN, Security, add_arguments, from_arguments
+from seqserve_client.security import PLAIN, Security, add_arguments, from_arguments
 
 DEFAULT_TARGET = "127.0.0.1:8001"
 PROTOCOLS = ("native", "triton")  # native `Stream` | Triton `ModelStreamInfer` (service/loadtest/triton.py)

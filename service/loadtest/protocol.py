@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from grpc import StatusCode
 
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
-from service.grpc.native.convert import array_to_tensor, arrays_to_tensors
+from seqserve_client.codec import array_to_tensor, arrays_to_tensors
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
 
 STREAM_METHOD = "/seqserve.v1.SeqServe/Stream"
 GET_MODEL_METHOD = "/seqserve.v1.SeqServe/GetModel"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from bench import procs
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 from service.loadtest import LoadConfig, run_load
 from tests.service.helpers import MANIFESTS, reference, sequence
 

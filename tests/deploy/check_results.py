@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.client import Client, Stream
+from seqserve_client import Client, Stream
 
 TOLERANCE = 1e-4
 

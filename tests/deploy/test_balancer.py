@@ -6,7 +6,7 @@ import signal
 
 import grpc
 
-from service.client import Client, ServerError
+from seqserve_client import Client, ServerError
 from tests.deploy.check_results import TOLERANCE, open_runs
 from tests.deploy.topology import Balancer, Replica
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.client import Client, Security, ServerError
+from seqserve_client import Client, Security, ServerError
 from tests.deploy.check_results import TOLERANCE, open_runs
 from tests.deploy.topology import Balancer, Replica, nginx_binary
 from tests.service.grpc.certs import Certs, make_certs

@@ -7,7 +7,7 @@ import signal
 import pytest
 import tritonclient.grpc as triton
 
-from service.client import Client
+from seqserve_client import Client
 from tests.deploy.check_results import TOLERANCE, open_runs
 from tests.deploy.topology import Balancer, Replica, vanished
 from tests.service.grpc.helpers import Reference

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.client import Client, Security
-from service.client.security import PLAIN
+from seqserve_client import Client, Security
+from seqserve_client.security import PLAIN
 from tests.deploy.topology import REPO_ROOT, Replica
 from tests.service.grpc.certs import Certs, make_certs
 from tests.service.helpers import MANIFESTS

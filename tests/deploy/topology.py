@@ -21,7 +21,7 @@ from pathlib import Path
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.procs import SERVER_PORTS, LogWatcher
-from service.client.security import PLAIN, Security
+from seqserve_client.security import PLAIN, Security
 from tests.service.grpc.certs import Certs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import grpc
 
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
 
 if TYPE_CHECKING:
     from service.dataplane import DataPlane

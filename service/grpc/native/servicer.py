@@ -1,7 +1,8 @@
 """The `seqserve.v1.SeqServe` servicer: each RPC converts, delegates to the data plane and converts back.
 
 Errors propagate to the error interceptor (`service/grpc/interceptors.py`), which ends the call with the status
-of the one table; inside a `Stream`, the errors the stream survives are answers (`stream.py`).
+of the one table; inside a `Stream`, the errors the stream survives are answers (the data plane's
+`StreamSession`, in native messages by `service/streaming.py`).
 """
 
 from __future__ import annotations
@@ -12,20 +13,25 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import grpc
 
+from seqserve_client import codec
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
+from service.dataplane import InferRequest, StreamSession
 from service.engine.errors import ModelNotFound, clip
 from service.grpc.cut import OpenStreams
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 from service.grpc.idle import IdleStreams
-from service.grpc.interceptors import REQUEST_MODEL
 from service.grpc.native import convert
 from service.grpc.native.control import ModelControlRpcs
-from service.grpc.native.stream import StreamHandler
+from service.streaming import NativeStream
 
 if TYPE_CHECKING:
+    from modelrepo.manifest import Manifest
     from service.dataplane import DataPlane
+    from service.engine.model import ServedModel
+    from service.engine.sequences import SequenceFlags
 
 Context: TypeAlias = grpc.aio.ServicerContext
+RESUME_KEY = "seqserve-resume-token"  # trailing metadata of a stream cut by a shutdown: `Open{resume}` elsewhere
 
 
 def add_native(server: grpc.aio.Server, dataplane: DataPlane, streams: OpenStreams, idle: IdleStreams) -> str:
@@ -45,20 +51,19 @@ class NativeServicer(ModelControlRpcs, pb_grpc.SeqServeServicer):
         waiting = True
         with self._streams.watch() as watch:  # raises for a stream that starts after the shutdown's cut
             self._idle.enter()
-            handler = StreamHandler(self._dataplane, watch)
+            stream = NativeStream(StreamSession(self._dataplane, on_expired=watch.end))
             try:  # one generator for the whole stream, one WhichOneof per request, the chunk path first
                 async for request in requests:
                     kind = request.WhichOneof("kind")
-                    session = handler.session
-                    if kind == "chunk" and session is not None:
-                        response = await handler.step(session, request)
+                    if kind == "chunk" and stream.open:
+                        response = await stream.chunk(request)
                     elif kind == "end":
-                        await handler.end()  # the session ends everywhere (a cut, broken or half-closed one does not)
+                        await stream.end()  # the session ends everywhere (a cut, broken or half-closed one does not)
                         return
                     else:
-                        answer = handler.control(request, kind)
+                        answer = stream.answer(request, kind)
                         response = answer if isinstance(answer, pb.StreamResponse) else await answer
-                        if waiting and handler.session is not None:
+                        if waiting and stream.open:
                             waiting = False
                             self._idle.leave()
                     watch.writing = True
@@ -67,29 +72,36 @@ class NativeServicer(ModelControlRpcs, pb_grpc.SeqServeServicer):
             except asyncio.CancelledError:
                 if (cut := watch.was_cut()) is None:
                     raise
-                handler.count_failure(cut)
-                handler.hand_off(context)
+                stream.session.failed(cut)
+                self._hand_off(stream, context)
                 raise cut from None
             except Exception as exc:
-                handler.count_failure(exc)
+                stream.session.failed(exc)
                 if watch.cut:
-                    handler.hand_off(context)
+                    self._hand_off(stream, context)
                 raise
             finally:
                 if waiting:
                     self._idle.leave()
-                handler.close()
+                stream.session.close()
+
+    @staticmethod
+    def _hand_off(stream: NativeStream, context: Context) -> None:
+        """A stream cut by a shutdown: its status carries the resume token (trailing metadata `RESUME_KEY`)."""
+        if token := stream.session.resume_token:
+            context.set_trailing_metadata(((RESUME_KEY, token),))
 
     async def Infer(self, request: pb.InferRequest, context: Context) -> pb.InferResponse:
-        REQUEST_MODEL.set(request.model)  # a failure is counted under it by the error interceptor
-        model = self._dataplane.model(request.model, request.version or None)
-        state = convert.tensors_to_arrays(request.state) or None
-        outputs, final = await self._dataplane.infer_with_state(model, convert.tensor_to_array(request.input), state)
-        self._dataplane.count(request.model, "OK")
-        response = pb.InferResponse(model=model.manifest.name, version=model.manifest.version)
-        convert.arrays_to_tensors(outputs, response.outputs)
-        convert.arrays_to_tensors(final, response.state)
-        return response
+        def answer(model: ServedModel, outputs: codec.Arrays) -> pb.InferResponse:
+            manifest = model.manifest
+            response = pb.InferResponse(model=manifest.name, version=manifest.version)
+            for out in manifest.outputs:
+                codec.fill_tensor(response.outputs[out.name], outputs[out.name])
+            for pair in manifest.state:  # the final state keyed by state input name: feed it back to continue
+                codec.fill_tensor(response.state[pair.input], outputs[pair.output])
+            return response
+
+        return await self._dataplane.infer(request.model, request.version or None, WholeRequest(request), answer)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(models=convert.model_infos(self._dataplane.statuses()))
@@ -103,3 +115,18 @@ class NativeServicer(ModelControlRpcs, pb_grpc.SeqServeServicer):
             raise ModelNotFound(f"no model {wanted}")
         newest_ready = [i for i in infos if i.ready] or infos
         return pb.GetModelResponse(model=newest_ready[-1])
+
+
+class WholeRequest:
+    """A native `InferRequest` as the data plane's `Request`: stateless, every output and the final state."""
+
+    def __init__(self, message: pb.InferRequest) -> None:
+        self.message = message
+
+    def sequence(self) -> None:
+        return None
+
+    def prepare(self, manifest: Manifest, sequence: SequenceFlags | None) -> InferRequest:
+        state = codec.tensors_to_arrays(self.message.state) or None
+        outputs = (*(out.name for out in manifest.outputs), *(pair.output for pair in manifest.state))
+        return InferRequest(codec.tensor_to_array(self.message.input), None, outputs, state)

@@ -1,6 +1,6 @@
 """The `inference.GRPCInferenceService` servicer (KServe v2 / Triton protocol): each RPC converts and delegates.
 
-Every RPC converts its request, asks the protocol-neutral data plane (`service/dataplane.py`: the registry's
+Every RPC converts its request, asks the protocol-neutral data plane (`service/dataplane/`: the registry's
 models, Triton sequences, stateless runs, request counters) and converts the answer back. Errors propagate to the
 error interceptor (`service/grpc/interceptors.py`), which ends the call with the status of the one table.
 """
@@ -14,16 +14,14 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar
 import grpc
 import numpy as np
 
+from service.dataplane.kserve import parse_version
 from service.engine.errors import InvalidInput, Unavailable
 from service.grpc.cut import CUT_MESSAGE, OpenStreams
-from service.grpc.decode import parse_version
 from service.grpc.generated.inference import grpc_service_pb2 as pb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as pb_grpc
 from service.grpc.idle import IdleStreams
-from service.grpc.interceptors import REQUEST_MODEL
 from service.grpc.triton.config import model_config, model_metadata, model_statistics, repository_index
-from service.grpc.triton.convert import _sequence_flags as sequence_flags
-from service.grpc.triton.convert import fill_response, request_to_infer
+from service.grpc.triton.convert import TritonRequest, fill_response
 from service.grpc.triton.stream import TritonStream
 
 if TYPE_CHECKING:
@@ -105,18 +103,13 @@ class TritonServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryModelUnloadResponse()
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
-        REQUEST_MODEL.set(request.model_name)  # a failure is counted under it by the error interceptor
-        response = pb.ModelInferResponse()
-        await self.start(request, response)
-        self._dataplane.count(request.model_name, "OK")
-        return response
+        return await self.start(request, pb.ModelInferResponse())
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         self._idle.enter()
-        stream = TritonStream(requests, self.start, self._dataplane.count, self._settings.stream_queue_size,
-                              on_first=self._idle.leave)
+        stream = TritonStream(requests, self.start, self._settings.stream_queue_size, on_first=self._idle.leave)
         try:
             with self._streams.watch(on_cut=stream.stop_reading):
                 async for answer in stream.answers():
@@ -129,14 +122,11 @@ class TritonServicer(pb_grpc.GRPCInferenceServiceServicer):
     def start(self, request: pb.ModelInferRequest, response: R) -> asyncio.Future[R]:
         """Start one inference whose answer fills `response` (a `ModelInferResponse`) in place; a sequence request
         takes its place in its sequence before this returns. Errors found at once raise here."""
-        version = parse_version(request.model_version)  # an open sequence stays on the version it started on
-        model = self._dataplane.sequence_model(request.model_name, version, sequence_flags(request))
-
-        def fill(outputs: dict[str, np.ndarray]) -> R:
+        def fill(model: ServedModel, outputs: dict[str, np.ndarray]) -> R:
             fill_response(response, request, model.manifest, outputs)
             return response
 
-        return self._dataplane.start(model, request_to_infer(request, model.manifest), fill)
+        return self._dataplane.infer(request.model_name, request.model_version, TritonRequest(request), fill)
 
     def _model(self, name: str, version_text: str) -> ServedModel:
         return self._dataplane.model(name, parse_version(version_text))

@@ -23,13 +23,12 @@ from service.grpc.generated.inference import grpc_service_pb2 as pb
 
 Answer = pb.ModelStreamInferResponse
 Start = Callable[[pb.ModelInferRequest, pb.ModelInferResponse], "asyncio.Future[pb.ModelInferResponse]"]
-Count = Callable[[str, str], None]  # (model as named, status code name)
 
 
-def error_answer(request: pb.ModelInferRequest, exc: BaseException, count: Count) -> Answer:
-    """The in-stream error: the status code name and the safe message, with the request's model and id."""
+def error_answer(request: pb.ModelInferRequest, exc: BaseException) -> Answer:
+    """The in-stream error: the status code name and the safe message, with the request's model and id (the data
+    plane has counted it)."""
     code, message = to_status(exc)
-    count(request.model_name, code.name)
     where = f"request {clip(request.id)}: " if request.id else ""
     answer = Answer(error_message=f"{where}{code.name}: {message}")
     response = answer.infer_response
@@ -40,12 +39,11 @@ def error_answer(request: pb.ModelInferRequest, exc: BaseException, count: Count
 class TritonStream:
     """The answers of one stream (`answers()`), and `stop_reading()` for a shutdown that cuts it."""
 
-    def __init__(self, requests: AsyncIterator[pb.ModelInferRequest], start: Start, count: Count, window: int,
+    def __init__(self, requests: AsyncIterator[pb.ModelInferRequest], start: Start, window: int,
                  on_first: Callable[[], None] | None = None) -> None:
         self._requests = requests
         self._on_first = on_first  # runs once: at the first request, or via `first_read` at the end
         self._start = start
-        self._count = count
         self._window = window
         self._outbox: deque[Answer] = deque()
         self._ready = asyncio.Event()  # the outbox has answers, or the reader is done
@@ -108,11 +106,7 @@ class TritonStream:
             self._ready.set()
             return
         failure = future.exception()
-        if failure is not None:
-            self._post(error_answer(request, failure, self._count))
-        else:
-            self._count(request.model_name, "OK")
-            self._post(answer)
+        self._post(answer if failure is None else error_answer(request, failure))
 
     async def _read(self) -> None:
         self._reading = True
@@ -131,7 +125,7 @@ class TritonStream:
                 try:
                     future = self._start(request, answer.infer_response)
                 except Exception as exc:
-                    self._post(error_answer(request, exc, self._count))
+                    self._post(error_answer(request, exc))
                     continue
                 future.add_done_callback(partial(self._finish, request, answer))
         except asyncio.CancelledError:

@@ -20,9 +20,9 @@ import numpy as np
 from grpc_health.v1 import health_pb2
 
 from modelrepo import Manifest
+from seqserve_client.codec import array_to_tensor
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as npb
 from service.grpc.generated.inference import grpc_service_pb2 as tpb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as npb
-from service.grpc.native.convert import array_to_tensor
 
 NATIVE, TRITON = "/seqserve.v1.SeqServe/", "/inference.GRPCInferenceService/"
 HEALTH = "/grpc.health.v1.Health/Check"

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.client import Client, Security, ServerError
-from service.client.__main__ import main as cli
+from seqserve_client import Client, Security, ServerError
+from seqserve_client.__main__ import main as cli
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as npb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as npb_grpc
 from service.engine.errors import ConfigurationError
 from service.grpc.auth import load_tokens, peer_host
 from service.grpc.generated.inference import grpc_service_pb2 as tpb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as tpb_grpc
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as npb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as npb_grpc
 from tests.service.grpc.helpers import Reference, RunningServer, rpc_status
 
 MODEL, OTHER = "vowels_lstm", "vowels_gru"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import grpc
 import numpy as np
 
-from service.client import Client
+from seqserve_client import Client
 from service.grpc.generated.inference import grpc_service_pb2_grpc as tpb_grpc
 from tests.service.grpc.helpers import RunningServer
 from tests.service.grpc.test_auth import MODEL, triton_request

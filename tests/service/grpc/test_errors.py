@@ -11,12 +11,12 @@ import grpc
 import numpy as np
 import pytest
 
-from service.client import Client, ServerError
+from seqserve_client import Client, ServerError
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as npb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as npb_grpc
 from service.grpc.errors import INTERNAL_MESSAGE
 from service.grpc.generated.inference import grpc_service_pb2 as tpb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as tpb_grpc
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as npb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as npb_grpc
 from tests.service.grpc.helpers import Reference, RunningServer, runtime_of
 
 MODEL = "vowels_lstm"

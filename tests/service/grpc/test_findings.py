@@ -9,11 +9,11 @@ import grpc
 import numpy as np
 import pytest
 
+from seqserve_client.codec import array_to_tensor
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as npb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as npb_grpc
 from service.grpc.generated.inference import grpc_service_pb2 as tpb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as tpb_grpc
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as npb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as npb_grpc
-from service.grpc.native.convert import array_to_tensor
 from tests.service.grpc.helpers import RunningServer, rpc_status
 
 MODEL = "vowels_lstm"

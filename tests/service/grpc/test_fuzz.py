@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2
 
-from service.client import Client
+from seqserve_client import Client
 from service.grpc.generated.inference import grpc_service_pb2 as tpb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as tpb_grpc
 from tests.service.grpc import fuzzing

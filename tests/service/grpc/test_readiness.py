@@ -16,11 +16,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelrepo import latest_versions
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as npb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as npb_grpc
 from service.grpc.cut import CUT_MESSAGE
 from service.grpc.generated.inference import grpc_service_pb2 as tpb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as tpb_grpc
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as npb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as npb_grpc
 from tests.service.grpc.helpers import RunningServer
 
 MODEL = "vowels_lstm"

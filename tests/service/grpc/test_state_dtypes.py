@@ -9,7 +9,7 @@ import numpy as np
 import tritonclient.grpc as triton
 
 from modelrepo.importer.cli import main as import_main
-from service.client import Client
+from seqserve_client import Client
 from tests.modelrepo.graphs import FEATURES, step_counter
 from tests.service.grpc.helpers import RunningServer
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from seqserve_client import AsyncClient, Client, Security, ServerError
+from seqserve_client.__main__ import main as cli
 from service import healthcheck, memory
-from service.client import AsyncClient, Client, Security, ServerError
-from service.client.__main__ import main as cli
 from service.engine.errors import ConfigurationError
 from service.engine.metrics import Metrics
 from service.grpc.tls import metrics_context, server_credentials

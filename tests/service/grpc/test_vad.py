@@ -18,8 +18,8 @@ import tritonclient.grpc as triton
 from silero_vad.utils_vad import OnnxWrapper
 
 from modelrepo.importer.silero import model_file
-from service.client import AsyncClient, Client, ServerError
-from service.client.vad import frame_probabilities, frames_of, speech_segments
+from seqserve_client import AsyncClient, Client, ServerError
+from seqserve_client.vad import frame_probabilities, frames_of, speech_segments
 from tests.service.grpc.helpers import RunningServer
 from tests.service.speech import conversation, espeak_available, write_wav
 

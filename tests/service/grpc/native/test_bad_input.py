@@ -9,9 +9,9 @@ import grpc
 import numpy as np
 import pytest
 
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
-from service.grpc.native.convert import array_to_tensor
+from seqserve_client.codec import array_to_tensor
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 
 MODEL = "vowels_lstm"
 TOLERANCE = 1e-4

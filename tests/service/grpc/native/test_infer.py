@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from modelrepo import latest_versions
-from service.client import Client, ServerError
+from seqserve_client import Client, ServerError
 
 TOLERANCE = 1e-4
 

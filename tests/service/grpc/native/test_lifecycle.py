@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 
-from service.client import Client, ServerError
+from seqserve_client import Client, ServerError
 from service.engine.sessions import Session
 
 MODEL = "vowels_lstm"
@@ -20,7 +20,7 @@ SAFETY_TIMEOUT_S = 60.0  # only against a hang; the waits below end on a conditi
 DISCONNECTING_CLIENT = """
 import sys
 import numpy as np
-from service.client import Client
+from seqserve_client import Client
 stream = Client(sys.argv[1]).stream(sys.argv[2])
 stream.send(np.zeros((4, 12), np.float32))
 print("streaming", flush=True)

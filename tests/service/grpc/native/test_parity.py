@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from service.client import AsyncClient
+from seqserve_client import AsyncClient
 
 STREAMS_PER_MODEL = 64
 TOLERANCE = 1e-4

@@ -19,7 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.procs import SERVER_PORTS, LogWatcher
-from service.client import AsyncClient, ServerError
+from seqserve_client import AsyncClient, ServerError
 
 MODEL = "vowels_lstm"
 SAFETY_TIMEOUT_S = 120.0  # only against a hang

@@ -12,11 +12,11 @@ import grpc
 import numpy as np
 import pytest
 
-from service.client import AsyncClient, Client
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
-from service.grpc.native import convert
-from service.grpc.native.stream import RESUME_KEY
+from seqserve_client import AsyncClient, Client
+from seqserve_client import codec as convert
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
+from service.grpc.native.servicer import RESUME_KEY
 
 if TYPE_CHECKING:
     from tests.redis_server import RedisServer

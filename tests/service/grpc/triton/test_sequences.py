@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
-from service.client import Client
+from seqserve_client import Client
 
 if TYPE_CHECKING:
     from tests.service.grpc.helpers import Reference, RunningServer

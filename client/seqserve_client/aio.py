@@ -10,12 +10,12 @@ from types import TracebackType
 import grpc
 import numpy as np
 
-from service.client import common
-from service.client.common import Arrays, ServerError
-from service.client.resume import DEFAULT_RETRY, Journal, RetryPolicy
-from service.client.security import PLAIN, Security
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
+from seqserve_client import common
+from seqserve_client.common import Arrays, ServerError
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
+from seqserve_client.resume import DEFAULT_RETRY, Journal, RetryPolicy
+from seqserve_client.security import PLAIN, Security
 
 
 class AsyncClient:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from service.client.common import ServerError
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
+from seqserve_client.common import ServerError
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
 
 # UNAVAILABLE: a replica going away, a broken connection, a drain, a store that did not take the step (nothing
 # applied); ABORTED: the store holds another position than this stream's server thought (a step whose write was

@@ -7,13 +7,13 @@ from collections.abc import Mapping
 import grpc
 import numpy as np
 
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
-from service.grpc.native import convert
+from seqserve_client import codec
+from seqserve_client.codec import Arrays
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
 
 DEFAULT_TARGET = "127.0.0.1:8001"
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 CODES = {code.value[0]: code for code in grpc.StatusCode}
-Arrays = dict[str, np.ndarray]
 
 
 class ServerError(Exception):
@@ -41,7 +41,7 @@ def open_request(model: str, version: int) -> pb.StreamRequest:
 
 
 def chunk_request(seq: int, chunk: np.ndarray) -> pb.StreamRequest:
-    return pb.StreamRequest(seq=seq, chunk=pb.Chunk(input=convert.array_to_tensor(np.asarray(chunk))))
+    return pb.StreamRequest(seq=seq, chunk=pb.Chunk(input=codec.array_to_tensor(np.asarray(chunk))))
 
 
 def reset_request(seq: int) -> pb.StreamRequest:
@@ -53,13 +53,13 @@ def end_request(seq: int) -> pb.StreamRequest:
 
 
 def infer_request(model: str, x: np.ndarray, state: Mapping[str, np.ndarray] | None, version: int) -> pb.InferRequest:
-    request = pb.InferRequest(model=model, version=version, input=convert.array_to_tensor(np.asarray(x)))
-    convert.arrays_to_tensors(state or {}, request.state)
+    request = pb.InferRequest(model=model, version=version, input=codec.array_to_tensor(np.asarray(x)))
+    codec.arrays_to_tensors(state or {}, request.state)
     return request
 
 
 def infer_result(response: pb.InferResponse) -> tuple[Arrays, Arrays]:
-    return convert.tensors_to_arrays(response.outputs), convert.tensors_to_arrays(response.state)
+    return codec.tensors_to_arrays(response.outputs), codec.tensors_to_arrays(response.state)
 
 
 def expect(response: pb.StreamResponse, kind: str) -> pb.StreamResponse:
@@ -74,4 +74,4 @@ def expect(response: pb.StreamResponse, kind: str) -> pb.StreamResponse:
 
 def chunk_outputs(response: pb.StreamResponse) -> Arrays:
     """A chunk's outputs `{name: (time, size)}`; `ServerError` for an in-stream error."""
-    return convert.tensors_to_arrays(expect(response, "result").result.outputs)
+    return codec.tensors_to_arrays(expect(response, "result").result.outputs)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.client.sync import Client
+from seqserve_client.sync import Client
 
 MODEL = "silero_vad"
 SAMPLE_RATE = 16000

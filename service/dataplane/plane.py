@@ -1,27 +1,30 @@
-"""The data plane: KServe v2 / Triton semantics over the engine, shared by every front; no protobuf.
+"""The data plane: KServe v2 / Triton semantics over the engine, shared by every front; no protocol code.
 
-A front converts its messages into engine terms, asks the data plane, and converts the answers back: model lookup
-and readiness, whole-sequence (stateless) inference, Triton sequences (`sequence_id` with START / END, one engine
-`Session` each, in the engine's `Sequences` table) and the request counters by model and status code. The native
-`Stream` RPC opens its session here too, so every front meets the same models, sessions, batchers and limits.
+A front decodes its messages, asks the data plane, and encodes the answers. The data plane owns the whole request:
+the model lookup and its authorization (`CLIENT`, set by the front's authentication), readiness, the request
+counters by model and status code (once, here: `infer`, and each stream request in `StreamSession`), whole-sequence
+(stateless) inference, Triton sequences (`sequence_id` with START / END, one engine `Session` each, in the engine's
+`Sequences` table) and the native stream sessions (`stream.py`), so every front meets the same models, sessions,
+batchers, limits and counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import version
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from seqserve_client.codec import Arrays
+from service.dataplane.kserve import InferRequest, Request, parse_version
+from service.dataplane.status import code_of
 from service.engine.access import CLIENT, SessionQuota
-from service.engine.errors import FailedPrecondition, InvalidInput, SeqServeError, SequenceNotFound
+from service.engine.errors import InvalidInput, SeqServeError
 from service.engine.readiness import unmet
 from service.engine.sequences import SequenceFlags, Sequences, StepResult
-from service.engine.state.codec import decode_answer
-from service.engine.state.store import new_token, stream_key, valid_token
 
 if TYPE_CHECKING:
     from service.engine.metrics import Metrics
@@ -30,18 +33,9 @@ if TYPE_CHECKING:
     from service.engine.sessions import Session
 
 UNKNOWN_MODEL = "unknown"  # the metrics label of a request naming no known model: clients cannot mint labels
-Arrays = dict[str, np.ndarray]
 T = TypeVar("T")
 EXTENSIONS = ("model_configuration", "statistics", "parameters", "sequence", "sequence(string_id)")
-
-
-@dataclass(frozen=True)
-class InferRequest:
-    """One inference in engine terms: the model's input, its place in a sequence, the outputs to return."""
-
-    x: np.ndarray  # (batch, time, features) of the model's dtype
-    sequence: SequenceFlags | None  # None: a stateless run of whole sequences from the initial state
-    outputs: tuple[str, ...]  # names to return in this order; state outputs (e.g. "hn") allowed
+Then = Callable[["ServedModel", Arrays], T]  # builds the front's answer from the outputs, on the loop, in place
 
 
 class DataPlane:
@@ -50,7 +44,7 @@ class DataPlane:
         self.unready = unmet(require_models, registry.statuses())  # why the server is not ready (None: it is)
         self._metrics = metrics
         self.quota = SessionQuota()
-        self._sequences = Sequences(self._open_for_client)
+        self._sequences = Sequences(self.open_for_client)
 
     # -- server and model state --------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -124,15 +118,31 @@ class DataPlane:
         return ended, [s for s in self.statuses() if s.name == name]
 
     # -- inference ---------------------------------------------------------------------------------------------
-    def start(self, model: ServedModel, request: InferRequest, then: Callable[[Arrays], T]) -> asyncio.Future[T]:
-        """Start one inference: a future of `then(outputs)`, the requested outputs `{name: (batch, time, size)}`
-        in the order asked for (`then` builds the front's answer in place, on the event loop, no extra hop).
+    def infer(self, name: str, version: int | str | None, request: Request, then: Then[T]) -> asyncio.Future[T]:
+        """One inference of model `name` (version: the served default when None or ""; text is KServe's, parsed
+        strictly), counted once under `name`: look the model up (and authorize it; an open sequence stays on the
+        version it started on), prepare the request for it, start it. A future of `then(model, outputs)`, the
+        requested outputs `{name: (batch, time, size)}` in the order asked for.
 
         A sequence request takes its place in its sequence before this returns (see `Sequences.submit`); errors
         found at once raise here. A stateless request runs whole sequences through the batcher.
         """
+        try:
+            sequence = request.sequence()
+            model = self.sequence_model(name, parse_version(version) if isinstance(version, str) else version,
+                                        sequence)
+            future = self._start(model, request.prepare(model.manifest, sequence), then)
+        except Exception as exc:
+            self.count(name, code_of(exc).name)
+            raise
+        future.add_done_callback(partial(self._counted, name))
+        return future
+
+    def _start(self, model: ServedModel, request: InferRequest, then: Then[T]) -> asyncio.Future[T]:
         if request.sequence is None:
             return asyncio.ensure_future(self._stateless(model, request, then))
+        if request.state is not None:
+            raise InvalidInput("explicit state goes with stateless requests only, not with a sequence")
         if request.x.shape[0] != 1:
             raise InvalidInput(f"a sequence request carries one sequence: batch size 1, got {request.x.shape[0]}")
         state_outputs = {pair.output for pair in model.manifest.state}
@@ -141,72 +151,21 @@ class DataPlane:
         def respond(result: StepResult) -> T:
             outputs = {name: a[np.newaxis] for name, a in result.outputs.items()}  # (1, time, size)
             state = {name: a[np.newaxis] for name, a in (result.state or {}).items()}
-            return then(_pick(model, request, outputs, state))
+            return then(model, _pick(model, request, outputs, state))
 
         return self._sequences.submit(model, request.sequence, request.x[0], respond, want_state=want_state,
                                       namespace=CLIENT.get().namespace)
 
-    async def infer_with_state(self, model: ServedModel, x: np.ndarray, state: Arrays | None) -> tuple[Arrays, Arrays]:
-        """Whole sequences from explicit state (batch-first) or the initial state: (outputs, final state)."""
-        return await model.infer(x, state)
+    def _counted(self, name: str, future: asyncio.Future[object]) -> None:
+        if future.cancelled():  # the client went away: nothing to count
+            return
+        failure = future.exception()
+        self.count(name, "OK" if failure is None else code_of(failure).name)
 
-    def open_session(self, name: str, version: int | None, on_close: Callable[[], None] | None = None) -> Session:
-        """A native stream's session, counted against the client's session quota; `on_close` runs once it closes.
-
-        With a session store it is resumable by its token (`store.token_of(session.key)`)."""
-        model = self.model(name, version)
-        if model.store is None:
-            return self._open_for_client(model, None, on_close)
-        key = stream_key(model.name, model.version, new_token(), CLIENT.get().namespace)
-        session = self._open_for_client(model, key, on_close)
-        session.answers = True
-        return session
-
-    async def resume_session(
-        self, name: str, version: int | None, token: str, on_close: Callable[[], None] | None = None
-    ) -> tuple[Session, list[Arrays]]:
-        """Continue a native stream's session from the store: the session and the last answers it kept."""
-        model = await self._resumed_version(name, version, token)
-        if model.store is None:
-            raise FailedPrecondition("resuming needs a shared session store (--session-store redis://...); "
-                                     "this server keeps sessions in memory, so they end with their stream")
-        if not valid_token(token):
-            raise InvalidInput("malformed resume token")
-        key = stream_key(model.name, model.version, token, CLIENT.get().namespace)
-        stored = await model.store.load(key, recent=True)
-        if stored is None:
-            raise SequenceNotFound(f"no session of model {model.name!r} to resume for this token "
-                                   "(ended, expired or never opened)")
-        session = self._open_for_client(model, key, on_close)
-        session.answers = True
-        try:
-            session.restore(stored)
-            recent = [decode_answer(answer) for answer in stored.recent]
-        except BaseException:
-            session.close()
-            raise
-        return session, recent
-
-    async def _resumed_version(self, name: str, version: int | None, token: str) -> ServedModel:
-        """Without a version, a stored session resumes on the version it started on, if it is still loaded."""
-        newest = self.model(name, version)
-        if version is not None or newest.store is None or not valid_token(token):
-            return newest
-        for copy in self.registry.instances(name):
-            if copy is not newest and await newest.store.load(
-                    stream_key(name, copy.version, token, CLIENT.get().namespace)) is not None:
-                return copy
-        return newest
-
-    async def end_session(self, session: Session) -> None:
-        """A native stream ended by its client: the stored session goes too (a cut or broken stream keeps it)."""
-        store = session.model.store
-        if session.key is not None and store is not None and not session.closed:
-            await store.delete(session.key)
-
-    def _open_for_client(
+    def open_for_client(
         self, model: ServedModel, key: str | None = None, on_close: Callable[[], None] | None = None
     ) -> Session:
+        """A session of `model`, counted against the client's session quota; `on_close` runs once it closes."""
         release = self.quota.acquire(CLIENT.get())
         if release is None:
             return model.open_session(key, on_close)
@@ -222,9 +181,9 @@ class DataPlane:
             release()
             raise
 
-    async def _stateless(self, model: ServedModel, request: InferRequest, then: Callable[[Arrays], T]) -> T:
-        outputs, state = await model.infer(request.x)
-        return then(_pick(model, request, outputs, state))
+    async def _stateless(self, model: ServedModel, request: InferRequest, then: Then[T]) -> T:
+        outputs, state = await model.infer(request.x, request.state)
+        return then(model, _pick(model, request, outputs, state))
 
     # -- accounting --------------------------------------------------------------------------------------------
     def label(self, name: str) -> str:

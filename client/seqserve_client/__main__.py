@@ -1,0 +1,102 @@
+"""`seqserve-client [--target HOST:PORT] models | stream MODEL --input x.npy --chunk N --output y.npy |
+infer MODEL --input x.npy --output y.npy | vad FILE.wav [--chunk FRAMES]` (also `python -m seqserve_client`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from seqserve_client import Client, ServerError, security, vad
+from seqserve_client.common import DEFAULT_TARGET
+
+PROG = "seqserve-client"  # also `python -m seqserve_client` and, in the server, `python -m service.client`
+
+
+def list_models(client: Client) -> None:
+    print(f"{'model':<24} {'version':>7}  {'ready':<5}  {'streamable':<10}  {'provider':<24} reason")
+    for m in client.models():
+        print(f"{m.name:<24} {m.version:>7}  {m.ready!s:<5}  {m.streamable!s:<10}  {m.provider:<24} {m.reason}")
+
+
+def stream_file(client: Client, args: argparse.Namespace) -> None:
+    """Stream `(time, features)` from a .npy file in chunks; save the first output's steps, concatenated."""
+    x = np.load(args.input)
+    if x.ndim != 2:
+        raise SystemExit(f"{args.input}: expected (time, features), got shape {x.shape}")
+    with client.stream(args.model, args.version) as stream:
+        first = client.model(stream.info.model, stream.info.version).outputs[0].tensor.name
+        pieces = [stream.send(x[start:start + args.chunk])[first] for start in range(0, len(x), args.chunk)]
+    y = np.concatenate(pieces, axis=0)
+    np.save(args.output, y)
+    print(f"{args.model} v{stream.info.version}: {len(pieces)} chunks, {first} {y.shape} -> {args.output}")
+
+
+def infer_file(client: Client, args: argparse.Namespace) -> None:
+    """One whole sequence `(time, features)` from a .npy file through Infer; save the first output, (time, size)."""
+    x = np.load(args.input)
+    if x.ndim != 2:
+        raise SystemExit(f"{args.input}: expected (time, features), got shape {x.shape}")
+    outputs, _ = client.infer(args.model, x[None], version=args.version)
+    name, y = next(iter(outputs.items()))
+    np.save(args.output, y[0])
+    print(f"{args.model}: {name} {y[0].shape} -> {args.output}; last step argmax {int(np.argmax(y[0, -1]))}")
+
+
+def vad_file(client: Client, args: argparse.Namespace) -> None:
+    """Stream a WAV file through the VAD model; print one speech segment per line."""
+    probs = vad.frame_probabilities(client, vad.read_wav(args.wav), args.chunk, args.model)
+    segments = vad.speech_segments(probs)
+    for start, end in segments:
+        print(f"speech {start:7.2f}s - {end:7.2f}s")
+    print(f"{len(segments)} speech segments in {len(probs)} frames ({len(probs) * 512 / vad.SAMPLE_RATE:.2f}s)")
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="seqserve command-line client")
+    parser.add_argument("--target", default=DEFAULT_TARGET, help=f"server HOST:PORT (default {DEFAULT_TARGET})")
+    security.add_arguments(parser)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("models", help="list every model version the server found")
+    stream = commands.add_parser("stream", help="stream a (time, features) .npy file chunk by chunk")
+    stream.add_argument("model")
+    stream.add_argument("--version", type=int, default=0, help="model version (default: newest)")
+    stream.add_argument("--input", required=True, help=".npy file holding (time, features)")
+    stream.add_argument("--chunk", type=int, default=10, help="steps per chunk (default 10)")
+    stream.add_argument("--output", required=True, help=".npy file for the first output, (time, size)")
+    infer = commands.add_parser("infer", help="run a whole (time, features) .npy file with Infer")
+    infer.add_argument("model")
+    infer.add_argument("--version", type=int, default=0, help="model version (default: newest)")
+    infer.add_argument("--input", required=True, help=".npy file holding (time, features)")
+    infer.add_argument("--output", required=True, help=".npy file for the first output, (time, size)")
+    detect = commands.add_parser("vad", help="print the speech segments of a 16 kHz mono WAV file")
+    detect.add_argument("wav", type=Path)
+    detect.add_argument("--model", default=vad.MODEL, help=f"the VAD model (default {vad.MODEL})")
+    detect.add_argument("--chunk", type=int, default=4, help="frames per chunk (default 4)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
+    if args.command in ("stream", "vad") and args.chunk < 1:
+        raise SystemExit("--chunk must be >= 1")
+    try:
+        with Client(args.target, security=security.from_arguments(args)) as client:
+            {"models": lambda: list_models(client), "stream": lambda: stream_file(client, args),
+             "infer": lambda: infer_file(client, args), "vad": lambda: vad_file(client, args)}[args.command]()
+    except ServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cli() -> None:
+    """The `seqserve-client` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()
