@@ -62,7 +62,7 @@ def vad_probabilities() -> tuple[np.ndarray, np.ndarray]:
     import onnxruntime as ort
 
     from modelrepo.manifest import Manifest
-    from service.client import vad
+    from seqserve_client import vad
 
     manifest = Manifest.load(ROOT / VAD_MODEL / "manifest.json")
     audio = vad.read_wav(ROOT / "examples" / "speech.wav")
@@ -80,7 +80,7 @@ def render_vad(out: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from service.client import vad
+    from seqserve_client import vad
 
     audio, probs = vad_probabilities()
     segments = vad.speech_segments(probs)

@@ -22,7 +22,7 @@ from seqserve_client.codec import Arrays
 from service.dataplane.kserve import InferRequest, Request, parse_version
 from service.dataplane.status import code_of
 from service.engine.access import CLIENT, SessionQuota
-from service.engine.errors import InvalidInput, SeqServeError
+from service.engine.errors import FailedPrecondition, InvalidInput, SeqServeError
 from service.engine.readiness import unmet
 from service.engine.sequences import SequenceFlags, Sequences, StepResult
 

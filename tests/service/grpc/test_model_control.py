@@ -16,11 +16,11 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
-from service.client import Client, ServerError
+from seqserve_client import Client, ServerError
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 from service.grpc.generated.inference import grpc_service_pb2 as tpb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as tpb_grpc
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 from tests.modelrepo.graphs import FEATURES, torch_layout_lstm
 from tests.service.grpc.helpers import RunningServer
 from tests.service.grpc.test_rollout import CHUNK, triton_step, wait_index

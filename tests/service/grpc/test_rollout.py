@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
-from service.client import Client
+from seqserve_client import Client
 from tests.service.grpc.helpers import RunningServer
 from tests.service.versions import MODEL, copy_shipped, publish, whole_run
 

@@ -20,9 +20,9 @@ import numpy as np
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
-from service.client import Client
-from service.client.common import ServerError
-from service.client.resume import RetryPolicy
+from seqserve_client import Client
+from seqserve_client.common import ServerError
+from seqserve_client.resume import RetryPolicy
 
 TOLERANCE = 1e-4
 CLIENT_RETRY_PAUSE_S = 0.05  # a client's pause before it retries a refused request (a backoff, not a sync)

@@ -13,9 +13,9 @@ import grpc
 import numpy as np
 import tritonclient.grpc as triton
 
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
-from service.grpc.native import convert
+from seqserve_client import codec as convert
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 from tests.service.grpc.test_rollout import CHUNK, STEPS, TOLERANCE, new_sessions, triton_step, wait_index
 from tests.service.versions import MODEL, copy_shipped, publish, whole_run
 
