@@ -24,9 +24,9 @@ import grpc
 import numpy as np
 
 from modelrepo import Manifest, latest_versions
-from service.client import AsyncClient
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
+from seqserve_client import AsyncClient
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK = 10
