@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "docs" / "images"
 RECORD = IMAGES / "figures.json"
 VAD_MODEL = "models/silero_vad/1"
-VAD_SEGMENTS = "service/client/vad.py"  # the segmentation `vad` prints; read here, so it is a source too
+VAD_SEGMENTS = "client/seqserve_client/vad.py"  # the segmentation `vad` prints; read here, so it is a source too
 
 
 @dataclass(frozen=True)
