@@ -41,7 +41,7 @@ Then = Callable[["ServedModel", Arrays], T]  # builds the front's answer from th
 class DataPlane:
     def __init__(self, registry: Registry, metrics: Metrics, require_models: str = "any") -> None:
         self.registry = registry
-        self.unready = unmet(require_models, registry.statuses())  # why the server is not ready (None: it is)
+        self._require_models = require_models
         self._metrics = metrics
         self.quota = SessionQuota()
         self._sequences = Sequences(self.open_for_client)
@@ -53,6 +53,11 @@ class DataPlane:
     def server_metadata(self) -> tuple[str, str, tuple[str, ...]]:
         """(name, version, protocol extensions)."""
         return "seqserve", version("seqserve"), EXTENSIONS
+
+    @property
+    def unready(self) -> str | None:
+        """Why the server is not ready (None: it is), as the models loaded now stand (they come and go)."""
+        return unmet(self._require_models, self.registry.statuses())
 
     def ready(self) -> bool:
         return self.unready is None and not self.registry.draining

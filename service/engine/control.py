@@ -52,6 +52,7 @@ class ModelControl:
         self._drains: dict[ServedModel, asyncio.Task[None]] = {}
         self._poller: asyncio.Task[None] | None = None
         self._started = False
+        self.on_change: Callable[[], None] | None = None  # called after models came or went (health follows)
         registry.metrics.registry.register(StatesCollector(registry))
 
     async def start(self) -> None:
@@ -115,6 +116,7 @@ class ModelControl:
             self._t.serving.pop(name, None)
             self._unloaded[name] = await self._thread(model_fingerprint, self._root / name)
         log.info("unloaded %s by request (%d live sessions ended)", name, ended)
+        self._changed()
         return ended
 
     async def poll(self) -> None:
@@ -162,6 +164,7 @@ class ModelControl:
                     entry.reason = policy if config is not None or not entry.reason else entry.reason
             if not versions:
                 del self._t.versions[name]
+        self._changed()
 
     async def _ensure(self, name: str, found: ModelVersionDir, requested: bool) -> bool:
         """Whether `found` is served after this (loaded now if it was not, or if its files changed)."""
@@ -261,7 +264,12 @@ class ModelControl:
                 self._t.versions.get(model.name, {}).pop(model.version, None)
                 if not self._t.versions.get(model.name, True):
                     del self._t.versions[model.name]
-        log.info("unloaded %s version %d (%s; its last session ended)", model.name, model.version, why)
+        log.info("unloaded %s version %d (%s)", model.name, model.version, why)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def _failed(self, name: str, version: int, reason: str) -> None:
         self._t.load_failures[name] = self._t.load_failures.get(name, 0) + 1

@@ -1,6 +1,7 @@
 """What "ready" means for the server (`--require-models`): which of the model versions found must be served.
 
-`any` (the default): at least one model is served; `all`: every version found is served; `NAME,NAME,...`: each
+`any` (the default): at least one model is served; `all`: every model is served and no version its version policy
+lists failed to load; `NAME,NAME,...`: each
 named model has a served version. A server whose requirement is not met still runs (its statuses say why) but
 reports NOT_SERVING on health and `ServerReady` false, so a balancer never sends it traffic.
 """
@@ -21,8 +22,8 @@ def unmet(requirement: str, statuses: Sequence[Status]) -> str | None:
         if served:
             return None
         return "no model is served (the repository is empty)" if not statuses else "no model loaded: " + _why(statuses)
-    if requirement == "all":
-        failed = [s for s in statuses if not s.ready]
+    if requirement == "all":  # every model served, and no version its policy lists failed to load
+        failed = [s for s in statuses if s.failed or s.name not in served]
         if not statuses:
             return "no model is served (the repository is empty)"
         return None if not failed else "not every model loaded: " + _why(failed)

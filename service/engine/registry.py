@@ -111,7 +111,7 @@ class Registry:
                 rows.append(ModelStatus(
                     name, version, e.state == READY, e.reason, None if m is None else m.provider,
                     None if m is None else m.manifest, None if m is None else m.tuning, e.state,
-                    0 if m is None else m.active_sessions, newest is not None and newest is m,
+                    0 if m is None else m.active_sessions, newest is not None and newest is m, e.failed,
                 ))
         return rows
 

@@ -28,6 +28,7 @@ class ModelStatus:
     state: str = READY  # READY, LOADING, UNLOADING or UNAVAILABLE
     sessions: int = 0  # live sessions on this version
     newest: bool = False  # requests without a version, and new sessions, go here
+    failed: bool = False  # its last load failed (not merely left out by the version policy)
 
 
 @dataclass(eq=False)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -120,10 +122,30 @@ async def serve(settings: Settings) -> Serving:
     status = health_pb2.HealthCheckResponse.SERVING if dataplane.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ("", *services):
         await health.set(name, status)
+    registry.control.on_change = follow_readiness(health, dataplane, services)
     log.info("gRPC serving on %s:%d (%s)%s", settings.host, port, ", ".join(services),
              "" if credentials is None else " over TLS" + (" (client certificates required)" if settings.tls_client_ca
                                                            else ""))
     return Serving(server, port, registry, metrics, health, streams, dataplane)
+
+
+def follow_readiness(health: health_aio.HealthServicer, dataplane: DataPlane, services: list[str]
+                     ) -> Callable[[], None]:
+    """What to call when models came or went: health follows readiness (never back to SERVING once draining)."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def update() -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if dataplane.ready() else \
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *services):
+            await health.set(name, status)
+
+    def changed() -> None:
+        task = asyncio.get_running_loop().create_task(update())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return changed
 
 
 async def create_server(settings: Settings) -> tuple[grpc.aio.Server, int, Registry]:

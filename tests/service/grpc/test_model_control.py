@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from seqserve_client import Client, ServerError
@@ -23,7 +25,7 @@ from service.grpc.generated.inference import grpc_service_pb2 as tpb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as tpb_grpc
 from tests.modelrepo.graphs import FEATURES, torch_layout_lstm
 from tests.service.grpc.helpers import RunningServer
-from tests.service.grpc.test_rollout import CHUNK, triton_step, wait_index
+from tests.service.grpc.test_rollout import CHUNK, SAFETY_NET_S, triton_step, wait_index
 from tests.service.versions import MODEL, copy_shipped, publish
 
 
@@ -120,3 +122,22 @@ def test_poll_serves_a_model_imported_while_the_server_runs(
     with Client(server.target) as client:
         outputs, _ = client.infer("imported", np.zeros((1, 5, FEATURES), np.float32))
     assert outputs["output"].shape[:2] == (1, 5)
+
+
+def test_health_follows_models_coming_and_going(server_on: Callable[..., RunningServer], tmp_path: Path) -> None:
+    server = server_on("poll")  # an empty repository: not ready
+    with grpc.insecure_channel(server.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def wait_health(wanted: int) -> None:
+            deadline = time.monotonic() + SAFETY_NET_S
+            while health.Check(health_pb2.HealthCheckRequest()).status != wanted:
+                assert time.monotonic() < deadline, f"health never became {wanted}"
+                time.sleep(0.02)
+
+        wait_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        copy_shipped(tmp_path, MODEL, 1)
+        wait_health(health_pb2.HealthCheckResponse.SERVING)
+        assert tpb_grpc.GRPCInferenceServiceStub(channel).ServerReady(tpb.ServerReadyRequest()).ready
+        pb_grpc.SeqServeStub(channel).UnloadModel(pb.UnloadModelRequest(model=MODEL))
+        wait_health(health_pb2.HealthCheckResponse.NOT_SERVING)
