@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelrepo import Manifest, TrainingRecord
+from training.chars import zen
 from training.checkpoint import Checkpoint, save_checkpoint
 from training.config import ModelConfig, TrainConfig, config_to_dict
 from training.export import check_destination, export_model
@@ -50,6 +51,7 @@ def _vowels(name: str, version: int, what: str, train: TrainConfig = VOWELS_RECI
                         f"JapaneseVowels speaker classifier ({what}), streaming: logits after every frame{note}")
 
 
+ZEN_ALPHABET = len(set(zen()))  # the characters of the text: token ids and output labels
 SHIPPED: tuple[ShippedModel, ...] = (
     _vowels("vowels_lstm", 4, "LSTM", VOWELS_CROP_RECIPE, cell="lstm", **_REPORT_MODEL),
     _vowels("vowels_gru", 2, "GRU", cell="gru"),
@@ -66,6 +68,12 @@ SHIPPED: tuple[ShippedModel, ...] = (
                              two_biases=True),
                  TrainConfig(epochs=60, batch_size=32, lr=1e-3, seed=1),
                  "monthly sunspot number, one-step-ahead forecast at every step (LSTM)"),
+    ShippedModel("zen_gru", 1, "chars",
+                 ModelConfig(cell="gru", input_size=16, hidden_size=64, output_size=ZEN_ALPHABET,
+                             vocab_size=ZEN_ALPHABET),
+                 TrainConfig(epochs=80, batch_size=16, lr=1e-2, seed=1),
+                 "character-level language model of the Zen of Python (GRU): stream token ids (batch, time, 1), one "
+                 "character at a time, and get the next character's logits at every step (labels: the characters)"),
 )
 
 
@@ -79,6 +87,9 @@ def history_png(name: str, task: Task, history: History) -> bytes:
     elif "test_rmse" in history.final:
         panels = {"train loss (normalised MSE)": {"train": col("train_loss")},
                   "test RMSE": {"model": col("test_rmse"), "naive last value": col("naive_rmse")}}
+    elif "bits_per_char" in history.final:
+        panels = {"train loss (nats per character)": {"train": col("train_loss")},
+                  "bits per character of the whole text": {"model": col("bits_per_char")}}
     else:  # any other task (the adding problem): its loss and its test metrics
         panels = {"loss": {"train": col("train_loss"), **{k: col(k) for k in history.final if k.startswith("test_")}}}
     return curves_png(name, panels)

@@ -31,6 +31,8 @@ def _metrics(manifest: Manifest) -> str:
         return f"last-frame accuracy {m['test_accuracy']:.1%} (every frame {m['test_frame_accuracy']:.1%})"
     if "test_rmse" in m:
         return f"RMSE {m['test_rmse']:.2f} (naive last value {m['naive_rmse']:.2f})"
+    if "bits_per_char" in m:
+        return f"{m['bits_per_char']:.2f} bits per character, next-character accuracy {m['accuracy']:.1%} (its text)"
     if not m and manifest.source is not None:
         return f"imported ({manifest.source.licence or 'licence not given'})"
     return ", ".join(f"{k} {v:.4g}" for k, v in m.items())

@@ -30,7 +30,7 @@ def _train(args: argparse.Namespace) -> None:
     mcfg = ModelConfig(cell=args.cell, input_size=task.input_size, hidden_size=args.hidden, layers=args.layers,
                        output_size=task.output_size, dropout=args.dropout, bidirectional=args.bidirectional,
                        forget_bias=args.forget_bias, chrono=args.chrono, output_dropout=args.output_dropout,
-                       head=task.head, peephole=args.peephole,
+                       head=task.head, peephole=args.peephole, vocab_size=getattr(task, "vocab_size", 0),
                        coupled_gates=args.coupled_gates,
                        feedback=args.feedback or ("softmax" if task.output_size > 1 else "linear"))
     tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, clip=args.clip, seed=args.seed,

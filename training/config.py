@@ -43,6 +43,7 @@ class ModelConfig:
     peephole: bool = False
     coupled_gates: bool = False
     feedback: str = "softmax"
+    vocab_size: int = 0  # > 0: the input is token ids (B, T, 1) < vocab_size into an embedding of input_size
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -60,6 +61,10 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.head == "forecast" and self.output_size != self.input_size:
             raise ConfigError("a forecast head needs output_size == input_size")
+        if self.vocab_size < 0 or (self.vocab_size and (self.head != "classify" or self.cell == "jordan"
+                                                        or self.explicit_lstm)):
+            raise ConfigError("vocab_size (token input) must be >= 0 and needs a classify head and an rnn, gru or "
+                              "lstm cell")
         self._check_variant()
 
     def _check_variant(self) -> None:

@@ -46,7 +46,7 @@ def to_onnx(model: SequenceModel) -> bytes:
     cfg = model.cfg
     if _hand_built(model):
         return explicit_onnx(model, output_name(model))
-    x = torch.zeros(2, 3, cfg.input_size)  # (B, T, F)
+    x = torch.zeros(2, 3, 1, dtype=torch.int64) if cfg.vocab_size else torch.zeros(2, 3, cfg.input_size)  # (B, T, F)
     state = model.initial_state(2)
     inputs = ["input", *(i for i, _ in cfg.state_names)]
     outputs = [output_name(model), *(o for _, o in cfg.state_names)]
@@ -93,8 +93,9 @@ def build_manifest(model: SequenceModel, name: str, version: int, onnx_bytes: by
         description=description,
         architecture=Architecture(cell=cfg.variant, layers=cfg.layers, hidden_size=cfg.hidden_size,  # type: ignore[arg-type]
                                   bidirectional=cfg.bidirectional),
-        input=SequenceInput(features=cfg.input_size, normalization=Normalization(
-            mean=model.mean.tolist(), std=model.std.tolist())),
+        input=SequenceInput(features=1, dtype="int64", vocab_size=cfg.vocab_size) if cfg.vocab_size else
+        SequenceInput(features=cfg.input_size, normalization=Normalization(mean=model.mean.tolist(),
+                                                                           std=model.std.tolist())),
         outputs=[OutputSpec(name=output_name(model), kind=kind, size=cfg.output_size, description=meaning,
                             labels=labels)],
         state=[StatePair(input=i, output=o, shape=state_shape) for i, o in cfg.state_names],

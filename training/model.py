@@ -41,6 +41,7 @@ class SequenceModel(nn.Module):
         self.cfg = cfg
         self.register_buffer("mean", torch.zeros(cfg.input_size))  # (F,)
         self.register_buffer("std", torch.ones(cfg.input_size))  # (F,)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.input_size) if cfg.vocab_size else None
         self.rnn = _recurrent_stack(cfg)
         self.head: nn.Module = (nn.Identity() if cfg.cell == "jordan"
                                 else nn.Linear(cfg.hidden_size * cfg.directions, cfg.output_size))
@@ -68,9 +69,16 @@ class SequenceModel(nn.Module):
         """Zero state tensors, batch-first, one per entry of `cfg.state_names`."""
         return [torch.zeros(batch, *self.cfg.state_shape) for _ in self.cfg.state_names]
 
+    def _inputs(self, x: Tensor) -> Tensor:
+        """Raw features (B, T, F) normalised, or token ids (B, T, 1) embedded: (B, T, input_size)."""
+        if self.embed is not None:
+            return self.embed(x[..., 0])  # type: ignore[no-any-return]
+        return (x - self.mean) / self.std
+
     def forward(self, x: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        """x: (B, T, F) raw features; state: batch-first tensors. Returns (outputs (B, T, O), *new state)."""
-        z = (x - self.mean) / self.std  # (B, T, F)
+        """x: (B, T, F) raw features (or (B, T, 1) token ids); state: batch-first tensors. Returns (outputs (B, T,
+        O), *new state)."""
+        z = self._inputs(x)  # (B, T, F)
         y, new_state = self._recur(z, list(state) or self.initial_state(x.shape[0]))  # y: (B, T, dirs*H)
         out = self._head(x, y)  # (B, T, O)
         if self.cfg.bidirectional:
@@ -99,7 +107,7 @@ class SequenceModel(nn.Module):
 
         x: (B, T, F), lengths: (B,) int64 on the CPU. Returns outputs (B, T, O); padded steps are garbage.
         """
-        z = (x - self.mean) / self.std  # (B, T, F)
+        z = self._inputs(x)  # (B, T, F)
         if isinstance(self.rnn, ExplicitLSTM | JordanNet):  # causal: padding only follows the valid steps
             return self._head(x, self.rnn(z, self.initial_state(x.shape[0]))[0])
         packed = nn.utils.rnn.pack_padded_sequence(z, lengths, batch_first=True, enforce_sorted=False)

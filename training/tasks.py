@@ -2,6 +2,7 @@
 
 - `vowels`: JapaneseVowels speaker classification, logits at every frame, accuracy at each utterance's last frame.
 - `sunspots`: one-step-ahead forecast of monthly sunspot numbers, RMSE next to the naive last-value forecast.
+- `chars`: a character-level language model of the Zen of Python (`training/chars.py`), token ids in.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from training.adding import AddingTask
+from training.chars import CharsTask
 from training.data import SUNSPOTS, VOWELS_TEST, VOWELS_TRAIN, LabelledSequences, load_monthly_table, load_ts
 from training.errors import ConfigError
 from training.model import SequenceModel
@@ -140,7 +142,7 @@ def _rmse(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.sqrt(np.mean((pred - target) ** 2)))
 
 
-TASK_NAMES = ("vowels", "sunspots", "adding")
+TASK_NAMES = ("vowels", "sunspots", "adding", "chars")
 
 
 def make_task(name: str) -> Task:
@@ -150,4 +152,6 @@ def make_task(name: str) -> Task:
         return SunspotsTask()
     if name == "adding":
         return AddingTask()
+    if name == "chars":
+        return CharsTask()
     raise ConfigError(f"unknown task {name!r}; expected one of {', '.join(TASK_NAMES)}")

@@ -61,8 +61,10 @@ def train_epoch(model: SequenceModel, task: Task, opt: torch.optim.Optimizer, sc
     for clean in task.batches(tcfg.batch_size, rng):
         if tcfg.crop_prefix > 0:
             clean = crop_prefixes(clean, tcfg.crop_prefix, rng)
-        noise = tcfg.input_noise * model.std * torch.randn_like(clean.x)  # (B, T, F), raw units
-        batch = replace(clean, x=clean.x + noise) if tcfg.input_noise > 0 else clean
+        batch = clean
+        if tcfg.input_noise > 0:
+            noise = tcfg.input_noise * model.std * torch.randn_like(clean.x)  # (B, T, F), raw units
+            batch = replace(clean, x=clean.x + noise)
         opt.zero_grad(set_to_none=True)
         loss = task.loss(model, batch)
         loss.backward()

@@ -39,7 +39,10 @@ def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 def _inputs(model: SequenceModel, rng: np.random.Generator, batch: int, steps: int) -> tuple[np.ndarray, list]:
     mean, std = model.mean.numpy(), model.std.numpy()
-    x = (rng.standard_normal((batch, steps, model.cfg.input_size)) * std + mean).astype(np.float32)  # (B, T, F)
+    if model.cfg.vocab_size:  # token ids (B, T, 1)
+        x = rng.integers(0, model.cfg.vocab_size, (batch, steps, 1)).astype(np.int64)
+    else:
+        x = (rng.standard_normal((batch, steps, model.cfg.input_size)) * std + mean).astype(np.float32)  # (B, T, F)
     shape = (batch, *model.cfg.state_shape)
     state = [(0.5 * rng.standard_normal(shape)).astype(np.float32) for _ in model.cfg.state_names]
     return x, state

@@ -13,6 +13,7 @@ import numpy as np
 from modelrepo import Manifest
 from service.engine.batching import Arrays, Batcher, Row
 from service.engine.errors import FailedPrecondition, InvalidInput, Unavailable, clip
+from service.engine.inputs import Chunk, Inputs, PackedRuntime
 from service.engine.metrics import ModelMetrics, ModelStats
 from service.engine.runtime import Runtime
 from service.engine.sessions import Session
@@ -46,7 +47,9 @@ class ServedModel:
         self._max_request_batch = settings.max_request_batch
         self._max_request_steps = settings.max_request_steps
         self._max_run_steps = settings.max_run_steps
-        self._input_dtype = np.dtype(manifest.input.dtype)  # built once: `_check` runs on every chunk
+        self._inputs = Inputs(manifest, settings.reject_nonfinite)  # built once: `_check` runs on every chunk
+        if self._inputs.packed:  # several data inputs travel packed through the batcher (service/engine/inputs.py)
+            runtime = PackedRuntime(runtime, self._inputs)  # type: ignore[assignment]
         self._metrics = metrics
         self.store = store  # the session store (None: memory, the pool is the truth)
         pool_store = device_store(runtime.provider) if runtime.io_binding else HostStore  # where the model runs
@@ -84,8 +87,9 @@ class ServedModel:
     def stats(self) -> ModelStats:
         return self._metrics.snapshot()
 
-    def validate_chunk(self, x: np.ndarray) -> np.ndarray:
-        """A chunk `(time >= 1, features)` of the model's dtype, finite unless allowed; `InvalidInput` otherwise."""
+    def validate_chunk(self, x: Chunk) -> np.ndarray:
+        """A chunk `(time >= 1, features)` of the model's dtype (or every data input by name), finite unless
+        allowed, token ids below the vocabulary size; `InvalidInput` otherwise."""
         chunk = self._check(x, ("time", "features"))
         if chunk.shape[0] > self._max_request_steps:
             raise InvalidInput(f"chunk of {chunk.shape[0]} steps; at most {self._max_request_steps} per request")
@@ -113,7 +117,7 @@ class ServedModel:
         """Return once no session is open (at once if none is)."""
         await self._no_sessions.wait()
 
-    async def infer(self, x: np.ndarray, state: Arrays | None = None) -> tuple[Arrays, Arrays]:
+    async def infer(self, x: Chunk, state: Arrays | None = None) -> tuple[Arrays, Arrays]:
         """Whole sequences `(batch, time, features)` from `state` (batch-first) or the initial state; stateless.
 
         Returns `({output: (batch, time, size)}, {state input: (batch, *shape)})`.
@@ -123,8 +127,8 @@ class ServedModel:
         try:
             if self.draining:
                 raise Unavailable("the server is shutting down; no new requests")
-            x = self._check(x, ("batch", "time", "features"))
-            batch, steps = x.shape[0], x.shape[1]
+            packed = self._check(x, ("batch", "time", "features"))
+            batch, steps = packed.shape[0], packed.shape[1]
             if batch > self._max_request_batch or steps > self._max_request_steps:
                 raise InvalidInput(f"request of {batch} sequences x {steps} steps; at most {self._max_request_batch} "
                                    f"sequences and {self._max_request_steps} steps per request")
@@ -133,7 +137,7 @@ class ServedModel:
             segment = self._max_run_steps if self.manifest.state else steps  # no state: one whole run
             pieces = []
             for begin in range(0, steps, segment):
-                outputs, new_state = await self._run_rows(x[:, begin:begin + segment], state)
+                outputs, new_state = await self._run_rows(packed[:, begin:begin + segment], state)
                 pieces.append(outputs)
                 state = new_state
             if len(pieces) > 1:
@@ -185,21 +189,8 @@ class ServedModel:
             if not self._sessions:
                 self._no_sessions.set()
 
-    def _check(self, x: np.ndarray, axes: tuple[str, ...]) -> np.ndarray:
-        spec = self.manifest.input
-        if not isinstance(x, np.ndarray):
-            raise InvalidInput(f"expected an array, got {type(x).__name__}")
-        if x.dtype != self._input_dtype:
-            raise InvalidInput(f"dtype {x.dtype} not accepted; model {self.name!r} takes {spec.dtype}")
-        if x.ndim != len(axes):
-            raise InvalidInput(f"expected shape ({', '.join(axes)}), got rank {x.ndim} shape {list(x.shape)}")
-        if x.shape[-1] != spec.features:
-            raise InvalidInput(f"expected {spec.features} features on the last axis, got {x.shape[-1]}")
-        if x.size == 0:
-            raise InvalidInput(f"empty input, shape {list(x.shape)}; every axis must be >= 1")
-        if self._reject_nonfinite and not np.isfinite(x).all():
-            raise InvalidInput("input holds NaN or Inf values")
-        return np.ascontiguousarray(x)
+    def _check(self, x: Chunk, axes: tuple[str, ...]) -> np.ndarray:
+        return self._inputs.check(x, axes)
 
     def _rows(self, x: np.ndarray, state: Arrays | None) -> list[Row]:
         """One batcher row per sequence, each with its explicit state (the initial state when `state` is None)."""

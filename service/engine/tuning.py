@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from modelrepo import Manifest
+from service.engine.inputs import zero_inputs
 from service.engine.runtime import CUDA, Runtime, StateValue
 
 THREAD_CHOICES = (1, 2, 4)
@@ -91,12 +92,11 @@ class Tuning:
 
 
 def _run_cost_ns(manifest: Manifest, runtime: Runtime, rows: int) -> int:
-    x = np.zeros((rows, TUNE_STEPS, manifest.input.features), dtype=manifest.input.dtype)
     state: dict[str, StateValue] = {
         p.input: np.full((rows, *p.shape), p.initial, dtype=p.dtype) for p in manifest.state
     }
     start = time.perf_counter_ns()
-    runtime.run({manifest.input.name: x}, state)
+    runtime.run(zero_inputs(manifest, rows, TUNE_STEPS), state)
     return time.perf_counter_ns() - start
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from modelrepo import Manifest
+from service.engine.inputs import zero_inputs
 from service.engine.runtime import Runtime, TensorInfo, to_host
 
 Expected = tuple[str, tuple[int | None, ...]]  # (dtype, shape with None for dynamic axes)
@@ -31,8 +32,7 @@ def check_sha256(path: Path, expected: str) -> None:
 
 def check_graph(manifest: Manifest, runtime: Runtime) -> None:
     """The graph's inputs and outputs match the manifest exactly (names, dtypes, ranks, static sizes)."""
-    spec = manifest.input
-    want_in: dict[str, Expected] = {spec.name: (spec.dtype, (None, None, spec.features))}
+    want_in: dict[str, Expected] = {spec.name: (spec.dtype, (None, None, spec.features)) for spec in manifest.inputs}
     want_out: dict[str, Expected] = {o.name: (o.dtype, (None, None, o.size)) for o in manifest.outputs}
     for pair in manifest.state:
         want_in[pair.input] = (pair.dtype, (None, *pair.shape))
@@ -53,10 +53,10 @@ def warm_up(manifest: Manifest, runtime: Runtime) -> None:
 
 
 def _warm_up(manifest: Manifest, runtime: Runtime, batch: int, steps: int) -> None:
-    x = np.zeros((batch, steps, manifest.input.features), dtype=manifest.input.dtype)
+    inputs = zero_inputs(manifest, batch, steps)
     state = {p.input: np.full((batch, *p.shape), p.initial, dtype=p.dtype) for p in manifest.state}
     try:
-        outputs, new_state = runtime.run({manifest.input.name: x}, state)
+        outputs, new_state = runtime.run(inputs, state)
     except Exception as exc:
         message = " ".join(str(exc).split())
         raise ModelInvalid(f"warm-up at batch {batch} failed; expected {_layout(manifest)}; onnxruntime: "
@@ -74,7 +74,8 @@ def _warm_up(manifest: Manifest, runtime: Runtime, batch: int, steps: int) -> No
 def _layout(manifest: Manifest) -> str:
     """The canonical layout of the manifest, e.g. `input (batch, time, 12), state h0 (batch, 1, 48)`."""
     state = "".join(f", state {p.input} (batch, {', '.join(map(str, p.shape))})" for p in manifest.state)
-    return f"input {manifest.input.name} (batch, time, {manifest.input.features}){state}"
+    inputs = ", ".join(f"input {i.name} (batch, time, {i.features})" for i in manifest.inputs)
+    return f"{inputs}{state}"
 
 
 def _match(kind: str, want: dict[str, Expected], got: list[TensorInfo]) -> None:

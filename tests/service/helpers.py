@@ -22,9 +22,16 @@ def cpu_settings(models: Path, **overrides: object) -> Settings:
 
 
 def sequence(manifest: Manifest, batch: int, steps: int, seed: int = 0) -> np.ndarray:
-    """Random input `(batch, steps, features)` of the model's dtype."""
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((batch, steps, manifest.input.features)).astype(manifest.input.dtype)
+    """Random input `(batch, steps, features)` of the model's dtype (token ids for a token model)."""
+    return random_input(manifest, np.random.default_rng(seed), (batch, steps))
+
+
+def random_input(manifest: Manifest, rng: np.random.Generator, lead: tuple[int, ...]) -> np.ndarray:
+    """Random `(*lead, features)` of the model's input dtype: normal values, or token ids below its vocabulary."""
+    spec = manifest.input
+    if spec.vocab_size is not None:
+        return rng.integers(0, spec.vocab_size, (*lead, spec.features)).astype(spec.dtype)
+    return rng.standard_normal((*lead, spec.features)).astype(spec.dtype)
 
 
 @functools.cache

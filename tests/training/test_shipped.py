@@ -44,7 +44,10 @@ def test_shipped_model_matches_its_manifest(found: ModelVersionDir) -> None:
     assert [i.name for i in session.get_inputs()] == [manifest.input.name, *(s.input for s in manifest.state)]
     assert [o.name for o in session.get_outputs()] == [o.name for o in manifest.outputs] + [
         s.output for s in manifest.state]
-    x = np.random.default_rng(0).standard_normal((2, 5, manifest.input.features)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    spec = manifest.input
+    x = (rng.integers(0, spec.vocab_size, (2, 5, spec.features)) if spec.vocab_size is not None  # token ids
+         else rng.standard_normal((2, 5, spec.features))).astype(spec.dtype)
     state = [np.full((2, *s.shape), s.initial, dtype=np.float32) for s in manifest.state]
     outputs = ort_model(x, state)
     assert outputs[0].shape == (2, 5, manifest.outputs[0].size)

@@ -27,6 +27,7 @@ from service.engine.registry import Registry
 from service.engine.runtime import Runtime
 from service.grpc.server import Serving, serve
 from service.settings import Settings
+from tests.service.helpers import random_input
 from tests.service.helpers import reference as onnx_reference
 
 T = TypeVar("T")
@@ -95,12 +96,12 @@ class Reference:
 
     def run(self, model: str, x: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs `{name: (time, size)}` of one whole sequence `x` (time, features)."""
-        outputs = onnx_reference(model, x[None].astype(np.float32))
+        outputs = onnx_reference(model, x[None].astype(self._manifests[model].input.dtype))
         return {o.name: outputs[o.name][0] for o in self._manifests[model].outputs}
 
     def sequence(self, model: str, steps: int, rng: np.random.Generator) -> np.ndarray:
         """A random sequence `(steps, features)` for `model`."""
-        return rng.standard_normal((steps, self._manifests[model].input.features)).astype(np.float32)
+        return random_input(self._manifests[model], rng, (steps,))
 
     @staticmethod
     def chunks(x: np.ndarray, rng: np.random.Generator, max_len: int = 13) -> list[np.ndarray]:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import np_to_triton_dtype
 
 from modelrepo import Manifest
 from service.engine.errors import InvalidInput
@@ -55,7 +56,8 @@ def test_every_model_is_described(
         assert meta.versions == [str(manifest.version)]
         (tensor,) = meta.inputs
         features = manifest.input.features
-        assert (tensor.name, tensor.datatype, list(tensor.shape)) == ("input", "FP32", [-1, -1, features])
+        datatype = np_to_triton_dtype(np.dtype(manifest.input.dtype))  # FP32, or INT64 for token ids
+        assert (tensor.name, tensor.datatype, list(tensor.shape)) == ("input", datatype, [-1, -1, features])
         expected = [(o.name, [-1, -1, o.size]) for o in manifest.outputs]
         expected += [(p.output, [-1, *p.shape]) for p in manifest.state]
         assert [(t.name, list(t.shape)) for t in meta.outputs] == expected

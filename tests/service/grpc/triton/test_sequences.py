@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from tritonclient.utils import np_to_triton_dtype
 
 from seqserve_client import Client
 
@@ -32,7 +33,7 @@ class Sequence:
     def request(self, k: int) -> dict[str, object]:
         """Keyword arguments of `infer` / `async_stream_infer` for chunk k."""
         chunk = self.chunks[k][None]
-        tensor = triton.InferInput("input", list(chunk.shape), "FP32")
+        tensor = triton.InferInput("input", list(chunk.shape), np_to_triton_dtype(chunk.dtype))
         tensor.set_data_from_numpy(chunk)
         return dict(model_name=self.model, inputs=[tensor], request_id=f"{self.sequence_id}:{k}",
                     sequence_id=self.sequence_id, sequence_start=k == 0, sequence_end=k == len(self.chunks) - 1)
