@@ -135,6 +135,14 @@ class Settings(BaseSettings):
         0.9, ge=0, le=1, description="a new session is refused (RESOURCE_EXHAUSTED) while the session store's "
         "Redis uses more than this share of its maxmemory; existing sessions go on. 0 = never"
     )
+    first_message_timeout: float = Field(
+        5.0, gt=0, description="seconds a new stream may take to send its first message (native: open; Triton: a "
+        "request); then it ends with DEADLINE_EXCEEDED"
+    )
+    max_streams_without_session_per_client: int = Field(
+        0, ge=0, description="of --max-streams-without-session, the most one client (its principal, or its peer "
+        "host without --auth-tokens) holds; 0 = a quarter of it"
+    )
     log_format: Literal["plain", "json"] = Field("plain", description="log line format")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 

@@ -15,6 +15,7 @@ from seqserve_client.codec import TensorError
 from service.engine.errors import (
     Aborted,
     FailedPrecondition,
+    FirstMessageTimeout,
     InvalidInput,
     ModelNotFound,
     ModelRunFailed,
@@ -54,6 +55,7 @@ CODES: dict[type[Exception], Code] = {
     ResourceExhausted: Code.RESOURCE_EXHAUSTED,
     Unavailable: Code.UNAVAILABLE,
     Aborted: Code.ABORTED,
+    FirstMessageTimeout: Code.DEADLINE_EXCEEDED,  # the stream ends
     Unauthenticated: Code.UNAUTHENTICATED,
     PermissionDenied: Code.PERMISSION_DENIED,
     ModelRunFailed: Code.INTERNAL,  # logged once per batch by the batcher; the message is generic

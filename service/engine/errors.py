@@ -43,6 +43,11 @@ class OutcomeUnknown(Aborted):
     says which), a Triton sequence restarts with START."""
 
 
+class FirstMessageTimeout(SeqServeError):
+    """A stream sent no first message (native: no open; Triton: no request) within --first-message-timeout; the
+    stream ends (DEADLINE_EXCEEDED)."""
+
+
 class ModelRunFailed(SeqServeError):
     """The model run of a batch failed (INTERNAL with this generic message; the batcher logs the cause once per
     batch). Nothing of the batch was written back: every session's state is unchanged, and a stream goes on."""

@@ -94,7 +94,8 @@ async def serve(settings: Settings) -> Serving:
                  ("grpc.so_reuseport", int(settings.reuse_port))],
     )
     streams = OpenStreams()
-    idle = IdleStreams(settings.max_streams_without_session)  # shared by both fronts
+    idle = IdleStreams(settings.max_streams_without_session, settings.max_streams_without_session_per_client,
+                       settings.first_message_timeout)  # shared by both fronts
     services = [add_native(server, dataplane, streams, idle)]
     services.append(add_triton(server, dataplane, settings, streams, idle))  # Triton/KServe v2
     health = health_aio.HealthServicer()

@@ -50,7 +50,8 @@ class NativeServicer(ModelControlRpcs, pb_grpc.SeqServeServicer):
                      ) -> AsyncIterator[pb.StreamResponse]:
         waiting = True
         with self._streams.watch() as watch:  # raises for a stream that starts after the shutdown's cut
-            self._idle.enter()
+            idle = self._idle.enter()
+            idle.arm(watch)
             stream = NativeStream(StreamSession(self._dataplane, on_expired=watch.end))
             try:  # one generator for the whole stream, one WhichOneof per request, the chunk path first
                 async for request in requests:
@@ -65,7 +66,7 @@ class NativeServicer(ModelControlRpcs, pb_grpc.SeqServeServicer):
                         response = answer if isinstance(answer, pb.StreamResponse) else await answer
                         if waiting and stream.open:
                             waiting = False
-                            self._idle.leave()
+                            idle.leave()
                     watch.writing = True
                     yield response
                     watch.written()
@@ -82,7 +83,7 @@ class NativeServicer(ModelControlRpcs, pb_grpc.SeqServeServicer):
                 raise
             finally:
                 if waiting:
-                    self._idle.leave()
+                    idle.leave()
                 stream.session.close()
 
     @staticmethod

@@ -108,14 +108,15 @@ class TritonServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        self._idle.enter()
-        stream = TritonStream(requests, self.start, self._settings.stream_queue_size, on_first=self._idle.leave)
+        idle = self._idle.enter()
+        stream = TritonStream(requests, self.start, self._settings.stream_queue_size, on_first=idle.leave)
         try:
-            with self._streams.watch(on_cut=stream.stop_reading):
+            with self._streams.watch(on_cut=stream.stop_reading) as watch:
+                idle.arm(watch)
                 async for answer in stream.answers():
                     yield answer
-                if stream.stopped:  # cut by a shutdown: every request read was answered; the rest never will be
-                    raise Unavailable(CUT_MESSAGE)
+                if stream.stopped:  # cut (a shutdown, no first message): every request read was answered
+                    raise watch.error or Unavailable(CUT_MESSAGE)
         finally:
             stream.first_read()  # still idle (no request ever came): leave now
 
