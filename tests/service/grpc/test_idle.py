@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 from service.grpc.generated.inference import grpc_service_pb2_grpc as triton_grpc
-from service.grpc.generated.seqserve.v1 import seqserve_pb2 as pb
-from service.grpc.generated.seqserve.v1 import seqserve_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
     from tests.service.grpc.helpers import RunningServer
