@@ -10,7 +10,9 @@ export class Microphone {
     });
     const track = stream.getAudioTracks()[0];
     const deviceRate = track.getSettings().sampleRate;
-    const context = new AudioContext(deviceRate ? { sampleRate: deviceRate } : {});
+    // "playback": the largest render quantum the browser offers, so a busy machine drops nothing (a VAD display
+    // needs no lower latency than that)
+    const context = new AudioContext({ latencyHint: "playback", ...(deviceRate ? { sampleRate: deviceRate } : {}) });
     await context.audioWorklet.addModule(new URL("./capture-worklet.js", import.meta.url));
     const node = new AudioWorkletNode(context, "frame-capture", {
       numberOfOutputs: 0, processorOptions: { rate, frame },

@@ -13,6 +13,7 @@ import { parseNpy, parseWav } from "./files.js";
 import { resampleAll } from "./resample.js";
 import { speechSegments } from "./vad.js";
 import { drawVad, drawSteps } from "./plot.js";
+import { toBase64 } from "./tensors.js";
 
 const FILE_CHUNK = { audio: 4, steps: 16 };  // frames (steps) per chunk for uploads; the microphone sends each frame
 const $ = (id) => document.getElementById(id);
@@ -20,6 +21,7 @@ const fragment = new URLSearchParams(window.location.hash.slice(1));
 let model = null;   // describeModel() of the selected model
 let run = null;     // {session, microphone, pending}
 let waiters = [];   // [{test(result), resolve}]
+let kept = [];      // the microphone's frames sent, when asked to keep them
 let dirty = false;
 
 if (fragment.get("token")) {
@@ -77,25 +79,28 @@ function failed(error) {
 }
 
 function draw() {
-  if (dirty && model && window.seqserveResult) {
-    dirty = false;
-    const result = window.seqserveResult;
-    if (model.sampleRate) {
-      const live = result.source === "microphone" && !result.done;
-      drawVad($("plot"), result.probabilities, result.segments, model.input.features / model.sampleRate, live ? 20 : 0);
-      showSegments(result.segments);
-    } else {
-      const first = model.outputs[0];
-      const rows = result.outputs[first.name] || [];
-      drawSteps($("plot"), rows, first.labels);
-      if (rows.length && first.labels.length) {
-        const last = rows.at(-1);
-        $("summary").textContent = `last step: ${first.labels[last.indexOf(Math.max(...last))]}`;
-      }
-    }
-    $("frames").textContent = `${result.frames} ${unit()}`;
-  }
+  if (dirty) render();
   requestAnimationFrame(draw);
+}
+
+function render() {
+  const result = window.seqserveResult;
+  if (!model || !result) return;
+  dirty = false;
+  if (model.sampleRate) {
+    const live = result.source === "microphone" && !result.done;
+    drawVad($("plot"), result.probabilities, result.segments, model.input.features / model.sampleRate, live ? 20 : 0);
+    showSegments(result.segments);
+  } else {
+    const first = model.outputs[0];
+    const rows = result.outputs[first.name] || [];
+    drawSteps($("plot"), rows, first.labels);
+    if (rows.length && first.labels.length) {
+      const last = rows.at(-1);
+      $("summary").textContent = `last step: ${first.labels[last.indexOf(Math.max(...last))]}`;
+    }
+  }
+  $("frames").textContent = `${result.frames} ${unit()}`;
 }
 
 function showSegments(segments) {
@@ -125,19 +130,26 @@ async function select(name) {
   return model;
 }
 
-async function startMicrophone() {
+// Streams the microphone until stop() or, with `frames`, until that many frames were sent; `keep` keeps the
+// frames sent (seqservePage.sentAudio(): base64 float32) for a test to check them.
+async function startMicrophone({ frames = Infinity, keep = false } = {}) {
   await stop();
   const result = newResult("microphone");
   const session = await connect();
   const pending = new Set();
+  let sent = 0;
+  kept = [];
   run = { session, pending };
   run.microphone = await Microphone.open({
     rate: model.sampleRate, frame: model.input.features,
     onStart: (info) => { result.captureRate = info.sampleRate; result.skippedSamples = info.skipped; },
     onFrame: (frame) => {
-      const sent = session.chunk(frame, [1, frame.length], model.input.dtype).then(append, failed);
-      pending.add(sent);
-      sent.finally(() => pending.delete(sent));
+      if (sent >= frames) return;
+      if (keep) kept.push(frame);
+      const answered = session.chunk(frame, [1, frame.length], model.input.dtype).then(append, failed);
+      pending.add(answered);
+      answered.finally(() => pending.delete(answered));
+      if (++sent === frames) stop().catch(failed);
     },
   });
   result.captureRate = run.microphone.rate;
@@ -161,10 +173,13 @@ async function stop() {
 
 function finish() {
   window.seqserveResult.done = true;
-  dirty = true;
+  render();
   $("start").disabled = !model.streamable;
   $("stop").disabled = true;
-  if (!window.seqserveResult.error) status(`done: ${window.seqserveResult.frames} ${unit()}`);
+  const r = window.seqserveResult;
+  const from = r.source === "microphone" ? `the microphone (${r.captureRate} Hz, sent at ${model.sampleRate} Hz)`
+    : "the file";
+  if (!r.error) status(`done: ${r.frames} ${unit()} from ${from}, ${r.framing} frames`);
   settle();
 }
 
@@ -238,5 +253,10 @@ window.seqservePage = {
   select, startMicrophone, stop, streamFile,
   whenFrames: (n) => until((r) => r.frames >= n || r.error),
   whenDone: () => until((r) => r.done),
+  sentAudio: () => {
+    const all = new Float32Array(kept.reduce((n, f) => n + f.length, 0));
+    kept.reduce((offset, f) => (all.set(f, offset), offset + f.length), 0);
+    return toBase64(new Uint8Array(all.buffer));
+  },
   ready: start().catch((error) => { status(String(error.message || error), true); throw error; }),
 };
