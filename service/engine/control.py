@@ -14,16 +14,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelrepo import ModelVersionDir
-from modelrepo.policy import ModelConfig, PolicyError, load_model_config
+from service.engine.drain import Drains
 from service.engine.errors import ConfigurationError, FailedPrecondition, ModelNotFound, clip
-from service.engine.loading import Fingerprint, LoadFailed, config_fingerprint, fingerprint, load_version
+from service.engine.loading import (
+    Fingerprint,
+    LoadFailed,
+    fingerprint,
+    load_version,
+    lower_priority,
+    model_fingerprint,
+    model_fingerprints,
+    read_model,
+)
 from service.engine.model import ServedModel
 from service.engine.model_states import StatesCollector
 from service.engine.versions import LOADING, READY, UNAVAILABLE, UNLOADING, Version
@@ -35,8 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("service.engine.registry")
 T = TypeVar("T")
-Found = dict[int, ModelVersionDir]
-LOADER_NICE = 10  # the loader thread's nice value (serving threads keep the process's own)
 
 
 class ModelControl:
@@ -45,11 +50,11 @@ class ModelControl:
         self._t = registry.tables
         self._settings = registry.settings
         self._root = Path(registry.settings.models)
-        self._loader = ThreadPoolExecutor(1, thread_name_prefix="seqserve-load", initializer=_lower_priority)
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="seqserve-load", initializer=lower_priority)
         self._locks: dict[str, asyncio.Lock] = {}
         self._seen: dict[str, Fingerprint | None] = {}  # the poll: each model's files when it was last applied
         self._unloaded: dict[str, Fingerprint | None] = {}  # unloaded by request: left alone until files change
-        self._drains: dict[ServedModel, asyncio.Task[None]] = {}
+        self._drains = Drains(self._t, registry.settings.version_drain_timeout, self._changed)
         self._poller: asyncio.Task[None] | None = None
         self._started = False
         self.on_change: Callable[[], None] | None = None  # called after models came or went (health follows)
@@ -65,12 +70,11 @@ class ModelControl:
             self._poller = asyncio.get_running_loop().create_task(self._poll_forever(), name="repository-poll")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._poller, *self._drains.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        if self._poller is not None:
+            self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._poller
+        await self._drains.stop()
         self._loader.shutdown(wait=True)
 
     async def load(self, name: str) -> None:
@@ -79,7 +83,7 @@ class ModelControl:
         folder = self._folder(name)
         self._unloaded.pop(name, None)
         self._seen[name] = await self._thread(model_fingerprint, folder)
-        await self.apply(name, requested=True)
+        await asyncio.shield(self.apply(name, requested=True))  # a client that goes away leaves no half load
         versions = self._t.versions.get(name, {})
         failed = [(v, e.reason) for v, e in sorted(versions.items(), reverse=True) if e.failed]
         newest = self._t.serving.get(name)
@@ -92,6 +96,9 @@ class ModelControl:
 
     async def unload(self, name: str, force: bool = False) -> int:
         """Unload every version of `name`; how many live sessions `force` ended (else `FailedPrecondition`)."""
+        return await asyncio.shield(self._unload(name, force))  # a client that goes away leaves no half unload
+
+    async def _unload(self, name: str, force: bool) -> int:
         self._check_allowed()
         versions = self._t.versions.get(name)
         if not versions:
@@ -104,11 +111,9 @@ class ModelControl:
             reason = f"model {name!r} was unloaded by request: open a new session once it is loaded again"
             ended = 0
             for copy in copies:
-                if (task := self._drains.pop(copy, None)) is not None:
-                    task.cancel()
+                self._drains.cancel(copy)
                 ended += copy.end_sessions(reason)
             await asyncio.gather(*(copy.close() for copy in copies))
-            self._t.draining.difference_update(copies)
             for version, entry in list(versions.items()):
                 entry.model, entry.state, entry.reason, entry.failed = None, UNAVAILABLE, "unloaded by request", False
                 if entry.removed:
@@ -159,7 +164,7 @@ class ModelControl:
                 if version in served:
                     continue
                 if entry.state == READY:
-                    self._retire(name, entry, policy)
+                    self._drains.retire(name, entry, policy)
                 elif entry.state == UNAVAILABLE and not entry.failed:
                     entry.reason = policy if config is not None or not entry.reason else entry.reason
             if not versions:
@@ -175,7 +180,7 @@ class ModelControl:
             if entry.state == READY:
                 return True
             if entry.state == UNLOADING and entry.model is not None:  # listed again before it drained
-                self._reinstate(entry)
+                self._drains.reinstate(entry)
                 return True
             if entry.failed and not requested:
                 return False
@@ -207,7 +212,7 @@ class ModelControl:
         log.info("serving %s version %d on %s", name, found.version, model.provider)
         log.info("tuned %s version %d: %s", name, found.version, loaded.tuning.describe())
         if previous is not None:
-            self._drain(previous, None, f"version {found.version} was reloaded")
+            self._drains.start(previous, None, f"version {found.version} was reloaded")
         return True
 
     def _update(self, name: str) -> None:
@@ -217,55 +222,12 @@ class ModelControl:
         else:
             self._t.serving.pop(name, None)
 
-    def _retire(self, name: str, entry: Version, why: str) -> None:
-        newest = self._t.serving.get(name)
-        entry.state = UNLOADING
-        entry.reason = why + ("" if newest is None else f"; new sessions start on version {newest.version}")
-        assert entry.model is not None
-        self._drain(entry.model, entry, why)
-
-    def _reinstate(self, entry: Version) -> None:
-        assert entry.model is not None
-        if (task := self._drains.pop(entry.model, None)) is not None:
-            task.cancel()
-        self._t.draining.discard(entry.model)
-        entry.state, entry.reason = READY, ""
-
     def _remove(self, name: str, version: int, entry: Version) -> None:
         entry.removed = True
         if entry.state == READY:
-            self._retire(name, entry, "its folder was removed")
+            self._drains.retire(name, entry, "its folder was removed")
         elif entry.state != UNLOADING:
             del self._t.versions[name][version]
-
-    def _drain(self, model: ServedModel, entry: Version | None, why: str) -> None:
-        self._t.draining.add(model)
-        self._drains[model] = asyncio.get_running_loop().create_task(self._drained(model, entry, why), name="drain")
-
-    async def _drained(self, model: ServedModel, entry: Version | None, why: str) -> None:
-        timeout = self._settings.version_drain_timeout
-        try:
-            await asyncio.wait_for(model.sessions_ended(), timeout or None)
-        except TimeoutError:
-            newest = self._t.serving.get(model.name)
-            then = "" if newest is None else f"; continue on version {newest.version}"
-            ended = model.end_sessions(f"model {model.name!r} version {model.version} was unloaded at the end of "
-                                       f"its drain timeout ({timeout:g} s): {why}{then}, in a new session")
-            log.warning("ended %d live sessions of %s version %d at its drain timeout", ended, model.name,
-                        model.version)
-        await model.close()
-        self._t.draining.discard(model)
-        self._drains.pop(model, None)
-        if entry is not None and entry.model is model:
-            entry.model = None
-            if entry.state == UNLOADING:
-                entry.state, entry.reason = UNAVAILABLE, f"unloaded: {why}"
-            if entry.removed:
-                self._t.versions.get(model.name, {}).pop(model.version, None)
-                if not self._t.versions.get(model.name, True):
-                    del self._t.versions[model.name]
-        log.info("unloaded %s version %d (%s)", model.name, model.version, why)
-        self._changed()
 
     def _changed(self) -> None:
         if self.on_change is not None:
@@ -300,43 +262,3 @@ class ModelControl:
                 await self.poll()
             except Exception:  # a poll never stops polling: the next one tries again
                 log.exception("repository poll failed")
-
-
-def _lower_priority() -> None:
-    """The loader thread yields the CPU to serving threads (Linux nice is per thread): a load takes longer on a busy
-    machine, the streams do not."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
-
-
-def read_model(folder: Path) -> tuple[Found, ModelConfig | None, str]:
-    """Runs in the loader thread: the version folders of one model and its config (None and why when invalid)."""
-    found: Found = {}
-    if folder.is_dir():
-        for path in folder.iterdir():
-            if path.is_dir() and path.name.isdigit() and int(path.name) > 0:
-                found[int(path.name)] = ModelVersionDir(folder.name, int(path.name), path)
-    try:
-        return found, load_model_config(folder), ""
-    except PolicyError as exc:
-        return found, None, str(exc)
-
-
-def model_fingerprint(folder: Path) -> Fingerprint | None:
-    """What a model's files look like now (None: its folder is gone)."""
-    if not folder.is_dir():
-        return None
-    found, _, _ = read_model(folder)
-    rows = [*config_fingerprint(folder)]
-    for version in sorted(found):
-        rows += [(f"{version}/{file}", mtime, size) for file, mtime, size in fingerprint(found[version])]
-    return tuple(rows)
-
-
-def model_fingerprints(root: Path) -> dict[str, Fingerprint]:
-    """Every model folder under `root` (not hidden) and its files."""
-    rows = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if (files := model_fingerprint(folder)) is not None:
-            rows[folder.name] = files
-    return rows

@@ -1,16 +1,20 @@
 """Loading one model version from its folder, in a worker thread: manifest, hash, session, graph check, warm-up,
 tuning. A failure becomes one short reason line (files named relative to the repository); `fingerprint` tells
-the repository poll whether a version folder changed since it was last loaded.
+the repository poll whether a version folder changed since it was last loaded; `read_model` reads one model's
+folder (its versions and config.json).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from modelrepo import Manifest, ManifestError, ModelVersionDir
-from modelrepo.policy import CONFIG_FILE
+from modelrepo.policy import CONFIG_FILE, ModelConfig, PolicyError, load_model_config
 from service.engine.errors import ConfigurationError
 from service.engine.runtime import Runtime
 from service.engine.tuning import Tuning, tune
@@ -20,6 +24,8 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 REASON_CHARS = 600
 Fingerprint = tuple[tuple[str, int, int], ...]  # (file, mtime_ns, size) of every file that makes a version
+Found = dict[int, ModelVersionDir]
+LOADER_NICE = 10  # the loader thread's nice value (serving threads keep the process's own)
 
 
 @dataclass(frozen=True)
@@ -94,3 +100,43 @@ def _stats(folder: Path, names: tuple[str, ...]) -> Fingerprint:
             continue
         rows.append((name, stat.st_mtime_ns, stat.st_size))
     return tuple(rows)
+
+
+def lower_priority() -> None:
+    """The loader thread yields the CPU to serving threads (Linux nice is per thread): a load takes longer on a busy
+    machine, the streams do not."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
+
+
+def read_model(folder: Path) -> tuple[Found, ModelConfig | None, str]:
+    """Runs in the loader thread: the version folders of one model and its config (None and why when invalid)."""
+    found: Found = {}
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_dir() and path.name.isdigit() and int(path.name) > 0:
+                found[int(path.name)] = ModelVersionDir(folder.name, int(path.name), path)
+    try:
+        return found, load_model_config(folder), ""
+    except PolicyError as exc:
+        return found, None, str(exc)
+
+
+def model_fingerprint(folder: Path) -> Fingerprint | None:
+    """What a model's files look like now (None: its folder is gone)."""
+    if not folder.is_dir():
+        return None
+    found, _, _ = read_model(folder)
+    rows = [*config_fingerprint(folder)]
+    for version in sorted(found):
+        rows += [(f"{version}/{file}", mtime, size) for file, mtime, size in fingerprint(found[version])]
+    return tuple(rows)
+
+
+def model_fingerprints(root: Path) -> dict[str, Fingerprint]:
+    """Every model folder under `root` (not hidden) and its files."""
+    rows = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if (files := model_fingerprint(folder)) is not None:
+            rows[folder.name] = files
+    return rows

@@ -1,0 +1,79 @@
+"""Old copies draining: a version its policy no longer lists (or a copy a reload replaced) takes no new session;
+its live sessions continue, and it is unloaded when the last one ends, or at `--version-drain-timeout`, when the
+sessions still open are ended with FAILED_PRECONDITION naming the newest version (docs/model-control.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from service.engine.model import ServedModel
+from service.engine.versions import READY, UNAVAILABLE, UNLOADING, Tables, Version
+
+log = logging.getLogger("service.engine.registry")
+
+
+class Drains:
+    def __init__(self, tables: Tables, timeout: float, changed: Callable[[], None]) -> None:
+        self._t = tables
+        self._timeout = timeout  # 0: until the sessions end
+        self._changed = changed
+        self._tasks: dict[ServedModel, asyncio.Task[None]] = {}
+
+    def retire(self, name: str, entry: Version, why: str) -> None:
+        """A READY version goes UNLOADING and drains."""
+        newest = self._t.serving.get(name)
+        entry.state = UNLOADING
+        entry.reason = why + ("" if newest is None else f"; new sessions start on version {newest.version}")
+        assert entry.model is not None
+        self.start(entry.model, entry, why)
+
+    def start(self, model: ServedModel, entry: Version | None, why: str) -> None:
+        """Drain `model` (`entry`: the version it is the copy of, or None for a copy a reload replaced)."""
+        self._t.draining.add(model)
+        self._tasks[model] = asyncio.get_running_loop().create_task(self._drain(model, entry, why), name="drain")
+
+    def reinstate(self, entry: Version) -> None:
+        """A draining version listed again: back to READY, its copy kept."""
+        assert entry.model is not None
+        self.cancel(entry.model)
+        entry.state, entry.reason = READY, ""
+
+    def cancel(self, model: ServedModel) -> None:
+        if (task := self._tasks.pop(model, None)) is not None:
+            task.cancel()
+        self._t.draining.discard(model)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _drain(self, model: ServedModel, entry: Version | None, why: str) -> None:
+        try:
+            await asyncio.wait_for(model.sessions_ended(), self._timeout or None)
+        except TimeoutError:
+            newest = self._t.serving.get(model.name)
+            then = "" if newest is None else f"; continue on version {newest.version}"
+            ended = model.end_sessions(f"model {model.name!r} version {model.version} was unloaded at the end of "
+                                       f"its drain timeout ({self._timeout:g} s): {why}{then}, in a new session")
+            log.warning("ended %d live sessions of %s version %d at its drain timeout", ended, model.name,
+                        model.version)
+        await model.close()
+        self._t.draining.discard(model)
+        self._tasks.pop(model, None)
+        if entry is not None and entry.model is model:
+            entry.model = None
+            if entry.state == UNLOADING:
+                entry.state, entry.reason = UNAVAILABLE, f"unloaded: {why}"
+            if entry.removed:
+                self._t.versions.get(model.name, {}).pop(model.version, None)
+                if not self._t.versions.get(model.name, True):
+                    del self._t.versions[model.name]
+        log.info("unloaded %s version %d (%s)", model.name, model.version, why)
+        self._changed()
