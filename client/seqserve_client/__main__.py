@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqserve_client import Client, ServerError, security, vad
+from seqserve_client import Client, ServerError, security, summary, vad
 from seqserve_client.common import DEFAULT_TARGET
 
 PROG = "seqserve-client"  # also `python -m seqserve_client` and, in the server, `python -m service.client`
@@ -28,10 +28,12 @@ def stream_file(client: Client, args: argparse.Namespace) -> None:
     if x.ndim != 2:
         raise SystemExit(f"{args.input}: expected (time, features), got shape {x.shape}")
     with client.stream(args.model, args.version) as stream:
-        first = client.model(stream.info.model, stream.info.version).outputs[0].tensor.name
+        spec = client.model(stream.info.model, stream.info.version).outputs[0]
+        first = spec.tensor.name
         pieces = [stream.send(x[start:start + args.chunk])[first] for start in range(0, len(x), args.chunk)]
     y = np.concatenate(pieces, axis=0)
     np.save(args.output, y)
+    print("\n".join(summary.chunk_lines(spec, pieces)))
     print(f"{args.model} v{stream.info.version}: {len(pieces)} chunks, {first} {y.shape} -> {args.output}")
 
 
@@ -43,7 +45,8 @@ def infer_file(client: Client, args: argparse.Namespace) -> None:
     outputs, _ = client.infer(args.model, x[None], version=args.version)
     name, y = next(iter(outputs.items()))
     np.save(args.output, y[0])
-    print(f"{args.model}: {name} {y[0].shape} -> {args.output}; last step argmax {int(np.argmax(y[0, -1]))}")
+    spec = next(o for o in client.model(args.model, args.version).outputs if o.tensor.name == name)
+    print(f"{args.model}: {name} {y[0].shape} -> {args.output}; last step: {summary.last_step(spec, y[0, -1])}")
 
 
 def vad_file(client: Client, args: argparse.Namespace) -> None:

@@ -53,7 +53,11 @@ def test_readme_commands_run_on_the_examples(start_server: Callable, repo_root: 
         out[command[3]] = done.stdout
     assert "silero_vad" in out["models"] and "vowels_lstm" in out["models"]
     assert np.load(tmp_path / "logits.npy").shape == (19, 9)
-    assert "last step argmax 0" in out["infer"]  # speaker_1, the utterance's label
+    chunks = [line for line in out["stream"].splitlines() if line.startswith("chunk ")]
+    assert [line.split(":")[0] for line in chunks] == [f"chunk {k}, steps {5 * k - 4}-{min(5 * k, 19)}"
+                                                       for k in range(1, 5)]  # 19 steps, --chunk 5
+    assert chunks[-1].split(": ")[1].startswith("speaker_1 (p ")  # the utterance's label, by name
+    assert "last step: speaker_1 (p " in out["infer"]
     segments = [tuple(float(t.rstrip("s")) for t in line.split()[1::2]) for line in out["vad"].splitlines()
                 if line.startswith("speech")]
     assert segments and all(any(a - 0.3 <= s and e <= b + 0.3 for a, b in PHRASES) for s, e in segments), segments
