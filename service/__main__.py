@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from service.engine.errors import ConfigurationError
+from service.grpc.auth import metrics_tokens
 from service.grpc.server import serve
 from service.grpc.tls import metrics_context
 from service.memory import MallocCollector, limit_arenas, start_trimming
@@ -49,7 +50,8 @@ async def run(settings: Settings) -> None:
     check_port_free(metrics_host, settings.metrics_port, "metrics")  # before the models load: fail fast
     serving = await serve(settings)
     serving.metrics.registry.register(MallocCollector())
-    metrics_http = MetricsServer(serving.metrics.registry, settings.metrics_max_connections)
+    metrics_http = MetricsServer(serving.metrics.registry, settings.metrics_max_connections,
+                                 settings.metrics_max_connections_per_peer, metrics_tokens(settings))
     try:
         context = metrics_context(settings)
         metrics_port = await metrics_http.start(metrics_host, settings.metrics_port, context)

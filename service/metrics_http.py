@@ -2,8 +2,10 @@
 
 prometheus_client's own server spends a thread per connection, idle or half-open ones included. This one is an
 `asyncio` server: a connection costs a coroutine, at most `max_connections` are open (more are closed at once),
-a request must arrive within `READ_TIMEOUT_S` and fit `MAX_REQUEST_BYTES`, and TLS (with client certificates for
-mTLS) comes from the same `ssl.SSLContext` as the gRPC port's certificate. A scrape renders the families on the
+at most `per_peer` from one peer host (so one client cannot hold every connection and block the scrapes), a request
+must arrive within `READ_TIMEOUT_S` and fit `MAX_REQUEST_BYTES`, and TLS (with client certificates for mTLS) comes
+from the same `ssl.SSLContext` as the gRPC port's certificate. With authentication on (`tokens`), a scrape must
+carry `Authorization: Bearer <token>` of a grant with `"metrics": true`, else 401. A scrape renders the families on the
 loop; the collector only reads plain counters (see `service/engine/metrics.py`).
 """
 
@@ -22,9 +24,13 @@ MAX_REQUEST_BYTES = 8192
 
 
 class MetricsServer:
-    def __init__(self, registry: CollectorRegistry, max_connections: int) -> None:
+    def __init__(self, registry: CollectorRegistry, max_connections: int, per_peer: int = 0,
+                 tokens: frozenset[str] | None = None) -> None:
         self._registry = registry
         self._max_connections = max_connections
+        self._per_peer = per_peer or max_connections  # 0: no limit of its own
+        self._tokens = tokens  # SHA-256 hex of the tokens that may scrape; None: anyone may
+        self._by_peer: dict[str, int] = {}
         self._open: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._context: ssl.SSLContext | None = None
@@ -54,12 +60,15 @@ class MetricsServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if len(self._open) >= self._max_connections:
+        peer = writer.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        if len(self._open) >= self._max_connections or self._by_peer.get(host, 0) >= self._per_peer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
             return
         self._open.add(task)
+        self._by_peer[host] = self._by_peer.get(host, 0) + 1
         try:
             if self._context is not None:
                 await writer.start_tls(self._context, ssl_handshake_timeout=READ_TIMEOUT_S)
@@ -68,6 +77,10 @@ class MetricsServer:
             pass
         finally:
             self._open.discard(task)
+            if left := self._by_peer[host] - 1:
+                self._by_peer[host] = left
+            else:
+                del self._by_peer[host]
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -83,9 +96,23 @@ class MetricsServer:
             status, body, kind = "405 Method Not Allowed", b"only GET\n", "text/plain"
         elif path != b"/metrics":
             status, body, kind = "404 Not Found", b"try /metrics\n", "text/plain"
+        elif self._tokens is not None and not self._authorized(head):
+            status, body, kind = "401 Unauthorized", b"a token with the metrics permission is needed\n", "text/plain"
         else:
             status, body, kind = "200 OK", generate_latest(self._registry), CONTENT_TYPE_LATEST
         header = (f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
                   "Connection: close\r\n\r\n").encode()
+        if status.startswith("401"):
+            header = header.replace(b"\r\n\r\n", b"\r\nWWW-Authenticate: Bearer\r\n\r\n", 1)
         writer.write(header if method == b"HEAD" else header + body)
         await writer.drain()
+
+    def _authorized(self, head: bytes) -> bool:
+        from service.grpc.auth import token_digest  # (auth imports the settings; this module stays light)
+
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"authorization":
+                digest = token_digest(value.decode("latin-1"))
+                return digest is not None and digest in self._tokens  # type: ignore[operator]
+        return False

@@ -143,6 +143,10 @@ class Settings(BaseSettings):
         0, ge=0, description="of --max-streams-without-session, the most one client (its principal, or its peer "
         "host without --auth-tokens) holds; 0 = a quarter of it"
     )
+    metrics_max_connections_per_peer: int = Field(
+        8, ge=0, description="open /metrics connections from one peer host at most (one client cannot hold them "
+        "all and block the scrapes); 0 = only --metrics-max-connections"
+    )
     log_format: Literal["plain", "json"] = Field("plain", description="log line format")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.grpc.auth import WORKER_METRICS_TOKEN, metrics_tokens
 from service.grpc.tls import metrics_context
 from service.metrics_http import MetricsServer
 from service.settings import Settings
@@ -51,11 +53,11 @@ def free_port(host: str) -> int:
 class Worker:
     """One child process, its log forwarded to ours; `ready` is set once it serves (or when it ends)."""
 
-    def __init__(self, index: int, argv: list[str]) -> None:
+    def __init__(self, index: int, argv: list[str], metrics_token: str) -> None:
         self.index = index
         self.ready = threading.Event()
         self.served = False
-        env = {**os.environ, PARENT_ENV: str(os.getpid())}
+        env = {**os.environ, PARENT_ENV: str(os.getpid()), WORKER_METRICS_TOKEN: metrics_token}
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True, env=env)
         threading.Thread(target=self._forward, daemon=True, name=f"worker-{index}-log").start()
@@ -91,8 +93,9 @@ def die_with_parent() -> None:
 class SumOfWorkers:
     """A Prometheus collector: every scrape reads each worker's /metrics and sums samples of equal name and labels."""
 
-    def __init__(self, urls: list[str]) -> None:
+    def __init__(self, urls: list[str], token: str) -> None:
         self._urls = urls
+        self._token = token  # the parent's own: with authentication on, a worker's /metrics needs a token
 
     def collect(self) -> Iterator[Metric]:
         families: dict[str, Metric] = {}
@@ -100,7 +103,8 @@ class SumOfWorkers:
         per_worker = Metric("seqserve_worker_requests", "requests answered by each worker process", "counter")
         for index, url in enumerate(self._urls):
             try:
-                with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as reply:
+                scrape = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._token}"})
+                with urllib.request.urlopen(scrape, timeout=SCRAPE_TIMEOUT_S) as reply:
                     text = reply.read().decode()
             except OSError:
                 continue  # a worker stopping: its numbers are left out of this scrape
@@ -133,9 +137,10 @@ def run_workers(settings: Settings, argv: Sequence[str]) -> int:
     check_port_free(metrics_host, settings.metrics_port, "metrics")  # before any worker starts: fail fast, no orphans
     port = settings.port or free_port(settings.host)
     worker_metrics = [free_port("127.0.0.1") for _ in range(settings.workers)]
+    token = secrets.token_urlsafe(24)  # lets this process read its workers' /metrics when authentication is on
     workers = [  # (the last of a repeated flag wins: these override the caller's)
         Worker(i, [sys.executable, "-m", "service", *argv, "--workers", "1", "--reuse-port", "--port", str(port),
-                   "--metrics-host", "127.0.0.1", "--no-metrics-tls", "--metrics-port", str(metrics_port)])
+                   "--metrics-host", "127.0.0.1", "--no-metrics-tls", "--metrics-port", str(metrics_port)], token)
         for i, metrics_port in enumerate(worker_metrics)
     ]
 
@@ -151,7 +156,7 @@ def run_workers(settings: Settings, argv: Sequence[str]) -> int:
         signal.signal(sig, forward)
     for worker in workers:
         worker.ready.wait()
-    metrics = _SumServer(settings, [f"http://127.0.0.1:{p}/metrics" for p in worker_metrics])
+    metrics = _SumServer(settings, [f"http://127.0.0.1:{p}/metrics" for p in worker_metrics], token)
     try:
         if all(w.served for w in workers):
             metrics_port, scheme = metrics.start(metrics_host)
@@ -169,11 +174,12 @@ class _SumServer:
     """The parent's /metrics: the same asyncio server as a single process's (bounded connections, TLS when the
     server has it), on an event loop of its own in a thread, its every scrape summing the workers'."""
 
-    def __init__(self, settings: Settings, urls: list[str]) -> None:
+    def __init__(self, settings: Settings, urls: list[str], token: str) -> None:
         self._settings = settings
         registry = CollectorRegistry()
-        registry.register(SumOfWorkers(urls))  # type: ignore[arg-type]
-        self._server = MetricsServer(registry, settings.metrics_max_connections)
+        registry.register(SumOfWorkers(urls, token))  # type: ignore[arg-type]
+        self._server = MetricsServer(registry, settings.metrics_max_connections,
+                                     settings.metrics_max_connections_per_peer, metrics_tokens(settings))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="metrics")
 

@@ -20,6 +20,7 @@ class Client:
     namespace: str = ""  # where its Triton sequence ids live: the principal; "" (shared) without authentication
     models: frozenset[str] | None = None  # the models it may use; None = every model
     max_sessions: int = 0  # open sessions at most, over every model; 0 = no limit
+    metrics: bool = False  # may read /metrics (with authentication on)
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models

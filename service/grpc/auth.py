@@ -4,18 +4,22 @@ With `--auth-tokens` (a JSON file, or the JSON itself) each call must carry `aut
 token names a principal, the models it may use and its session quota:
 
     {"<token>": {"principal": "alice", "models": ["vowels_lstm"], "max_sessions": 64},
-     "sha256:<hex of the token's SHA-256>": {"principal": "bob"}}          # models: every one; quota: the default
+     "sha256:<hex of the token's SHA-256>": {"principal": "bob"},          # models: every one; quota: the default
+     "<scraper's token>": {"principal": "prometheus", "models": [], "metrics": true}}
 
 A call without a known token ends with UNAUTHENTICATED; a model the principal may not use with PERMISSION_DENIED
-(`service/engine/access.py`). Services named in `--auth-exempt` (default: health, so probes need no token) answer
-without one. The principal's Triton sequence ids live in its own namespace. Without authentication every call is
-the client of its peer's host, for the per-client session quota (`--max-sessions-per-client`).
+(`service/engine/access.py`). With authentication, `/metrics` answers only requests carrying a token whose grant
+has `"metrics": true` (`metrics_tokens`; 401 otherwise). Services named in `--auth-exempt` (default: health, so
+probes need no token) answer without one. The principal's Triton sequence ids live in its own namespace. Without
+authentication every call is the client of its peer's host, for the per-client session quota
+(`--max-sessions-per-client`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ class Grant(BaseModel):
     principal: str = Field(min_length=1, max_length=128)
     models: list[str] | None = None  # None: every model
     max_sessions: int | None = Field(None, ge=0)  # None: --max-sessions-per-client; 0: no limit
+    metrics: bool = False  # may read /metrics
 
 
 def load_tokens(spec: str, default_max_sessions: int) -> dict[str, Client]:
@@ -55,7 +60,7 @@ def load_tokens(spec: str, default_max_sessions: int) -> dict[str, Client]:
         digest = token.removeprefix(HASHED).lower() if token.startswith(HASHED) else _digest(token)
         models = None if grant.models is None else frozenset(grant.models)
         quota = default_max_sessions if grant.max_sessions is None else grant.max_sessions
-        clients[digest] = Client(grant.principal, grant.principal, models, quota)
+        clients[digest] = Client(grant.principal, grant.principal, models, quota, grant.metrics)
     return clients
 
 
@@ -131,6 +136,25 @@ def interceptor(settings: Settings) -> AuthInterceptor | None:
     if tokens is None and settings.max_sessions_per_client == 0:
         return None
     return AuthInterceptor(tokens, exempt_services(settings.auth_exempt), settings.max_sessions_per_client)
+
+
+WORKER_METRICS_TOKEN = "SEQSERVE_WORKER_METRICS_TOKEN"  # --workers: the parent's own token for its children's /metrics
+
+
+def metrics_tokens(settings: Settings) -> frozenset[str] | None:
+    """SHA-256 hex of the tokens that may read /metrics; None: no authentication, anyone may."""
+    if settings.auth_tokens is None:
+        return None
+    granted = {digest for digest, client in load_tokens(settings.auth_tokens, 0).items() if client.metrics}
+    if worker := os.environ.get(WORKER_METRICS_TOKEN):
+        granted.add(_digest(worker))
+    return frozenset(granted)
+
+
+def token_digest(authorization: str) -> str | None:
+    """The SHA-256 hex of a `Bearer <token>` header's token (None: no bearer token)."""
+    scheme, _, token = authorization.strip().partition(" ")
+    return _digest(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
 
 
 def _digest(token: str) -> str:

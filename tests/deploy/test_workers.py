@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,3 +102,24 @@ def test_sigkill_of_the_parent_ends_every_worker(two_workers: Replica) -> None:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", two_workers.port))  # the port is free again: nobody serves on it
+
+
+def test_with_authentication_the_summed_metrics_need_a_metrics_token(models_root: Path) -> None:
+    """The parent reads its workers' /metrics with a token of its own; a scraper needs one with the permission."""
+    tokens = '{"user": {"principal": "alice"}, "prom": {"principal": "prometheus", "models": [], "metrics": true}}'
+    server = Replica(models_root, "--workers", "2", "--auth-tokens", tokens)
+    try:
+        url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+        for token in (None, "user"):
+            headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10)
+            assert refused.value.code == 401
+            refused.value.close()
+        scrape = urllib.request.Request(url, headers={"Authorization": "Bearer prom"})
+        with urllib.request.urlopen(scrape, timeout=10) as reply:
+            text = reply.read().decode()
+        assert text.count("seqserve_worker_requests_total{") == 2  # both workers were read, with the parent's token
+        assert "seqserve_active_sessions" in text
+    finally:
+        server.stop()
