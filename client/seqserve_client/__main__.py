@@ -1,5 +1,6 @@
 """`seqserve-client [--target HOST:PORT] models | stream MODEL --input x.npy --chunk N --output y.npy |
-infer MODEL --input x.npy --output y.npy | vad FILE.wav [--chunk FRAMES]` (also `python -m seqserve_client`)."""
+infer MODEL --input x.npy --output y.npy | vad FILE.wav [--chunk FRAMES] | load MODEL | unload MODEL [--force] |
+index [--ready]` (also `python -m seqserve_client`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqserve_client import Client, ServerError, security, summary, vad
+from seqserve_client import Client, ServerError, control, security, summary, vad
 from seqserve_client.common import DEFAULT_TARGET
 
 PROG = "seqserve-client"  # also `python -m seqserve_client` and, in the server, `python -m service.client`
@@ -79,6 +80,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     detect.add_argument("wav", type=Path)
     detect.add_argument("--model", default=vad.MODEL, help=f"the VAD model (default {vad.MODEL})")
     detect.add_argument("--chunk", type=int, default=4, help="frames per chunk (default 4)")
+    control.add_commands(commands)
     return parser
 
 
@@ -89,7 +91,8 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     try:
         with Client(args.target, security=security.from_arguments(args)) as client:
             {"models": lambda: list_models(client), "stream": lambda: stream_file(client, args),
-             "infer": lambda: infer_file(client, args), "vad": lambda: vad_file(client, args)}[args.command]()
+             "infer": lambda: infer_file(client, args), "vad": lambda: vad_file(client, args),
+             **dict.fromkeys(control.COMMANDS, lambda: control.run(client, args))}[args.command]()
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -48,6 +48,28 @@ class Client:
         except grpc.RpcError as exc:
             raise ServerError.from_rpc(exc) from None
 
+    def load_model(self, model: str) -> list[pb.VersionStatus]:
+        """Load (or reload) `model` from the server's repository; its versions after."""
+        try:
+            return list(self._stub.LoadModel(pb.LoadModelRequest(model=model)).versions)
+        except grpc.RpcError as exc:
+            raise ServerError.from_rpc(exc) from None
+
+    def unload_model(self, model: str, force: bool = False) -> tuple[int, list[pb.VersionStatus]]:
+        """Unload every version of `model` (refused with live sessions unless `force`): (sessions ended, versions)."""
+        try:
+            answer = self._stub.UnloadModel(pb.UnloadModelRequest(model=model, force=force))
+        except grpc.RpcError as exc:
+            raise ServerError.from_rpc(exc) from None
+        return answer.sessions_ended, list(answer.versions)
+
+    def repository_index(self, ready_only: bool = False) -> list[pb.VersionStatus]:
+        """Every model version in the server's repository with its state, sessions and reason."""
+        try:
+            return list(self._stub.RepositoryIndex(pb.RepositoryIndexRequest(ready_only=ready_only)).versions)
+        except grpc.RpcError as exc:
+            raise ServerError.from_rpc(exc) from None
+
     def stream(self, model: str, version: int = 0, retry: RetryPolicy = DEFAULT_RETRY) -> Stream:
         """Open a session on `model` (newest version unless given); use it as a context manager. With a shared
         session store on the server, it resumes by itself after UNAVAILABLE or a broken connection (`retry`)."""

@@ -141,3 +141,34 @@ def test_health_follows_models_coming_and_going(server_on: Callable[..., Running
         assert tpb_grpc.GRPCInferenceServiceStub(channel).ServerReady(tpb.ServerReadyRequest()).ready
         pb_grpc.SeqServeStub(channel).UnloadModel(pb.UnloadModelRequest(model=MODEL))
         wait_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+
+def test_cli_loads_unloads_and_lists(server_on: Callable[..., RunningServer], tmp_path: Path, repo_root: Path) -> None:
+    copy_shipped(tmp_path, MODEL, 1)
+    server = server_on("explicit")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "service.client", "--target", server.target, *args],
+                              cwd=repo_root, capture_output=True, text=True, check=False)
+
+    index = cli("index")
+    assert index.returncode == 0, index.stderr
+    assert index.stdout.split("\n")[1].split() == [MODEL, "1", "READY", "0", "(newest)"]
+    with Client(server.target) as client:
+        stream = client.stream(MODEL)
+        refused = cli("unload", MODEL)
+        assert refused.returncode == 1 and "FAILED_PRECONDITION" in refused.stderr
+        assert "has 1 live sessions; unload it with force" in refused.stderr
+        forced = cli("unload", MODEL, "--force")
+        with pytest.raises(ServerError, match="FAILED_PRECONDITION: model 'vowels_gru' was unloaded by request"):
+            stream.close()  # the server ended the stream with that status
+    assert forced.returncode == 0, forced.stderr
+    assert "UNAVAILABLE" in forced.stdout and "unloaded by request" in forced.stdout
+    assert "1 live sessions ended" in forced.stdout
+    assert cli("index", "--ready").stdout.strip().count("\n") == 0  # the header only
+    publish(tmp_path, MODEL, 2, corrupt=True)
+    failed = cli("load", MODEL)
+    assert failed.returncode == 1 and "version 2 failed to load: cannot load the graph" in failed.stderr
+    assert "version 1 goes on serving" in failed.stderr
+    rows = [line.split()[:3] for line in cli("index").stdout.strip().split("\n")[1:]]
+    assert rows == [[MODEL, "1", "READY"], [MODEL, "2", "UNAVAILABLE"]]
