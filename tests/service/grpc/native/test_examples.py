@@ -19,14 +19,17 @@ PHRASES = [(1.0, 3.86), (4.86, 7.09), (8.09, 9.63)]  # where examples/speech.wav
 
 def readme_commands(repo_root: Path) -> list[list[str]]:
     """The client commands of the README's quick start, each as `[python, -m, module, *arguments]` without the
-    `--target HOST:PORT` the README gives them (the test points them at its own server)."""
+    `--target HOST:PORT` the README gives them (the test points them at its own server). `.venv/bin/seqserve-client`
+    is the client package's console script for `python -m seqserve_client`."""
     readme = (repo_root / "README.md").read_text(encoding="utf-8")
     block = re.search(r"In a second terminal.*?```\n(.*?)```", readme, re.DOTALL)
     assert block is not None
     commands = []
-    for line in block.group(1).splitlines():
-        if line.startswith(".venv/bin/python"):
-            words = shlex.split(line.split("  #")[0])
+    for line in block.group(1).replace("\\\n", " ").splitlines():
+        words = shlex.split(line.split("  #")[0])
+        if words[:1] == [".venv/bin/seqserve-client"]:
+            words[:1] = [".venv/bin/python", "-m", "seqserve_client"]
+        if words[:1] == [".venv/bin/python"]:
             if "--target" in words:
                 at = words.index("--target")
                 del words[at : at + 2]
