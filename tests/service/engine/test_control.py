@@ -22,6 +22,8 @@ from modelrepo.writer import write_version_dir
 from service.engine.errors import FailedPrecondition, Unavailable
 from service.engine.metrics import Metrics
 from service.engine.registry import Registry
+from tests.service.engine.test_load_checks import hand_made
+from tests.service.engine.test_registry import BROKEN
 from tests.service.helpers import cpu_settings, sequence
 from tests.service.versions import copy_shipped, publish, whole_run
 
@@ -217,5 +219,40 @@ async def test_a_version_replaced_in_place_is_reloaded_live_sessions_finish_on_t
                 break
             await asyncio.sleep(0.01)
         assert old not in registry.loaded()
+    finally:
+        await registry.close()
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+async def test_every_kind_of_bad_new_version_leaves_the_old_one_serving(tmp_path: Path, kind: str) -> None:
+    copy_shipped(tmp_path, "m", 1)
+    registry = await start(tmp_path)
+    try:
+        session = registry.get("m").open_session()
+        edit, reason = BROKEN[kind]
+        edit(publish(tmp_path / "staging", "m", 2, scale=0.9))
+        shutil.move(tmp_path / "staging" / "m" / "2", tmp_path / "m" / "2")
+        await registry.control.poll()
+        assert registry.get("m").version == 1
+        status, why, _ = state(registry, "m", 2)
+        assert status == "UNAVAILABLE" and reason in why, why
+        assert (await session.step(sequence(registry.get("m").manifest, 1, 3)[0]))["logits"].shape == (3, 9)
+    finally:
+        await registry.close()
+
+
+async def test_a_new_version_failing_its_warm_up_leaves_the_old_one_serving(tmp_path: Path) -> None:
+    copy_shipped(tmp_path, "m", 1)
+    registry = await start(tmp_path)
+    try:
+        hand_made(tmp_path / "staging", "m", state_dims=(None, None, None))  # runs at batch 1, fails at batch 3
+        folder = tmp_path / "staging" / "m" / "1"
+        manifest = Manifest.load(folder / "manifest.json").model_copy(update={"version": 2})
+        manifest.dump(folder / "manifest.json")
+        shutil.move(folder, tmp_path / "m" / "2")
+        await registry.control.poll()
+        assert registry.get("m").version == 1
+        status, why, _ = state(registry, "m", 2)
+        assert status == "UNAVAILABLE" and why.startswith("warm-up at batch 3 failed"), why
     finally:
         await registry.close()
