@@ -68,3 +68,11 @@ def test_the_readme_is_short_and_narrow(repo_root: Path) -> None:
     lines = (repo_root / "README.md").read_text(encoding="utf-8").splitlines()
     assert [n for n, line in enumerate(lines, 1) if len(line) > 118] == []
     assert len(lines) <= 260
+
+
+def test_every_make_target_the_readme_names_exists(repo_root: Path) -> None:
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`make ([a-z][a-z-]*)", readme)) | set(re.findall(r"^make ([a-z][a-z-]*)", readme, re.M))
+    makefile = (repo_root / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.MULTILINE))
+    assert named and named <= targets, named - targets
