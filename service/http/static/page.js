@@ -54,15 +54,15 @@ function until(test) {
   return new Promise((resolve) => { waiters.push({ test, resolve }); settle(); });
 }
 
-// One chunk's answer appended to the result (frames in order: the server answers in order).
+// One chunk's answer appended to the result (frames in order: the server answers in order). The metadata may list
+// state outputs too (after the model's own): only what the stream answers is kept.
 function append(outputs) {
   const result = window.seqserveResult;
-  for (const spec of model.outputs) {
-    const { shape, values } = outputs[spec.name];
-    const rows = result.outputs[spec.name] || (result.outputs[spec.name] = []);
+  for (const [name, { shape, values }] of Object.entries(outputs)) {
+    const rows = result.outputs[name] || (result.outputs[name] = []);
     for (let t = 0; t < shape[0]; t++) rows.push(Array.from(values.subarray(t * shape[1], (t + 1) * shape[1])));
   }
-  const first = outputs[model.outputs[0].name];
+  const first = outputs[model.outputs[0].name] || Object.values(outputs)[0];
   result.frames += first.shape[0];
   if (model.sampleRate) {
     for (let t = 0; t < first.shape[0]; t++) result.probabilities.push(first.values[t * first.shape[1]]);

@@ -1,4 +1,4 @@
-// Speech segments from per-frame probabilities: the Python `vad` client's rule (service/client/vad.py), line for
+// Speech segments from per-frame probabilities: the Python `vad` client's rule (client/seqserve_client/vad.py), line for
 // line, so the page and the client find the same segments in the same probabilities. Silero's defaults: speech
 // starts at probability >= 0.5, ends after 100 ms below 0.35, segments shorter than 250 ms are dropped.
 
