@@ -7,7 +7,8 @@ Today it holds the version policy, shaped as Triton's `version_policy` in `confi
     {"version_policy": {"all": {}}}                         every version
     {"version_policy": {"specific": {"versions": [1, 3]}}}  exactly these
 
-Unlike Triton, `latest` counts versions that load: a newest version that fails (bad file, manifest, state layout,
+and, optionally, `{"session_migration": {"vouched_by": "..."}}` (see `SessionMigration`). Unlike Triton, `latest`
+counts versions that load: a newest version that fails (bad file, manifest, state layout,
 warm-up) is passed over, so the previous one goes on serving. Nothing here imports onnxruntime.
 """
 
@@ -76,8 +77,17 @@ class VersionPolicy(_Strict):
         return f"latest {(self.latest or Latest()).num_versions}"
 
 
+class SessionMigration(_Strict):
+    """Live sessions of an old version continue on the newest version's weights instead of finishing on their own,
+    where the two manifests' tensors are the same (names, shapes, dtypes, initial values: the server checks that);
+    that the state also *means* the same to both (e.g. v2 fine-tuned from v1) is what `vouched_by` vouches for."""
+
+    vouched_by: str = Field(min_length=1, description="who vouches that the versions' state means the same")
+
+
 class ModelConfig(_Strict):
     version_policy: VersionPolicy = VersionPolicy()
+    session_migration: SessionMigration | None = None  # None: a session finishes on the version it started on
 
 
 def load_model_config(model_dir: Path) -> ModelConfig:

@@ -93,6 +93,15 @@ class Batcher:
         self._committing: asyncio.Task[None] | None = None  # a batch's write to the session store, in flight
 
     @property
+    def runtime(self) -> Runtime:
+        return self._runtime
+
+    def use_runtime(self, runtime: Runtime) -> None:
+        """Run the next batches on `runtime` (a batch in flight finishes on the one it started with): how a
+        draining version's live sessions continue on a newer version's weights (service/engine/control.py)."""
+        self._runtime = runtime
+
+    @property
     def queued(self) -> int:
         """Steps waiting for a batch (not counting the batch in flight)."""
         return len(self._queue)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelrepo import ModelVersionDir
-from service.engine.drain import Drains
+from service.engine.drain import Drains, migrate
 from service.engine.errors import ConfigurationError, FailedPrecondition, ModelNotFound, clip
 from service.engine.loading import (
     Fingerprint,
@@ -164,7 +164,8 @@ class ModelControl:
                 if version in served:
                     continue
                 if entry.state == READY:
-                    self._drains.retire(name, entry, policy)
+                    why = policy if config is None else migrate(entry.model, self._t.serving.get(name), config, policy)
+                    self._drains.retire(name, entry, why)
                 elif entry.state == UNAVAILABLE and not entry.failed:
                     entry.reason = policy if config is not None or not entry.reason else entry.reason
             if not versions:

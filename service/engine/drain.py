@@ -1,6 +1,7 @@
 """Old copies draining: a version its policy no longer lists (or a copy a reload replaced) takes no new session;
 its live sessions continue, and it is unloaded when the last one ends, or at `--version-drain-timeout`, when the
-sessions still open are ended with FAILED_PRECONDITION naming the newest version (docs/model-control.md)."""
+sessions still open are ended with FAILED_PRECONDITION naming the newest version; or, with session migration, the
+live sessions continue on the newest version's weights (docs/model-control.md)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,28 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from service.engine.model import ServedModel
+from modelrepo.policy import ModelConfig
+from service.engine.model import ServedModel, incompatible
 from service.engine.versions import READY, UNAVAILABLE, UNLOADING, Tables, Version
 
 log = logging.getLogger("service.engine.registry")
+
+
+def migrate(old: ServedModel | None, newest: ServedModel | None, config: ModelConfig, why: str) -> str:
+    """With the model's session migration on (`config.json`) and the same tensors, `old`'s live sessions continue
+    on `newest`'s weights from their next step (their state, slot and addressing stay); why `old` drains."""
+    if config.session_migration is None or newest is None or old is None:
+        return why
+    if (problem := incompatible(old.manifest, newest.manifest)) is not None:
+        log.warning("%s version %d: live sessions stay on it, no migration to version %d: %s", old.name,
+                    old.version, newest.version, problem)
+        return why
+    old.continue_on(newest)
+    who = config.session_migration.vouched_by
+    log.info("live sessions of %s version %d continue on version %d's weights (vouched by %s)", old.name,
+             old.version, newest.version, who)
+    return f"{why}; its live sessions continue on version {newest.version}'s weights (session migration, vouched " \
+           f"by {who})"
 
 
 class Drains:

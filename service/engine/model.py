@@ -42,6 +42,7 @@ class ServedModel:
         self.session_idle_timeout = settings.session_idle_timeout
         self.draining = False
         self.ended_reason: str | None = None  # why every session was ended (unloaded, drain timeout): told to them
+        self.migrated_to: int | None = None  # the version whose weights its live sessions continue on (migration)
         self.tuning = tuning  # the load-time decisions (None: not tuned); the live one is `self.inline`
         self._reject_nonfinite = settings.reject_nonfinite
         self._max_request_batch = settings.max_request_batch
@@ -152,6 +153,12 @@ class ServedModel:
         outputs = {name: np.stack([r[0][name] for r in results]) for name in results[0][0]}
         return outputs, {p.input: np.stack([r[1][p.input] for r in results]) for p in self.manifest.state}
 
+    def continue_on(self, newer: ServedModel) -> None:
+        """From the next batch on, this copy's sessions run on `newer`'s runtime (compatible tensors, checked by the
+        caller); they keep their state, slot and addressing."""
+        self._batcher.use_runtime(newer._batcher.runtime)
+        self.migrated_to = newer.version
+
     def end_sessions(self, reason: str) -> int:
         """End every open session (an unload or a drain timeout): later steps, and a native stream, are told
         `reason` (FAILED_PRECONDITION); new sessions are refused. How many were open."""
@@ -208,3 +215,20 @@ class ServedModel:
             if self._reject_nonfinite and not np.isfinite(value).all():
                 raise InvalidInput(f"state {p.input!r} holds NaN or Inf values")
         return [(x[i], None, {p.input: state[p.input][i] for p in pairs}) for i in range(batch)]
+
+
+def incompatible(old: Manifest, new: Manifest) -> str | None:
+    """Why sessions of `old` cannot continue on `new`'s weights (None: the same inputs, outputs and state)."""
+    def inputs(m: Manifest) -> list[tuple[object, ...]]:
+        return [(i.name, i.features, i.dtype, i.vocab_size, i.frame) for i in m.inputs]
+
+    if inputs(old) != inputs(new):
+        return "the inputs differ"
+    if [(o.name, o.size, o.dtype) for o in old.outputs] != [(o.name, o.size, o.dtype) for o in new.outputs]:
+        return "the outputs differ"
+    if old.state != new.state:
+        return "the state tensors differ (names, shapes, dtypes or initial values)"
+    if not (old.streamable and new.streamable):
+        return "not streamable"
+    return None
+

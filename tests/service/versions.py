@@ -56,13 +56,15 @@ def publish(root: Path, name: str, version: int, *, scale: float = 1.0, corrupt:
     return root / name / str(version)
 
 
-def whole_run(folder: Path, x: np.ndarray) -> dict[str, np.ndarray]:
-    """The whole-sequence run of one version's graph `(batch, time, features)` from its initial state."""
+def whole_run(folder: Path, x: np.ndarray, state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The whole-sequence run of one version's graph `(batch, time, features)` from `state` (by state input name)
+    or its initial state; every output by name."""
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     feeds = {manifest["input"]["name"]: x}
     for pair in manifest["state"]:
-        feeds[pair["input"]] = np.full((x.shape[0], *pair["shape"]), pair.get("initial", 0.0), pair["dtype"])
+        initial = np.full((x.shape[0], *pair["shape"]), pair.get("initial", 0.0), pair["dtype"])
+        feeds[pair["input"]] = initial if state is None else state[pair["input"]]
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feeds), strict=True))
 

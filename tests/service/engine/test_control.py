@@ -256,3 +256,31 @@ async def test_a_new_version_failing_its_warm_up_leaves_the_old_one_serving(tmp_
         assert status == "UNAVAILABLE" and why.startswith("warm-up at batch 3 failed"), why
     finally:
         await registry.close()
+
+
+async def test_with_session_migration_live_sessions_continue_on_the_new_weights(tmp_path: Path) -> None:
+    v1 = copy_shipped(tmp_path, "m", 1)
+    (tmp_path / "m" / "config.json").write_text('{"session_migration": {"vouched_by": "the test: v2 is v1 scaled"}}')
+    registry = await start(tmp_path)
+    try:
+        old = registry.get("m")
+        x = sequence(old.manifest, 2, 20, seed=4)
+        sessions = [old.open_session() for _ in range(2)]
+        first = [(await s.step(x[i, :8]))["logits"] for i, s in enumerate(sessions)]
+        v2 = publish(tmp_path, "m", 2, scale=0.7)
+        await registry.control.poll()
+        status, reason, live = state(registry, "m", 1)
+        assert (status, live) == ("UNLOADING", 2)
+        assert "continue on version 2's weights (session migration, vouched by the test: v2 is v1 scaled)" in reason
+        rest = [(await s.step(x[i, 8:]))["logits"] for i, s in enumerate(sessions)]
+        before = whole_run(v1, x[:, :8])
+        after = whole_run(v2, x[:, 8:], {"h0": before["hn"]})["logits"]  # v2's weights from v1's state
+        for i in range(2):
+            np.testing.assert_allclose(first[i], before["logits"][i], atol=1e-4)
+            np.testing.assert_allclose(rest[i], after[i], atol=1e-4)
+            assert not np.allclose(rest[i], whole_run(v1, x)["logits"][i, 8:], atol=1e-3)  # not v1's any more
+        for s in sessions:
+            s.close()
+        assert (await wait_state(registry, "m", 1, "UNAVAILABLE")).startswith("unloaded")
+    finally:
+        await registry.close()
