@@ -58,7 +58,11 @@ class ErrorInterceptor(HandlerInterceptor):
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                await self._abort(context, exc)
+                failure = self._status(exc)
+            # aborted outside the `except`, without the request: grpc keeps the abort's traceback in a reference
+            # cycle, and a large rejected request held by it would wait for Python's full collections
+            del request
+            await context.abort(*failure)
 
         return mapped
 
@@ -75,10 +79,13 @@ class ErrorInterceptor(HandlerInterceptor):
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                await self._abort(context, exc)
+                failure = self._status(exc)
+            else:
+                return
+            await context.abort(*failure)  # outside the `except` (see `_unary`)
 
         return mapped
 
-    async def _abort(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
-        code, message = to_status(exc)
-        await context.abort(code, message)
+    @staticmethod
+    def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
+        return to_status(exc)
