@@ -94,7 +94,7 @@ def real_server(models: Path, extra: Sequence[str] = (), device: str = "cpu") ->
     Ready once it has logged its gRPC port (after every model is warm and health says SERVING) and its metrics port.
     """
     argv = [sys.executable, "-m", "service", "--models", str(models), "--host", "127.0.0.1", "--port", "0",
-            "--metrics-port", "0", "--device", device, "--log-level", "INFO", *extra]
+            "--http-port", "0", "--metrics-port", "0", "--device", device, "--log-level", "INFO", *extra]
     with _process(argv, SERVER_PORTS) as (pid, found):
         yield Running(pid, f"127.0.0.1:{found['port']}", f"http://127.0.0.1:{found['metrics']}/metrics")
 

@@ -102,10 +102,11 @@ def main() -> None:
         for name in (args.model, args.churn):
             shutil.copytree(shipped[name].path, Path(tmp) / name / str(shipped[name].version))
         port, metrics = free_port(), free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "client")])}
         server = subprocess.Popen([sys.executable, "-m", "service", "--models", tmp, "--port", str(port),
-                                   "--metrics-port", str(metrics), "--host", "127.0.0.1", "--device", "cpu",
-                                   "--model-control-mode", "explicit", "--log-level", "WARNING"], env=env)
+                                   "--http-port", "0", "--metrics-port", str(metrics), "--host", "127.0.0.1",
+                                   "--device", "cpu", "--model-control-mode", "explicit", "--log-level", "WARNING"],
+                                  env=env)
         try:
             target = f"127.0.0.1:{port}"
             asyncio.run(wait_ready(target, time.monotonic() + 120))

@@ -147,6 +147,15 @@ class Settings(BaseSettings):
         8, ge=0, description="open /metrics connections from one peer host at most (one client cannot hold them "
         "all and block the scrapes); 0 = only --metrics-max-connections"
     )
+    # -- the web front (issue 24, docs/web.md) ---------------------------------------------------------------------
+    http_port: int = Field(
+        8000, ge=0, le=65535, description="HTTP port (KServe v2 REST, WebSocket streams, the page at /); 0 picks a "
+        "free port"
+    )
+    websocket_heartbeat: float = Field(
+        20.0, gt=0, description="seconds between the server's WebSocket pings; a socket that leaves one unanswered "
+        "as long is closed"
+    )
     log_format: Literal["plain", "json"] = Field("plain", description="log line format")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 

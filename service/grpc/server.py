@@ -1,4 +1,5 @@
-"""Server assembly: the registry, the servicers, health, reflection and message limits on one grpc.aio server."""
+"""Server assembly: the registry, the servicers, health, reflection and message limits on one grpc.aio server,
+and the web front (`service/http/`) on the same loop and data plane."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from service.grpc.interceptors import ErrorInterceptor
 from service.grpc.native.servicer import add_native
 from service.grpc.tls import server_credentials
 from service.grpc.triton.servicer import add_triton
+from service.http.app import HttpServing, start_http
 from service.settings import Settings
 from service.startup import check_port_free
 
@@ -47,6 +49,11 @@ class Serving:
     health: health_aio.HealthServicer
     streams: OpenStreams
     dataplane: DataPlane
+    http: HttpServing | None = None  # the web front (KServe v2 REST, WebSocket streams, the page)
+
+    @property
+    def http_port(self) -> int:
+        return 0 if self.http is None else self.http.port
 
     async def shutdown(self, grace: float) -> None:
         """Refuse new sessions, health NOT_SERVING, let open sessions finish within `grace`, free everything.
@@ -68,7 +75,11 @@ class Serving:
             log.warning("shutdown grace of %.1f s used up with sessions still open; cutting them", grace)
         if cut := await self.streams.cut(CUT_TIMEOUT_S):
             log.info("ended %d open streams with UNAVAILABLE", cut)
+        if self.http is not None and (cut := await self.http.cut()):
+            log.info("ended %d open WebSocket streams with 1001 (going away)", cut)
         await self.server.stop(STOP_GRACE_S)
+        if self.http is not None:
+            await self.http.close()
         self.dataplane.close()
         await self.registry.close()
 
@@ -77,6 +88,7 @@ async def serve(settings: Settings) -> Serving:
     """Load and warm up every model, then start serving on `settings.host:settings.port` (0 = any free port)."""
     if not settings.reuse_port:  # --workers binds one port several times, on purpose
         check_port_free(settings.host, settings.port, "gRPC")
+        check_port_free(settings.host, settings.http_port, "HTTP")
     metrics = Metrics()
     registry = await Registry.load(settings, metrics)
     dataplane = DataPlane(registry, metrics, settings.require_models)
@@ -116,6 +128,11 @@ async def serve(settings: Settings) -> Serving:
     if port == 0:
         await registry.close()
         raise ConfigurationError(f"cannot bind the gRPC port {settings.host}:{settings.port}")
+    try:
+        http = await start_http(settings, dataplane)
+    except ConfigurationError:
+        await registry.close()
+        raise
     await server.start()
     if dataplane.unready is not None:
         log.warning("not ready (--require-models %s): %s; health NOT_SERVING", settings.require_models,
@@ -127,7 +144,7 @@ async def serve(settings: Settings) -> Serving:
     log.info("gRPC serving on %s:%d (%s)%s", settings.host, port, ", ".join(services),
              "" if credentials is None else " over TLS" + (" (client certificates required)" if settings.tls_client_ca
                                                            else ""))
-    return Serving(server, port, registry, metrics, health, streams, dataplane)
+    return Serving(server, port, registry, metrics, health, streams, dataplane, http)
 
 
 def follow_readiness(health: health_aio.HealthServicer, dataplane: DataPlane, services: list[str]

@@ -75,7 +75,7 @@ def test_a_busy_metrics_port_stops_the_start_before_any_worker(models_root: Path
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         argv = [sys.executable, "-m", "service", "--models", str(models_root), "--host", "127.0.0.1", "--port", "0",
-                "--metrics-port", str(busy.getsockname()[1]), "--workers", "2"]
+                "--http-port", "0", "--metrics-port", str(busy.getsockname()[1]), "--workers", "2"]
         done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "cannot bind the metrics port" in done.stderr and "[worker" not in done.stderr

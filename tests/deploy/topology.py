@@ -51,7 +51,7 @@ class Replica:
 
     def __init__(self, models: Path, *extra_args: str, security: Security = PLAIN) -> None:
         argv = [sys.executable, "-m", "service", "--models", str(models), "--host", "127.0.0.1", "--port", "0",
-                "--metrics-port", "0", "--device", "cpu", "--intra-op-threads", "1", *extra_args]
+                "--http-port", "0", "--metrics-port", "0", "--device", "cpu", "--intra-op-threads", "1", *extra_args]
         self.process = subprocess.Popen(
             argv, cwd=REPO_ROOT, env={**os.environ, **SINGLE_THREADED}, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

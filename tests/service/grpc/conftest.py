@@ -21,7 +21,7 @@ def start_server(models_root: Path) -> Iterator[Callable[..., RunningServer]]:
 
     def start(**overrides: Any) -> RunningServer:
         fields: dict[str, Any] = {"models": models_root, "host": "127.0.0.1", "port": 0, "metrics_port": 0,
-                                  "device": "cpu", "intra_op_threads": 1, **overrides}
+                                  "http_port": 0, "device": "cpu", "intra_op_threads": 1, **overrides}
         server = run_in_thread(Settings(**fields))
         started.append(server)
         return server

@@ -96,7 +96,7 @@ def test_a_port_in_use_stops_the_start_with_one_line_and_exit_2(
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = str(busy.getsockname()[1])
-        flags = {"--port": "0", "--metrics-port": "0", port_flag: port}
+        flags = {"--port": "0", "--metrics-port": "0", "--http-port": "0", port_flag: port}
         command = [sys.executable, "-m", "service", "--models", str(models_root), "--host", "127.0.0.1",
                    "--device", "cpu", *(x for flag, value in flags.items() for x in (flag, value))]
         done = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=SAFETY_TIMEOUT_S)

@@ -49,7 +49,7 @@ def server_process(repo_root: Path, models_root: Path) -> Iterator[Callable]:
 
     def start(*flags: str) -> ServerProcess:
         command = [sys.executable, "-m", "service", "--models", str(models_root), "--host", "127.0.0.1",
-                   "--port", "0", "--metrics-port", "0", "--device", "cpu", *flags]
+                   "--port", "0", "--http-port", "0", "--metrics-port", "0", "--device", "cpu", *flags]
         process = subprocess.Popen(command, cwd=repo_root, stderr=subprocess.PIPE, text=True)
         watcher = LogWatcher(process.stderr, SERVER_PORTS)  # type: ignore[arg-type]
         watcher.start()
@@ -128,7 +128,8 @@ async def test_streams_still_open_after_the_grace_period_are_cut_and_the_process
 
 
 def test_device_cuda_without_a_gpu_stops_the_start_with_a_clear_message(repo_root: Path, models_root: Path) -> None:
-    command = [sys.executable, "-m", "service", "--models", str(models_root), "--device", "cuda", "--port", "0"]
+    command = [sys.executable, "-m", "service", "--models", str(models_root), "--device", "cuda", "--port", "0",
+               "--http-port", "0"]
     done = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=SAFETY_TIMEOUT_S)
     assert done.returncode == 2
     assert "cannot start: --device cuda" in done.stderr and "--device auto|cpu" in done.stderr

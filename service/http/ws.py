@@ -1,0 +1,155 @@
+"""`/v2/models/{name}/stream`: one WebSocket is one native stream session (docs/web.md has the exact framing).
+
+Text frames carry `StreamRequest` / `StreamResponse` in protobuf's canonical JSON, binary frames serialized
+protobuf; each answer goes back in its request's kind of frame. The rules are the data plane's `StreamSession`
+(the same as the gRPC `Stream`), the messages the shared `NativeStream`'s. One request at a time: the next frame is
+read once the previous answer is written (aiohttp pauses the transport when frames pile up), so nothing is
+buffered without bound. Whatever ends the socket closes it with a code and a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
+from service.dataplane import DataPlane, StreamSession
+from service.engine.access import CLIENT
+from service.engine.errors import FirstMessageTimeout, InvalidInput, SeqServeError, Unavailable
+from service.http.auth import HttpAuth
+from service.http.errors import close_code, reason
+from service.settings import Settings
+from service.streaming import NativeStream
+
+log = logging.getLogger(__name__)
+PROTOCOL = "seqserve.v1"
+EVERY_FIELD = {"always_print_fields_with_no_presence": True}  # `seq` 0, empty token: present, not left out
+CUT_REASON = "the server is shutting down; resume elsewhere with open {resume: <resumeToken>}"
+
+
+class Socket:
+    """One open stream socket: whether it waits for a frame, and why it was ended from outside."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.waiting = False  # in `receive`: an end from outside closes the socket at once
+        self.ended: tuple[int, bytes] | None = None  # (close code, reason) once ended from outside
+        self._closing: asyncio.Task[object] | None = None
+
+    def end(self, code: int, why: bytes) -> None:
+        """End the socket from outside (a shutdown's cut, an evicted session): at once if it waits for a frame,
+        else as soon as its answer in progress is written."""
+        if self.ended is None:
+            self.ended = (code, why)
+            if self.waiting:
+                self._closing = asyncio.ensure_future(self.ws.close(code=code, message=why))
+
+
+class Streams:
+    def __init__(self, dataplane: DataPlane, auth: HttpAuth, settings: Settings) -> None:
+        self._dataplane = dataplane
+        self._auth = auth
+        self._settings = settings
+        self._open: set[Socket] = set()
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        ws = web.WebSocketResponse(protocols=(PROTOCOL,), heartbeat=self._settings.websocket_heartbeat,
+                                   max_msg_size=self._settings.max_message_bytes)
+        await ws.prepare(request)
+        name = request.match_info["name"]
+        client = self._auth.client(request, offered)
+        try:
+            if isinstance(client, SeqServeError):
+                raise client
+            CLIENT.set(client)
+            client.check_model(name)  # PERMISSION_DENIED now, before the open
+        except SeqServeError as exc:
+            code, why = close_code(exc)
+            await ws.close(code=code, message=why)
+            return ws
+        socket = Socket(ws)
+        self._open.add(socket)
+        try:
+            await self._serve(socket, name)
+        finally:
+            self._open.discard(socket)
+        return ws
+
+    async def cut(self) -> int:
+        """A shutdown: end every open socket with 1001 (GOING_AWAY); how many were open."""
+        sockets = list(self._open)
+        for socket in sockets:
+            socket.end(WSCloseCode.GOING_AWAY, reason(CUT_REASON))
+        return len(sockets)
+
+    async def _serve(self, socket: Socket, name: str) -> None:
+        ws = socket.ws
+        session = StreamSession(self._dataplane, model=name,
+                                on_expired=lambda exc: socket.end(*close_code(exc)))
+        stream = NativeStream(session)
+        try:
+            while socket.ended is None:
+                binary, request = await self._next(socket, first=not stream.open)
+                if request is None:  # the client closed (or went away): a stored session stays for a resume
+                    return
+                kind = request.WhichOneof("kind")
+                if kind == "end":
+                    await stream.end()
+                    await ws.close(code=WSCloseCode.OK, message=b"session ended")
+                    return
+                answer = stream.answer(request, kind)
+                response = answer if isinstance(answer, pb.StreamResponse) else await answer
+                if binary:
+                    await ws.send_bytes(response.SerializeToString())
+                else:
+                    await ws.send_str(json_format.MessageToJson(response, indent=None, **EVERY_FIELD))
+            code, why = socket.ended
+            session.failed(Unavailable(why.decode()))
+            await ws.close(code=code, message=why)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            session.failed(exc)
+            if not ws.closed:
+                code, why = close_code(exc)
+                if code == 4000 + 13 and not isinstance(exc, SeqServeError):
+                    code = WSCloseCode.INTERNAL_ERROR
+                await ws.close(code=code, message=why)
+        finally:
+            session.close()
+
+    async def _next(self, socket: Socket, first: bool) -> tuple[bool, pb.StreamRequest | None]:
+        """The next request and whether it came binary; None once the client closed. The first must come within
+        --first-message-timeout (else DEADLINE_EXCEEDED); a frame that is not a request is INVALID_ARGUMENT."""
+        socket.waiting = True
+        try:
+            if first:
+                try:
+                    message = await asyncio.wait_for(socket.ws.receive(), self._settings.first_message_timeout)
+                except TimeoutError:
+                    raise FirstMessageTimeout(f"no open within {self._settings.first_message_timeout:g} s") from None
+            else:
+                message = await socket.ws.receive()
+        finally:
+            socket.waiting = False
+        if message.type == WSMsgType.BINARY:
+            try:
+                return True, pb.StreamRequest.FromString(message.data)
+            except (DecodeError, RecursionError, ValueError):
+                raise InvalidInput("a binary frame that is not a serialized StreamRequest") from None
+        if message.type == WSMsgType.TEXT:
+            try:
+                return False, json_format.Parse(message.data, pb.StreamRequest())
+            except (json_format.ParseError, RecursionError, ValueError) as exc:
+                raise InvalidInput(f"a text frame that is not a StreamRequest in JSON: {str(exc)[:60]}") from None
+        if message.type == WSMsgType.ERROR:
+            log.debug("stream socket error: %s", message.data)
+        with contextlib.suppress(Exception):
+            await socket.ws.close()
+        return False, None
