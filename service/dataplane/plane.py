@@ -44,7 +44,7 @@ class DataPlane:
         self._require_models = require_models
         self._metrics = metrics
         self.quota = SessionQuota()
-        self._sequences = Sequences(self.open_for_client)
+        self._sequences = Sequences(self.open_for_client, registry.instances)
 
     # -- server and model state --------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -156,7 +156,8 @@ class DataPlane:
         def respond(result: StepResult) -> T:
             outputs = {name: a[np.newaxis] for name, a in result.outputs.items()}  # (1, time, size)
             state = {name: a[np.newaxis] for name, a in (result.state or {}).items()}
-            return then(model, _pick(model, request, outputs, state))
+            ran = result.model or model  # the version the sequence is on (found stored on an older one: that one)
+            return then(ran, _pick(ran, request, outputs, state))
 
         return self._sequences.submit(model, request.sequence, request.x[0], respond, want_state=want_state,
                                       namespace=CLIENT.get().namespace)

@@ -54,7 +54,8 @@ class ModelControl:
         self._locks: dict[str, asyncio.Lock] = {}
         self._seen: dict[str, Fingerprint | None] = {}  # the poll: each model's files when it was last applied
         self._unloaded: dict[str, Fingerprint | None] = {}  # unloaded by request: left alone until files change
-        self._drains = Drains(self._t, registry.settings.version_drain_timeout, self._changed)
+        s = registry.settings
+        self._drains = Drains(self._t, s.version_drain_timeout, self._changed, s.repository_poll_secs)
         self._poller: asyncio.Task[None] | None = None
         self._started = False
         self.on_change: Callable[[], None] | None = None  # called after models came or went (health follows)

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from modelrepo.policy import ModelConfig
+from service.engine.errors import Unavailable
 from service.engine.model import ServedModel, incompatible
 from service.engine.versions import READY, UNAVAILABLE, UNLOADING, Tables, Version
 
@@ -35,9 +36,10 @@ def migrate(old: ServedModel | None, newest: ServedModel | None, config: ModelCo
 
 
 class Drains:
-    def __init__(self, tables: Tables, timeout: float, changed: Callable[[], None]) -> None:
+    def __init__(self, tables: Tables, timeout: float, changed: Callable[[], None], poll_s: float) -> None:
         self._t = tables
         self._timeout = timeout  # 0: until the sessions end
+        self._poll_s = poll_s  # how often the shared store is asked whether sessions of a draining version remain
         self._changed = changed
         self._tasks: dict[ServedModel, asyncio.Task[None]] = {}
 
@@ -73,9 +75,23 @@ class Drains:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def _sessions_gone(self, model: ServedModel) -> None:
+        """Every live session ended: here, and with a shared store on every replica (its stored sessions gone)."""
+        await model.sessions_ended()
+        while model.store is not None and await self._stored(model):
+            await asyncio.sleep(self._poll_s)
+            await model.sessions_ended()
+
+    async def _stored(self, model: ServedModel) -> bool:
+        assert model.store is not None
+        try:
+            return await model.store.holds_version(model.name, model.version)
+        except Unavailable:  # the store is away: keep the version until it can say
+            return True
+
     async def _drain(self, model: ServedModel, entry: Version | None, why: str) -> None:
         try:
-            await asyncio.wait_for(model.sessions_ended(), self._timeout or None)
+            await asyncio.wait_for(self._sessions_gone(model), self._timeout or None)
         except TimeoutError:
             newest = self._t.serving.get(model.name)
             then = "" if newest is None else f"; continue on version {newest.version}"

@@ -60,6 +60,7 @@ class SequenceFlags:
 class StepResult:
     outputs: dict[str, np.ndarray]  # {name: (time, size)}
     state: dict[str, np.ndarray] | None  # state after the step keyed by state input name, when asked for
+    model: ServedModel | None = None  # the version that ran it (a sequence found stored on another one: that one)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,9 @@ class _Request(Generic[T]):
 class Sequences:
     """The open sequences of every model, each owning one engine `Session`."""
 
-    def __init__(self, opener: Opener | None = None) -> None:
+    def __init__(self, opener: Opener | None = None,
+                 versions: Callable[[str], list[ServedModel]] | None = None) -> None:
+        self._versions = versions  # the loaded copies of a model, newest first (a rollout: the stored one's too)
         self._sessions: dict[_Key, Session] = {}
         self._tails: dict[_Key, asyncio.Future[Any]] = {}  # each sequence's last submitted request
         self._ended: dict[tuple[str, str, SequenceId], str] = {}  # ended by an unload: why (the newest ENDED_KEPT)
@@ -187,7 +190,7 @@ class Sequences:
                     result.set_exception(exc)
                 else:
                     state = session.state() if request.want_state else None
-                    result.set_result(request.then(StepResult(done.result()[0], state)))
+                    result.set_result(request.then(StepResult(done.result()[0], state, session.model)))
             except Exception as exc:  # e.g. the session closed meanwhile (shutdown): never leave a waiter hanging
                 if not result.done():
                     result.set_exception(exc)
@@ -203,6 +206,12 @@ class Sequences:
         model, key = request.model, request.key
         assert model.store is not None
         stored = await model.store.load(_store_key(key))
+        for other in [] if stored is not None or self._versions is None else self._versions(key[1]):
+            other_key = (key[0], key[1], other.version, key[3])  # stored on another version that is still loaded
+            if other is not model and (stored := await model.store.load(_store_key(other_key))) is not None:
+                model, key = other, other_key
+                request = _Request(key, model, request.flags, request.x, request.then, request.want_state)
+                break
         if stored is None:
             raise _not_found(model, request.flags)
         session = self._sessions[key] if self._holds(key) else self._opened(key, model)

@@ -146,6 +146,19 @@ class RedisStore:
             results[int(row) - 1] = stored.decode() if isinstance(stored, bytes) else str(stored)
         return results
 
+    async def holds_version(self, model: str, version: int) -> bool:
+        """Whether any session of `model` `version` is stored (a draining version stays loaded while one is)."""
+        self.round_trips += 1
+        pattern = "".join(f"[{c}]" if c in "*?[]\\" else c for c in f"{KEY_PREFIX}:{model}:{version}:") + "*"
+        return bool(await self._read(self._any_key, pattern))
+
+    async def _any_key(self, pattern: str) -> bool:
+        cursor = 0
+        while True:  # SCAN may answer empty pages before the end: go on until a key or the end
+            cursor, keys = await self._client.scan(cursor, match=pattern, count=1000)
+            if keys or not cursor:
+                return bool(keys)
+
     async def delete(self, key: str) -> None:
         self.round_trips += 1
         await self._read(self._client.delete, key)  # idempotent: safe to send twice

@@ -69,3 +69,26 @@ def test_stored_sessions_stay_on_their_version_and_resume_there(
     assert set(versions) == {"2"}
     for y in outputs:
         np.testing.assert_allclose(y, whole_run(v2, xs[:1])["logits"][0], atol=TOLERANCE)
+
+
+def test_another_replica_keeps_the_old_version_for_the_stored_sessions(
+    start_server: Callable[..., RunningServer], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    v1 = copy_shipped(tmp_path, MODEL, 1)
+    a, b = (start_server(models=tmp_path, session_store=redis_server.url, repository_poll_secs=0.05)
+            for _ in range(2))
+    x = np.random.default_rng(8).standard_normal((STEPS, 12)).astype(np.float32)
+    half = STEPS // 2
+    with triton.InferenceServerClient(a.target) as on_a:
+        pieces = [triton_step(on_a, 21, x[i:i + CHUNK], i == 0, False) for i in range(0, half, CHUNK)]
+    publish(tmp_path, MODEL, 2, scale=0.7)
+    for server in (a, b):
+        wait_index(server.target, 2, "READY")
+    # b never served the sequence, yet keeps v1 (UNLOADING) while the store holds a v1 session
+    assert "new sessions start on version 2" in wait_index(b.target, 1, "UNLOADING")
+    with triton.InferenceServerClient(b.target) as on_b:  # the sequence moves to b, without naming a version
+        pieces += [triton_step(on_b, 21, x[i:i + CHUNK], False, i + CHUNK >= STEPS) for i in range(half, STEPS, CHUNK)]
+    assert {v for v, _ in pieces} == {"1"}
+    np.testing.assert_allclose(np.concatenate([y for _, y in pieces]), whole_run(v1, x[None])["logits"][0],
+                               atol=TOLERANCE)
+    assert wait_index(b.target, 1, "UNAVAILABLE").startswith("unloaded")  # the stored session ended
