@@ -246,10 +246,11 @@ class ModelControl:
 
     def _folder(self, name: str) -> Path:
         self._check_allowed()
-        folder = self._root / name
-        if not name or name.startswith(".") or "/" in name or "\\" in name or not folder.is_dir():
+        # a name is one of the repository's folders, compared as text: no path is built from what a client sent
+        names = {p.name for p in self._root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+        if name not in names:
             raise ModelNotFound(f"no model {clip(name)} in the repository")
-        return folder
+        return self._root / name
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())

@@ -74,8 +74,10 @@ def test_tritonclient_load_and_unload_and_forced_unloads_end_sessions_clearly(
         assert index == {"1": ("UNAVAILABLE", "not listed by its version policy (latest 1)"), "2": ("READY", "")}
         client.unload_model(MODEL)  # no live session: no force needed
         assert not client.is_model_ready(MODEL)
-        with pytest.raises(InferenceServerException, match=r"no model '\.\./x' in the repository"):
-            client.load_model("../x")
+        for name in ("../x", "", "a\x00b", "x" * 5000, "."):  # never a path built from it, never INTERNAL
+            with pytest.raises(InferenceServerException, match=r"no model .* in the repository") as refused:
+                client.load_model(name)
+            assert refused.value.status() == "StatusCode.NOT_FOUND"
         with pytest.raises(InferenceServerException, match="takes no parameters"):
             client.load_model(MODEL, config='{"max_batch_size": 1}')
 
