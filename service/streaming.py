@@ -8,11 +8,15 @@ owns its own flow control and closing, and counts the request that ends it (`ses
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 
+import numpy as np
+
+from modelrepo import Manifest
 from seqserve_client import codec
 from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.dataplane import Opened, Rejected, StreamSession
+from service.engine.inputs import Chunk
 
 
 class NativeStream:
@@ -25,13 +29,21 @@ class NativeStream:
 
     async def chunk(self, request: pb.StreamRequest) -> pb.StreamResponse:
         """The answer to a chunk: its result, or an in-stream error."""
-        outputs = await self.session.step(codec.tensor_to_array, request.chunk.input)
+        outputs = await self.session.step(self._inputs, request.chunk)
         response = pb.StreamResponse(seq=request.seq)
         if type(outputs) is Rejected:
             response.error.code, response.error.message = outputs.code.value, outputs.message
         else:
             codec.arrays_to_tensors(outputs, response.result.outputs)  # type: ignore[arg-type]  # built in place
         return response
+
+    def _inputs(self, chunk: pb.Chunk) -> Chunk:
+        """The chunk's `input`, or every input by name for a model with several (`inputs`, `input` the first)."""
+        if not chunk.inputs:
+            return codec.tensor_to_array(chunk.input)
+        session = self.session.session
+        assert session is not None  # `StreamSession.step` decodes after its open check
+        return named_inputs(session.model.manifest, chunk, chunk.inputs)
 
     def answer(self, request: pb.StreamRequest, kind: str | None) -> pb.StreamResponse | Awaitable[pb.StreamResponse]:
         """The answer to any request but `end`: `open`, `chunk`, `reset`, an empty message; an awaitable for those
@@ -72,3 +84,13 @@ def opened_response(seq: int, opened: Opened) -> pb.StreamResponse:
 
 def error_response(seq: int, rejected: Rejected) -> pb.StreamResponse:
     return pb.StreamResponse(seq=seq, error=pb.Error(code=rejected.code.value, message=rejected.message))
+
+
+def named_inputs(manifest: Manifest, message: pb.Chunk | pb.InferRequest, others: Mapping[str, pb.Tensor]
+                 ) -> dict[str, np.ndarray]:
+    """A native message's inputs by name: `inputs` (the further ones, or all), and `input` (when set) under the
+    name of the model's first input."""
+    arrays = codec.tensors_to_arrays(others)
+    if message.HasField("input"):
+        arrays[manifest.input.name] = codec.tensor_to_array(message.input)
+    return arrays

@@ -36,7 +36,7 @@ class AsyncClient:
         except grpc.RpcError as exc:
             raise ServerError.from_rpc(exc) from None
 
-    async def infer(self, model: str, x: np.ndarray, state: Mapping[str, np.ndarray] | None = None,
+    async def infer(self, model: str, x: common.Inputs, state: Mapping[str, np.ndarray] | None = None,
                     version: int = 0) -> tuple[Arrays, Arrays]:
         try:
             return common.infer_result(await self._stub.Infer(common.infer_request(model, x, state, version)))
@@ -78,7 +78,7 @@ class AsyncStream:
         self._journal.opened(self.info)
         return self
 
-    async def submit(self, chunk: np.ndarray) -> int:
+    async def submit(self, chunk: common.Inputs) -> int:
         self._seq += 1
         await self._write(common.chunk_request(self._seq, chunk))
         return self._seq
@@ -86,7 +86,7 @@ class AsyncStream:
     async def receive(self) -> Arrays:
         return common.chunk_outputs(await self._read())
 
-    async def send(self, chunk: np.ndarray) -> Arrays:
+    async def send(self, chunk: common.Inputs) -> Arrays:
         await self.submit(chunk)
         return await self.receive()
 

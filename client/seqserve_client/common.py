@@ -40,7 +40,15 @@ def open_request(model: str, version: int) -> pb.StreamRequest:
     return pb.StreamRequest(seq=0, open=pb.Open(model=model, version=version))
 
 
-def chunk_request(seq: int, chunk: np.ndarray) -> pb.StreamRequest:
+Inputs = np.ndarray | Mapping[str, np.ndarray]  # one input's array, or every input by name (several inputs)
+
+
+def chunk_request(seq: int, chunk: Inputs) -> pb.StreamRequest:
+    """A chunk `(time, features)`; a model with several data inputs takes `{name: (time, features)}`."""
+    if isinstance(chunk, Mapping):
+        message = pb.Chunk()
+        codec.arrays_to_tensors({k: np.asarray(v) for k, v in chunk.items()}, message.inputs)
+        return pb.StreamRequest(seq=seq, chunk=message)
     return pb.StreamRequest(seq=seq, chunk=pb.Chunk(input=codec.array_to_tensor(np.asarray(chunk))))
 
 
@@ -52,8 +60,12 @@ def end_request(seq: int) -> pb.StreamRequest:
     return pb.StreamRequest(seq=seq, end=pb.End())
 
 
-def infer_request(model: str, x: np.ndarray, state: Mapping[str, np.ndarray] | None, version: int) -> pb.InferRequest:
-    request = pb.InferRequest(model=model, version=version, input=codec.array_to_tensor(np.asarray(x)))
+def infer_request(model: str, x: Inputs, state: Mapping[str, np.ndarray] | None, version: int) -> pb.InferRequest:
+    request = pb.InferRequest(model=model, version=version)
+    if isinstance(x, Mapping):  # several data inputs, each (batch, time, features), by name
+        codec.arrays_to_tensors({k: np.asarray(v) for k, v in x.items()}, request.inputs)
+    else:
+        request.input.CopyFrom(codec.array_to_tensor(np.asarray(x)))
     codec.arrays_to_tensors(state or {}, request.state)
     return request
 

@@ -40,7 +40,7 @@ class Client:
         except grpc.RpcError as exc:
             raise ServerError.from_rpc(exc) from None
 
-    def infer(self, model: str, x: np.ndarray, state: Mapping[str, np.ndarray] | None = None,
+    def infer(self, model: str, x: common.Inputs, state: Mapping[str, np.ndarray] | None = None,
               version: int = 0) -> tuple[Arrays, Arrays]:
         """Whole sequences `x` (batch, time, features) -> (outputs, final state), both keyed by tensor name."""
         try:
@@ -106,7 +106,7 @@ class Stream:
         self._journal.opened(self.info)
         self.resumes = 0  # how often this stream resumed
 
-    def submit(self, chunk: np.ndarray) -> int:
+    def submit(self, chunk: common.Inputs) -> int:
         """Send a chunk (time, features) without waiting; returns its sequence number."""
         self._seq += 1
         self._send(common.chunk_request(self._seq, chunk))
@@ -116,7 +116,7 @@ class Stream:
         """The outputs of the oldest chunk not yet received; `ServerError` if the server rejected it."""
         return common.chunk_outputs(self._next())
 
-    def send(self, chunk: np.ndarray) -> Arrays:
+    def send(self, chunk: common.Inputs) -> Arrays:
         self.submit(chunk)
         return self.receive()
 

@@ -16,10 +16,11 @@ from typing import Protocol
 
 import numpy as np
 
-from modelrepo.manifest import Manifest
+from modelrepo.manifest import Manifest, SequenceInput
 from seqserve_client import codec
 from seqserve_client.codec import TensorError
 from service.engine.errors import InvalidInput, clip
+from service.engine.inputs import Chunk
 from service.engine.sequences import SequenceFlags, SequenceId
 
 SEQUENCE_ID, SEQUENCE_START, SEQUENCE_END = "sequence_id", "sequence_start", "sequence_end"
@@ -33,7 +34,7 @@ Parameter = bool | int | str | float | None  # a request parameter's value; None
 class InferRequest:
     """One inference in engine terms: the model's input, its place in a sequence, the outputs to return."""
 
-    x: np.ndarray  # (batch, time, features) of the model's dtype
+    x: Chunk  # (batch, time, features) of the model's dtype; {name: array} for a model with several inputs
     sequence: SequenceFlags | None  # None: a stateless run of whole sequences from the initial state
     outputs: tuple[str, ...]  # names to return in this order; state outputs (e.g. "hn") allowed
     state: codec.Arrays | None = None  # explicit initial state (batch-first, by state input name); stateless only
@@ -72,23 +73,35 @@ class KServeRequest:
         return sequence_flags(self.parameters)
 
     def prepare(self, manifest: Manifest, sequence: SequenceFlags | None) -> InferRequest:
-        return InferRequest(input_array(manifest, self.inputs), sequence, requested_outputs(manifest, self.outputs))
+        return InferRequest(input_arrays(manifest, self.inputs), sequence, requested_outputs(manifest, self.outputs))
 
 
 @functools.cache
 def _accepted(model_dtype: str) -> tuple[list[str], np.dtype]:
-    """The datatypes an input of `model_dtype` may travel as, and the numpy dtype it is served in (per model)."""
-    return sorted({ALWAYS_ACCEPTED, codec.of_numpy(model_dtype).kserve}), np.dtype(model_dtype)
+    """The datatypes an input of `model_dtype` may travel as, and the numpy dtype it is served in (per model);
+    token ids (integer inputs) travel as their own type only, never rounded from FP32."""
+    own = codec.of_numpy(model_dtype).kserve
+    return sorted({own} if np.dtype(model_dtype).kind == "i" else {ALWAYS_ACCEPTED, own}), np.dtype(model_dtype)
 
 
-def input_array(manifest: Manifest, inputs: Sequence[Input]) -> np.ndarray:
-    """The one sequence input `(batch, time, features)`, in the model's dtype (FP32 is always accepted)."""
-    expected = manifest.input.name
-    if len(inputs) != 1 or inputs[0].name != expected:
-        names = clip([tensor.name for tensor in inputs])
-        raise InvalidInput(f"model {manifest.name!r} takes exactly one input {expected!r}, got {names}")
-    tensor = inputs[0]
-    accepted, served = _accepted(manifest.input.dtype)
+def input_arrays(manifest: Manifest, inputs: Sequence[Input]) -> Chunk:
+    """The sequence input `(batch, time, features)` in the model's dtype (FP32 is always accepted for float
+    inputs); `{name: array}` of every input for a model with several (`extra_inputs`)."""
+    names = [spec.name for spec in manifest.inputs]
+    if len(inputs) != len(names) or sorted(t.name for t in inputs) != sorted(names):
+        given = clip([tensor.name for tensor in inputs])
+        wanted = f"exactly one input {names[0]!r}" if len(names) == 1 else f"the inputs {names}"
+        raise InvalidInput(f"model {manifest.name!r} takes {wanted}, got {given}")
+    if len(names) == 1:
+        return input_array(manifest.input, inputs[0])
+    by_name = {t.name: t for t in inputs}
+    return {spec.name: input_array(spec, by_name[spec.name]) for spec in manifest.inputs}
+
+
+def input_array(spec: SequenceInput, tensor: Input) -> np.ndarray:
+    """One input tensor `(batch, time, features)` as `spec` takes it."""
+    expected = spec.name
+    accepted, served = _accepted(spec.dtype)
     if tensor.datatype not in accepted:
         given = clip(tensor.datatype) if tensor.datatype else "(none)"
         raise InvalidInput(f"input {expected!r}: datatype {given} not accepted; use {accepted}")
@@ -98,7 +111,7 @@ def input_array(manifest: Manifest, inputs: Sequence[Input]) -> np.ndarray:
         shape = tuple(tensor.shape)
         codec.check_shape(shape, what)
         if len(shape) != 3:
-            raise InvalidInput(f"{what}: shape {list(shape)} is not (batch, time, {manifest.input.features})")
+            raise InvalidInput(f"{what}: shape {list(shape)} is not (batch, time, {spec.features})")
         if tensor.raw is not None:
             array = codec.from_bytes(tensor.raw, dtype, shape, what)
         else:

@@ -23,6 +23,7 @@ from service.dataplane.kserve import InferRequest, Request, parse_version
 from service.dataplane.status import code_of
 from service.engine.access import CLIENT, SessionQuota
 from service.engine.errors import FailedPrecondition, InvalidInput, SeqServeError
+from service.engine.inputs import batch_size, row
 from service.engine.readiness import unmet
 from service.engine.sequences import SequenceFlags, Sequences, StepResult
 
@@ -148,8 +149,8 @@ class DataPlane:
             return asyncio.ensure_future(self._stateless(model, request, then))
         if request.state is not None:
             raise InvalidInput("explicit state goes with stateless requests only, not with a sequence")
-        if request.x.shape[0] != 1:
-            raise InvalidInput(f"a sequence request carries one sequence: batch size 1, got {request.x.shape[0]}")
+        if (batch := batch_size(request.x)) != 1:
+            raise InvalidInput(f"a sequence request carries one sequence: batch size 1, got {batch}")
         state_outputs = {pair.output for pair in model.manifest.state}
         want_state = any(name in state_outputs for name in request.outputs)
 
@@ -159,7 +160,7 @@ class DataPlane:
             ran = result.model or model  # the version the sequence is on (found stored on an older one: that one)
             return then(ran, _pick(ran, request, outputs, state))
 
-        return self._sequences.submit(model, request.sequence, request.x[0], respond, want_state=want_state,
+        return self._sequences.submit(model, request.sequence, row(request.x, 0), respond, want_state=want_state,
                                       namespace=CLIENT.get().namespace)
 
     def _counted(self, name: str, future: asyncio.Future[object]) -> None:

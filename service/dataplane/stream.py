@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-import numpy as np
-
 from seqserve_client.codec import Arrays, TensorError
 from service.dataplane.plane import UNKNOWN_MODEL
 from service.dataplane.status import Code, code_of, status_of
@@ -30,6 +28,7 @@ from service.engine.errors import (
     SequenceNotFound,
     clip,
 )
+from service.engine.inputs import Chunk
 from service.engine.state.codec import decode_answer
 from service.engine.state.store import new_token, stream_key, token_of, valid_token
 
@@ -96,7 +95,7 @@ class StreamSession:
                                                     self._session_closed)
         return self._opened(self._session, recent)
 
-    async def step(self, decode: Callable[[P], np.ndarray], payload: P) -> Arrays | Rejected:
+    async def step(self, decode: Callable[[P], Chunk], payload: P) -> Arrays | Rejected:
         """One chunk: `decode(payload)` is its `(time, features)` input; its outputs `{name: (time, size)}`."""
         session = self._session
         if session is None:

@@ -30,6 +30,17 @@ def check_token_ids(name: str, x: np.ndarray, vocab_size: int) -> None:
                            f"[0, {vocab_size})")
 
 
+def batch_size(chunk: Chunk) -> int:
+    """Axis 0 of a batch's inputs (of its first input; `Inputs.check` sees that they agree)."""
+    first = chunk if isinstance(chunk, np.ndarray) else next(iter(chunk.values()), np.zeros((0,)))
+    return int(first.shape[0]) if first.ndim else 0
+
+
+def row(chunk: Chunk, index: int) -> Chunk:
+    """One sequence of a batch: `(time, features)` of every input."""
+    return chunk[index] if isinstance(chunk, np.ndarray) else {k: v[index] for k, v in chunk.items()}
+
+
 def zero_inputs(manifest: Manifest, batch: int, steps: int) -> dict[str, np.ndarray]:
     """Every data input `(batch, steps, features)` of zeros (id 0 for token inputs), as the graph takes them."""
     return {i.name: np.zeros((batch, steps, i.features), dtype=i.dtype) for i in manifest.inputs}

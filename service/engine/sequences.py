@@ -29,6 +29,7 @@ import numpy as np
 
 from service.engine.bounded import LRU
 from service.engine.errors import Aborted, FailedPrecondition, OutcomeUnknown, SequenceNotFound, clip
+from service.engine.inputs import Chunk
 from service.engine.state.store import sequence_key
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class _Request(Generic[T]):
     key: _Key
     model: ServedModel
     flags: SequenceFlags
-    x: np.ndarray
+    x: Chunk  # (time, features), or every data input by name
     then: Callable[[StepResult], T]
     want_state: bool
 
@@ -94,7 +95,7 @@ class Sequences:
         self,
         model: ServedModel,
         flags: SequenceFlags,
-        x: np.ndarray,
+        x: Chunk,
         then: Callable[[StepResult], T],
         *,
         want_state: bool = False,

@@ -18,6 +18,7 @@ import numpy as np
 
 from service.engine.batching import Batcher, StepResult
 from service.engine.errors import FailedPrecondition
+from service.engine.inputs import Chunk
 from service.engine.metrics import ModelMetrics
 from service.engine.state.codec import decode
 from service.engine.state.pool import StatePool
@@ -75,12 +76,12 @@ class Session:
         """A step is queued or running."""
         return self._inflight > 0
 
-    async def step(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    async def step(self, x: Chunk) -> dict[str, np.ndarray]:
         """Run one chunk `(time, features)`; outputs `{name: (time, size)}`; the state advances."""
         outputs, _ = await self.submit(x)
         return outputs
 
-    def submit(self, x: np.ndarray, *, validated: bool = False) -> asyncio.Future[StepResult]:
+    def submit(self, x: Chunk, *, validated: bool = False) -> asyncio.Future[StepResult]:
         """Queue one chunk `(time, features)` at once (no task): a future of `(outputs, {})`.
 
         Validation errors and a closed session raise here, before anything is queued. `validated`: `x` is what the
@@ -88,7 +89,7 @@ class Session:
         """
         start = time.perf_counter_ns()
         try:
-            chunk = x if validated else self.model.validate_chunk(x)
+            chunk = x if validated and isinstance(x, np.ndarray) else self.model.validate_chunk(x)
             self._check_open()
             (future,) = self._batcher.enqueue([(chunk, self, None)])
         except Exception:

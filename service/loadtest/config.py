@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from seqserve_client.security import PLAIN, Security, add_arguments, from_arguments
+from service.loadtest.protocol import InputSpec
 
 DEFAULT_TARGET = "127.0.0.1:8001"
 PROTOCOLS = ("native", "triton")  # native `Stream` | Triton `ModelStreamInfer` (service/loadtest/triton.py)
@@ -25,6 +26,7 @@ class LoadConfig:
     rate: float | None = None  # open loop: total chunks/s over all streams (Poisson); None = closed loop
     processes: int = 1
     features: int | None = None  # chunk width; None = ask the server (GetModel)
+    inputs: tuple[InputSpec, ...] = ()  # every data input (GetModel); () = one float32 input of `features`
     seed: int = 0
     progress: bool = True
     protocol: str = "native"

@@ -59,10 +59,11 @@ class _Stream:
             raise StreamFailed(code.name)
 
 
-async def fetch_features(channel: grpc.aio.Channel, config: LoadConfig) -> int:
+async def fetch_inputs(channel: grpc.aio.Channel, config: LoadConfig) -> tuple[protocol.InputSpec, ...]:
+    """Every data input of the model (names, dtypes, widths, vocabularies), from `GetModel`."""
     method = channel.unary_unary(protocol.GET_MODEL_METHOD)
     reply = await method(protocol.get_model_request(config.model, config.version))
-    return protocol.features_of(reply)
+    return protocol.inputs_of(reply)
 
 
 class Driver:
@@ -92,8 +93,10 @@ class Driver:
         return stream
 
     def _chunks(self) -> protocol.ChunkRequests:
-        data = np.random.default_rng(self._rng.randrange(2**32)).standard_normal((self.config.chunk, self.features))
-        return protocol.ChunkRequests(data.astype(np.float32))
+        rng = np.random.default_rng(self._rng.randrange(2**32))
+        if self.config.inputs:  # the model's own inputs: token ids, several inputs
+            return protocol.ChunkRequests(protocol.random_chunk(self.config.inputs, self.config.chunk, rng))
+        return protocol.ChunkRequests(rng.standard_normal((self.config.chunk, self.features)).astype(np.float32))
 
     def _more(self, sent: int, deadline: float, now: float) -> bool:
         """Whether a chunk due at `now` is still part of the run (open loop: `now` is the intended send time,

@@ -6,10 +6,12 @@ and only the sequence number changes between chunks, so client overhead stays sm
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from grpc import StatusCode
 
-from seqserve_client.codec import array_to_tensor, arrays_to_tensors
+from seqserve_client.codec import BY_NATIVE, array_to_tensor, arrays_to_tensors
 from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
 
 STREAM_METHOD = "/seqserve.v1.SeqServe/Stream"
@@ -29,12 +31,32 @@ def end_request(seq: int) -> bytes:
     return pb.StreamRequest(seq=seq, end=pb.End()).SerializeToString()
 
 
-class ChunkRequests:
-    """Serialised chunk requests carrying the same (time, features) float32 payload with increasing `seq`."""
+class InputSpec(NamedTuple):
+    """One data input of the model under load (from `GetModel`): random values, or token ids below `vocab`."""
 
-    def __init__(self, x: np.ndarray) -> None:
-        tensor = array_to_tensor(np.asarray(x, dtype=np.float32))
-        self._message = pb.StreamRequest(chunk=pb.Chunk(input=tensor))
+    name: str
+    dtype: str  # numpy name
+    features: int
+    vocab: int = 0
+
+
+def random_chunk(inputs: tuple[InputSpec, ...], steps: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One chunk `(steps, features)` of every input: normal values, or ids in [0, vocab) for a token input."""
+    return {i.name: (rng.integers(0, i.vocab, (steps, i.features)) if i.vocab
+                     else rng.standard_normal((steps, i.features))).astype(i.dtype) for i in inputs}
+
+
+class ChunkRequests:
+    """Serialised chunk requests carrying the same (time, features) payload with increasing `seq`: a float32
+    array, or `{name: array}` of every input (token ids, several inputs) as `random_chunk` makes it."""
+
+    def __init__(self, x: np.ndarray | dict[str, np.ndarray]) -> None:
+        if isinstance(x, dict) and len(x) > 1:
+            self._message = pb.StreamRequest(chunk=pb.Chunk())
+            arrays_to_tensors(x, self._message.chunk.inputs)
+            return
+        one = next(iter(x.values())) if isinstance(x, dict) else np.asarray(x, dtype=np.float32)
+        self._message = pb.StreamRequest(chunk=pb.Chunk(input=array_to_tensor(one)))
 
     def build(self, seq: int) -> bytes:
         self._message.seq = seq
@@ -53,10 +75,11 @@ def get_model_request(model: str, version: int | None) -> bytes:
     return pb.GetModelRequest(name=model, version=version or 0).SerializeToString()
 
 
-def features_of(get_model_reply: bytes) -> int:
-    """The sequence input's feature size from a `GetModel` reply (the last axis of `(batch, time, features)`)."""
+def inputs_of(get_model_reply: bytes) -> tuple[InputSpec, ...]:
+    """Every data input of the model from a `GetModel` reply, `input` first."""
     info = pb.GetModelResponse.FromString(get_model_reply).model
-    return int(info.input.shape[-1])
+    return tuple(InputSpec(t.name, BY_NATIVE[t.dtype].name, int(t.shape[-1]), t.vocab_size)
+                 for t in [info.input, *info.extra_inputs])
 
 
 def opened_reply(model: str) -> bytes:

@@ -13,7 +13,7 @@ from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 from service.loadtest.config import LoadConfig
-from service.loadtest.driver import CHANNEL_OPTIONS, Counter, Driver, fetch_features
+from service.loadtest.driver import CHANNEL_OPTIONS, Counter, Driver, fetch_inputs
 from service.loadtest.report import Report, build_report
 from service.loadtest.stats import Tally, merge_all
 from service.loadtest.triton import TritonDriver
@@ -56,11 +56,13 @@ class Progress:
             sys.stderr.flush()
 
 
-async def _features(config: LoadConfig) -> int:
+async def _described(config: LoadConfig) -> LoadConfig:
+    """`config` with the model's inputs from `GetModel` (its width from them unless `--features` set it)."""
     if config.features is not None:
-        return config.features
+        return config
     async with config.security.aio_channel(config.target, CHANNEL_OPTIONS) as channel:
-        return await fetch_features(channel, config)
+        inputs = await fetch_inputs(channel, config)
+    return replace(config, features=inputs[0].features, inputs=inputs)
 
 
 def make_driver(config: LoadConfig, progress: Counter) -> Driver | TritonDriver:
@@ -109,7 +111,7 @@ def _run_processes(parts: list[LoadConfig]) -> Tally:
 
 def run_load(config: LoadConfig) -> Report:
     """Drive the load described by `config` and return its report."""
-    config = replace(config, features=asyncio.run(_features(config)))
+    config = asyncio.run(_described(config))
     if config.processes > 1 and config.streams > 1:
         tally = _run_processes(config.split())
     else:

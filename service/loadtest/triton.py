@@ -18,7 +18,9 @@ from collections.abc import Awaitable, Callable
 import grpc
 import numpy as np
 
+from seqserve_client import codec
 from service.grpc.generated.inference import grpc_service_pb2 as tpb
+from service.loadtest import protocol
 from service.loadtest.config import LoadConfig
 from service.loadtest.driver import CHANNEL_OPTIONS, Counter, StreamFailed, code_of
 from service.loadtest.stats import Tally
@@ -28,17 +30,22 @@ METADATA_METHOD = "/inference.GRPCInferenceService/ModelMetadata"
 ID_SPAN = 1_000_000  # sequence ids of one client process: seed * ID_SPAN + 1 ...
 
 
-def sequence_requests(config: LoadConfig, input_name: str, index: int, x: np.ndarray) -> tuple[bytes, bytes, bytes]:
-    """(first, next, end) requests of load stream `index`: START, plain, END; same chunk `x` (time, features)."""
+def sequence_requests(config: LoadConfig, input_name: str, index: int, x: np.ndarray | dict[str, np.ndarray]
+                      ) -> tuple[bytes, bytes, bytes]:
+    """(first, next, end) requests of load stream `index`: START, plain, END; same chunk `x` (time, features),
+    or `{name: (time, features)}` of every input (token ids, several inputs)."""
     sequence_id = config.seed * ID_SPAN + index + 1
-    data = np.ascontiguousarray(x[np.newaxis], dtype="<f4")
-    tensor = tpb.ModelInferRequest.InferInputTensor(name=input_name, datatype="FP32", shape=list(data.shape))
+    arrays = x if isinstance(x, dict) else {input_name: x.astype(np.float32)}
+    batch = {name: np.ascontiguousarray(a[np.newaxis]) for name, a in arrays.items()}  # (1, time, features)
+    tensors = [tpb.ModelInferRequest.InferInputTensor(name=name, datatype=codec.of_numpy(a.dtype).kserve,
+                                                      shape=list(a.shape)) for name, a in batch.items()]
+    raw = [codec.to_bytes(a) for a in batch.values()]
 
     def build(**flags: bool) -> bytes:
         params = {"sequence_id": tpb.InferParameter(int64_param=sequence_id)}
         params.update({name: tpb.InferParameter(bool_param=True) for name, on in flags.items() if on})
         return tpb.ModelInferRequest(model_name=config.model, model_version=str(config.version or ""), id=str(index),
-                                     inputs=[tensor], raw_input_contents=[data.tobytes()],
+                                     inputs=tensors, raw_input_contents=raw,
                                      parameters=params).SerializeToString()
 
     return build(sequence_start=True), build(), build(sequence_end=True)
@@ -184,7 +191,9 @@ class TritonDriver:
                 name = None
                 for _ in range(config.streams):
                     self.tally.record_error(exc.code().name)
-            x = self._rng.standard_normal((config.chunk, config.features)).astype(np.float32)  # type: ignore[arg-type]
+            x: np.ndarray | dict[str, np.ndarray] = (
+                protocol.random_chunk(config.inputs, config.chunk, self._rng) if config.inputs
+                else self._rng.standard_normal((config.chunk, config.features)).astype(np.float32))  # type: ignore[arg-type]
             requests = [] if name is None else [sequence_requests(config, name, i, x) for i in range(config.streams)]
             await wait_for_start()
             self._measure_from = self.tally.started = time.monotonic() + config.warmup_s

@@ -26,9 +26,10 @@ def manifest_to_info(manifest: Manifest, info: pb.ModelInfo) -> None:
     info.streamable = manifest.streamable
     info.description = manifest.description
     info.cell = manifest.architecture.cell
-    features = manifest.input
-    info.input.CopyFrom(pb.TensorSpec(name=features.name, dtype=_data_type(features.dtype),
-                                      shape=[DYNAMIC, DYNAMIC, features.features]))
+    first, *extra = (pb.TensorSpec(name=i.name, dtype=_data_type(i.dtype), shape=[DYNAMIC, DYNAMIC, i.features],
+                                   vocab_size=i.vocab_size or 0) for i in manifest.inputs)
+    info.input.CopyFrom(first)
+    info.extra_inputs.extend(extra)
     for out in manifest.outputs:
         spec = pb.TensorSpec(name=out.name, dtype=_data_type(out.dtype), shape=[DYNAMIC, DYNAMIC, out.size])
         info.outputs.add(tensor=spec, kind=out.kind, description=out.description, labels=out.labels or [])

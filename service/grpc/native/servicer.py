@@ -22,7 +22,7 @@ from service.grpc.cut import OpenStreams
 from service.grpc.idle import IdleStreams
 from service.grpc.native import convert
 from service.grpc.native.control import ModelControlRpcs
-from service.streaming import NativeStream
+from service.streaming import NativeStream, named_inputs
 
 if TYPE_CHECKING:
     from modelrepo.manifest import Manifest
@@ -130,4 +130,6 @@ class WholeRequest:
     def prepare(self, manifest: Manifest, sequence: SequenceFlags | None) -> InferRequest:
         state = codec.tensors_to_arrays(self.message.state) or None
         outputs = (*(out.name for out in manifest.outputs), *(pair.output for pair in manifest.state))
-        return InferRequest(codec.tensor_to_array(self.message.input), None, outputs, state)
+        message = self.message
+        x = named_inputs(manifest, message, message.inputs) if message.inputs else codec.tensor_to_array(message.input)
+        return InferRequest(x, None, outputs, state)

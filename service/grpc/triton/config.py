@@ -31,7 +31,7 @@ Tensors = list[tuple[str, str, list[int]]]
 
 def _tensors(manifest: Manifest) -> tuple[Tensors, Tensors]:
     """(name, dtype, shape without the batch axis) of every input and every output, state outputs last."""
-    inputs: Tensors = [(manifest.input.name, manifest.input.dtype, [VARIABLE, manifest.input.features])]
+    inputs: Tensors = [(i.name, i.dtype, [VARIABLE, i.features]) for i in manifest.inputs]
     outputs: Tensors = [(out.name, out.dtype, [VARIABLE, out.size]) for out in manifest.outputs]
     outputs += [(pair.output, pair.dtype, list(pair.shape)) for pair in manifest.state]
     return inputs, outputs

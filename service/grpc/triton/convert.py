@@ -42,7 +42,7 @@ class TritonRequest:
 
     def prepare(self, manifest: Manifest, sequence: SequenceFlags | None) -> InferRequest:
         outputs = kserve.requested_outputs(manifest, [out.name for out in self.message.outputs])
-        return InferRequest(kserve.input_array(manifest, _inputs(self.message)), sequence, outputs)
+        return InferRequest(kserve.input_arrays(manifest, _inputs(self.message)), sequence, outputs)
 
 
 def request_to_infer(request: pb.ModelInferRequest, manifest: Manifest) -> InferRequest:

@@ -70,10 +70,19 @@ class Open(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., resume: _Optional[str] = ...) -> None: ...
 
 class Chunk(_message.Message):
-    __slots__ = ("input",)
+    __slots__ = ("input", "inputs")
+    class InputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Tensor
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
     INPUT_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
     input: Tensor
-    def __init__(self, input: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    inputs: _containers.MessageMap[str, Tensor]
+    def __init__(self, input: _Optional[_Union[Tensor, _Mapping]] = ..., inputs: _Optional[_Mapping[str, Tensor]] = ...) -> None: ...
 
 class Reset(_message.Message):
     __slots__ = ()
@@ -141,8 +150,15 @@ class ResetDone(_message.Message):
     def __init__(self) -> None: ...
 
 class InferRequest(_message.Message):
-    __slots__ = ("model", "version", "input", "state")
+    __slots__ = ("model", "version", "input", "state", "inputs")
     class StateEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Tensor
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    class InputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -153,11 +169,13 @@ class InferRequest(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     input: Tensor
     state: _containers.MessageMap[str, Tensor]
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., input: _Optional[_Union[Tensor, _Mapping]] = ..., state: _Optional[_Mapping[str, Tensor]] = ...) -> None: ...
+    inputs: _containers.MessageMap[str, Tensor]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., input: _Optional[_Union[Tensor, _Mapping]] = ..., state: _Optional[_Mapping[str, Tensor]] = ..., inputs: _Optional[_Mapping[str, Tensor]] = ...) -> None: ...
 
 class InferResponse(_message.Message):
     __slots__ = ("model", "version", "outputs", "state")
@@ -210,14 +228,16 @@ class GetModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
 
 class TensorSpec(_message.Message):
-    __slots__ = ("name", "dtype", "shape")
+    __slots__ = ("name", "dtype", "shape", "vocab_size")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
+    VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
     name: str
     dtype: DataType
     shape: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[_Union[DataType, str]] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
+    vocab_size: int
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[_Union[DataType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., vocab_size: _Optional[int] = ...) -> None: ...
 
 class OutputSpec(_message.Message):
     __slots__ = ("tensor", "kind", "description", "labels")
@@ -246,7 +266,7 @@ class StateSpec(_message.Message):
     def __init__(self, input: _Optional[str] = ..., output: _Optional[str] = ..., dtype: _Optional[_Union[DataType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., initial: _Optional[float] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "versions", "ready", "reason", "provider", "streamable", "description", "cell", "input", "outputs", "state")
+    __slots__ = ("name", "version", "versions", "ready", "reason", "provider", "streamable", "description", "cell", "input", "outputs", "state", "extra_inputs")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -259,6 +279,7 @@ class ModelInfo(_message.Message):
     INPUT_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_INPUTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     versions: _containers.RepeatedScalarFieldContainer[int]
@@ -271,7 +292,8 @@ class ModelInfo(_message.Message):
     input: TensorSpec
     outputs: _containers.RepeatedCompositeFieldContainer[OutputSpec]
     state: _containers.RepeatedCompositeFieldContainer[StateSpec]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., ready: bool = ..., reason: _Optional[str] = ..., provider: _Optional[str] = ..., streamable: bool = ..., description: _Optional[str] = ..., cell: _Optional[str] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[OutputSpec, _Mapping]]] = ..., state: _Optional[_Iterable[_Union[StateSpec, _Mapping]]] = ...) -> None: ...
+    extra_inputs: _containers.RepeatedCompositeFieldContainer[TensorSpec]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., ready: bool = ..., reason: _Optional[str] = ..., provider: _Optional[str] = ..., streamable: bool = ..., description: _Optional[str] = ..., cell: _Optional[str] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., outputs: _Optional[_Iterable[_Union[OutputSpec, _Mapping]]] = ..., state: _Optional[_Iterable[_Union[StateSpec, _Mapping]]] = ..., extra_inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ...) -> None: ...
 
 class VersionStatus(_message.Message):
     __slots__ = ("name", "version", "state", "reason", "sessions", "newest")
