@@ -39,7 +39,7 @@ class RestRequest:
 
     def prepare(self, manifest: Manifest, sequence: SequenceFlags | None) -> InferRequest:
         outputs = [_name(out, "output") for out in _list(self._json().get("outputs", []), "outputs")]
-        return InferRequest(kserve.input_array(manifest, self._inputs()), sequence,
+        return InferRequest(kserve.input_arrays(manifest, self._inputs()), sequence,
                             kserve.requested_outputs(manifest, outputs))
 
     def answer(self, model: ServedModel, arrays: Mapping[str, np.ndarray]) -> web.Response:
