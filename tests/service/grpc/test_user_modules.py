@@ -17,7 +17,8 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from tritonclient.utils import np_to_triton_dtype
+import tritonclient.http as triton_http
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from seqserve_client import Client, ServerError
 from service.loadtest import LoadConfig, run_load
@@ -41,7 +42,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSe
         export_module(module, root=root, name=name, **kwargs)
         made[name] = (module, kwargs["state"])
     shutil.copytree(SHIPPED / "zen_gru", root / "zen_gru")
-    server = run_in_thread(Settings(models=root, host="127.0.0.1", port=0, metrics_port=0, device="cpu",
+    server = run_in_thread(Settings(models=root, host="127.0.0.1", port=0, metrics_port=0, http_port=0, device="cpu",
                                     intra_op_threads=1, max_batch_size=4))
     yield server, made
     server.stop()
@@ -175,3 +176,22 @@ def test_the_cli_streams_and_infers_a_two_input_model_from_npy_files(served: tup
                               "--output", str(out)], capture_output=True, text=True, check=False)
         assert run.returncode == 0, run.stderr
         np.testing.assert_allclose(np.load(out), want, atol=TOLERANCE)
+
+
+def test_rest_takes_every_input_by_name_and_token_ids_as_int64(served: tuple[RunningServer, dict]) -> None:
+    server, made = served
+    client = triton_http.InferenceServerClient(f"127.0.0.1:{server.serving.http_port}")
+    for name in ("two_inputs", "token_gru"):
+        module, state = made[name]
+        x = served_inputs(name, 7, np.random.default_rng(3))
+        tensors = []
+        for key, value in x.items():
+            tensor = triton_http.InferInput(key, [1, *value.shape], np_to_triton_dtype(value.dtype))
+            tensor.set_data_from_numpy(value[None], binary_data=False)
+            tensors.append(tensor)
+        got = client.infer(name, tensors).as_numpy("output")[0]
+        np.testing.assert_allclose(got, reference(name, module, state, x), atol=TOLERANCE)
+    bad = triton_http.InferInput("ids", [1, 1, 1], "INT64")
+    bad.set_data_from_numpy(np.array([[[99]]], dtype=np.int64))
+    with pytest.raises(InferenceServerException, match=r"token id 99; ids must be in \[0, 11\)"):
+        client.infer("token_gru", [bad])
