@@ -2,6 +2,7 @@
 unloading and loading another model through `UnloadModel` / `LoadModel` on the same server.
 
     python scripts/load_throughput.py [--streams 16] [--seconds 5] [--model vowels_gru] [--churn vowels_lstm]
+                                      [--cycles N | --rounds N]
 
 The server runs in its own process (CPU, `--model-control-mode explicit`) on a copy of the two shipped models;
 each stream sends 10-step chunks lock-step. Prints one line per phase and the ratio during / before.
@@ -14,6 +15,7 @@ import asyncio
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,32 +60,62 @@ async def drive(target: str, model: str, features: int, count: list[int], stop: 
             count[0] += 1
 
 
-async def churn(target: str, model: str, stop: asyncio.Event) -> int:
+async def churn(target: str, model: str, stop: asyncio.Event, cycles: int = 0) -> int:
+    """Unload and load `model` until `stop` (or `cycles` times); how many cycles."""
     loads = 0
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.SeqServeStub(channel)
-        while not stop.is_set():
+        while not stop.is_set() and (not cycles or loads < cycles):
             await stub.UnloadModel(pb.UnloadModelRequest(model=model))
             await stub.LoadModel(pb.LoadModelRequest(model=model))
             loads += 1
     return loads
 
 
+async def paired(target: str, args: argparse.Namespace, count: list[int]) -> None:
+    """`--rounds`: each round, one unload+load cycle, then a window of the same length without; the ratio of the
+    two rates per round and their median (pairs close in time cancel the drift of a shared machine's load)."""
+    ratios = []
+    for round_ in range(args.rounds):
+        start, first = time.perf_counter(), count[0]
+        await churn(target, args.churn, asyncio.Event(), 1)
+        took = time.perf_counter() - start
+        during = (count[0] - first) / took
+        first = count[0]
+        await asyncio.sleep(took)
+        without = (count[0] - first) / (time.perf_counter() - start - took)
+        ratios.append(during / without)
+        print(f"round {round_ + 1}: load of {args.churn} {took:.2f} s: {during:7.0f} chunks/s during, "
+              f"{without:7.0f} after; ratio {ratios[-1]:.2f}", flush=True)
+    print(f"median during / without over {args.rounds} rounds: {statistics.median(ratios):.2f}")
+
+
 async def measure(target: str, args: argparse.Namespace, features: int) -> None:
     count, stop = [0], asyncio.Event()
     streams = [asyncio.create_task(drive(target, args.model, features, count, stop)) for _ in range(args.streams)]
     await asyncio.sleep(1.0)  # warm: every stream open and running
+    if args.rounds:
+        await paired(target, args, count)
+        stop.set()
+        await asyncio.gather(*streams)
+        return
     rates = {}
     for phase in ("before", "during", "after"):
         stop_churn = asyncio.Event()
-        churning = asyncio.create_task(churn(target, args.churn, stop_churn)) if phase == "during" else None
+        looping = phase == "during" and not args.cycles
+        churning = asyncio.create_task(churn(target, args.churn, stop_churn)) if looping else None
         start, first = time.perf_counter(), count[0]
-        await asyncio.sleep(args.seconds)
-        rates[phase] = (count[0] - first) / (time.perf_counter() - start)
+        if phase == "during" and args.cycles:  # the window is exactly the time the cycles took
+            await churn(target, args.churn, stop_churn, args.cycles)
+        else:
+            await asyncio.sleep(args.seconds)
+        took = time.perf_counter() - start
+        rates[phase] = (count[0] - first) / took
         loads = ""
-        if churning is not None:
+        if phase == "during":
             stop_churn.set()
-            loads = f" ({await churning} unload+load cycles of {args.churn} meanwhile)"
+            done = await churning if churning is not None else args.cycles
+            loads = f" ({done} unload+load cycles of {args.churn} in {took:.2f} s meanwhile)"
         print(f"{phase:>6}: {rates[phase]:8.0f} chunks/s over {args.streams} streams{loads}", flush=True)
     stop.set()
     await asyncio.gather(*streams)
@@ -96,6 +128,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--model", default="vowels_gru")
     parser.add_argument("--churn", default="vowels_lstm")
+    parser.add_argument("--rounds", type=int, default=0, help="paired rounds instead of the three phases: one load, "
+                        "then as long without (default 0)")
+    parser.add_argument("--cycles", type=int, default=0, help="during: exactly this many unload+load cycles, the "
+                        "window their duration (default 0: cycles for --seconds)")
     args = parser.parse_args()
     shipped = latest_versions(ROOT / "models")
     with tempfile.TemporaryDirectory() as tmp:
