@@ -20,7 +20,8 @@ READY_TIMEOUT_S = 120.0
 ROOT = Path(__file__).resolve().parent.parent
 # What `python -m service` logs once it serves, for a `LogWatcher`: its gRPC port (logged after every model is warm
 # and health says SERVING) and its metrics port.
-SERVER_PORTS = {"port": r"gRPC serving on \S+:(\d+)", "metrics": r"metrics on https?://\S+:(\d+)/metrics"}
+SERVER_PORTS = {"port": r"gRPC serving on \S+:(\d+)", "metrics": r"metrics on https?://\S+:(\d+)/metrics",
+                "http": r"HTTP serving on \S+:(\d+)"}
 
 
 class LogWatcher(threading.Thread):
@@ -54,6 +55,7 @@ class Running:
     pid: int
     target: str  # HOST:PORT of the gRPC server
     metrics_url: str | None  # the real server's /metrics
+    http_target: str | None = None  # HOST:PORT of the real server's HTTP port (REST, WebSocket)
 
 
 def rss_bytes(pid: int) -> int:
@@ -96,7 +98,8 @@ def real_server(models: Path, extra: Sequence[str] = (), device: str = "cpu") ->
     argv = [sys.executable, "-m", "service", "--models", str(models), "--host", "127.0.0.1", "--port", "0",
             "--http-port", "0", "--metrics-port", "0", "--device", device, "--log-level", "INFO", *extra]
     with _process(argv, SERVER_PORTS) as (pid, found):
-        yield Running(pid, f"127.0.0.1:{found['port']}", f"http://127.0.0.1:{found['metrics']}/metrics")
+        yield Running(pid, f"127.0.0.1:{found['port']}", f"http://127.0.0.1:{found['metrics']}/metrics",
+                      f"127.0.0.1:{found['http']}")
 
 
 @contextmanager

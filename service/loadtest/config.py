@@ -10,7 +10,9 @@ from seqserve_client.security import PLAIN, Security, add_arguments, from_argume
 from service.loadtest.protocol import InputSpec
 
 DEFAULT_TARGET = "127.0.0.1:8001"
-PROTOCOLS = ("native", "triton")  # native `Stream` | Triton `ModelStreamInfer` (service/loadtest/triton.py)
+# native `Stream` | Triton `ModelStreamInfer` (triton.py) | over the HTTP port: WebSocket `Stream`, REST (web.py)
+PROTOCOLS = ("native", "triton", "websocket", "rest")
+WEB = ("websocket", "rest")
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,8 @@ class LoadConfig:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}")
         if self.protocol != "triton" and self.multiplex:
             raise ValueError("multiplex needs --protocol triton")
-        if self.protocol == "triton" and self.rate is not None:
-            raise ValueError("the triton protocol runs closed loop only (no --rate)")
+        if self.protocol != "native" and self.rate is not None:
+            raise ValueError(f"the {self.protocol} protocol runs closed loop only (no --rate)")
 
     @property
     def mode(self) -> str:
@@ -71,7 +73,8 @@ class LoadConfig:
 def parse_args(argv: Sequence[str] | None = None) -> tuple[LoadConfig, str | None]:
     """The CLI flags -> (config, path of the JSON report or None)."""
     p = argparse.ArgumentParser(prog="python -m service.loadtest", description="Load generator for seqserve")
-    p.add_argument("--target", default=DEFAULT_TARGET, help="HOST:PORT of the gRPC server")
+    p.add_argument("--target", default=DEFAULT_TARGET,
+                   help="HOST:PORT of the gRPC server (of its HTTP port for --protocol websocket or rest)")
     p.add_argument("--model", default="vowels_lstm")
     p.add_argument("--version", type=int, default=None, help="model version (default: newest)")
     p.add_argument("--streams", type=int, default=1, help="concurrent sessions")
@@ -85,7 +88,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[LoadConfig, str | Non
     p.add_argument("--features", type=int, default=None, help="chunk width (default: from GetModel)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--protocol", choices=PROTOCOLS, default="native",
-                   help="native Stream, or Triton ModelStreamInfer (one sequence per load stream)")
+                   help="native Stream, Triton ModelStreamInfer (one sequence per load stream), or over the HTTP port "
+                        "a WebSocket Stream per load stream, or a Triton sequence over KServe REST")
     p.add_argument("--multiplex", action="store_true",
                    help="triton: all sequences of a client process on one ModelStreamInfer stream")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")

@@ -31,7 +31,7 @@ class Report:
     max_ms: float
     mean_ms: float
     errors: dict[str, int]  # status code name -> count
-    protocol: str = "native"  # "native" | "triton" | "triton-multiplexed"
+    protocol: str = "native"  # "native" | "triton" | "triton-multiplexed" | "websocket" | "rest"
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)

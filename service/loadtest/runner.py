@@ -12,11 +12,12 @@ from dataclasses import replace
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
-from service.loadtest.config import LoadConfig
+from service.loadtest.config import WEB, LoadConfig
 from service.loadtest.driver import CHANNEL_OPTIONS, Counter, Driver, fetch_inputs
 from service.loadtest.report import Report, build_report
 from service.loadtest.stats import Tally, merge_all
 from service.loadtest.triton import TritonDriver
+from service.loadtest.web import WebDriver, fetch_features_http
 
 START_TIMEOUT_S = 120.0
 PROGRESS_EVERY_S = 1.0
@@ -60,12 +61,16 @@ async def _described(config: LoadConfig) -> LoadConfig:
     """`config` with the model's inputs from `GetModel` (its width from them unless `--features` set it)."""
     if config.features is not None:
         return config
+    if config.protocol in WEB:
+        return replace(config, features=await fetch_features_http(config))
     async with config.security.aio_channel(config.target, CHANNEL_OPTIONS) as channel:
         inputs = await fetch_inputs(channel, config)
     return replace(config, features=inputs[0].features, inputs=inputs)
 
 
-def make_driver(config: LoadConfig, progress: Counter) -> Driver | TritonDriver:
+def make_driver(config: LoadConfig, progress: Counter) -> Driver | TritonDriver | WebDriver:
+    if config.protocol in WEB:
+        return WebDriver(config, progress)
     return TritonDriver(config, progress) if config.protocol == "triton" else Driver(config, progress)
 
 
