@@ -91,7 +91,7 @@ def manifest_for(plan: Plan, data: bytes, options: ImportOptions, verification: 
                             vocab_size=plan.vocab.get(plan.source.name),
                             frame=Frame(sample_rate=options.sample_rate, context=plan.context)
                             if plan.frame is not None else None),
-        extra_inputs=[SequenceInput(name=e.tensor.name, features=e.tensor.dims[e.canonical_perm()[-1]],  # type: ignore[arg-type]
+        extra_inputs=[SequenceInput(name=e.tensor.name, features=e.width,  # type: ignore[arg-type]
                                     dtype=_input_dtype(e), vocab_size=plan.vocab.get(e.tensor.name))
                       for e in plan.extra],
         outputs=[OutputSpec(name=o.tensor.name, kind=options.kind, size=_size(o), dtype=_float(o),

@@ -12,7 +12,7 @@ import onnx
 import onnxruntime as ort
 
 from modelrepo.errors import ImportRefused
-from modelrepo.importer.graph import Plan
+from modelrepo.importer.graph import Layout, Plan
 from modelrepo.importer.wrap import CONTEXT_IN, inverse
 from modelrepo.manifest import Verification
 
@@ -50,10 +50,9 @@ class Original:
             if plan.context:
                 step = np.concatenate([state[CONTEXT_IN], step], axis=1)
                 state[CONTEXT_IN] = step[:, -plan.context :]
-            feeds = {plan.sequence.tensor.name: step.transpose(inverse(plan.sequence.canonical_perm())),
-                     **self.constants}
+            feeds = {plan.sequence.tensor.name: _own(step, plan.sequence), **self.constants}
             for e in plan.extra:
-                feeds[e.tensor.name] = inputs[e.tensor.name][:, t:end].transpose(inverse(e.canonical_perm()))
+                feeds[e.tensor.name] = _own(inputs[e.tensor.name][:, t:end], e)
             for s, _ in plan.state:
                 feeds[s.tensor.name] = state[s.tensor.name].transpose(inverse(s.canonical_perm()))
             values = dict(zip([o.name for o in self.session.get_outputs()], self.session.run(None, feeds),
@@ -64,6 +63,11 @@ class Original:
                 y = values[o.tensor.name].transpose(o.canonical_perm())
                 pieces[o.tensor.name].append(y[:, None] if plan.frame is not None else y)
         return {n: np.concatenate(p, axis=1) for n, p in pieces.items()}, state
+
+
+def _own(x: np.ndarray, layout: Layout) -> np.ndarray:
+    """A served data input `(batch, time, features)` in the original graph's layout."""
+    return (x[..., 0] if layout.ids_2d else x).transpose(inverse(layout.canonical_perm()))
 
 
 class Wrapped:
@@ -85,7 +89,7 @@ def random_inputs(plan: Plan, rng: np.random.Generator, batch: int, steps: int) 
     inputs = {}
     for layout in plan.data:
         name, dtype = layout.tensor.name, layout.tensor.dtype
-        width = plan.features if layout is plan.sequence else layout.tensor.dims[layout.canonical_perm()[-1]]
+        width = plan.features if layout is plan.sequence else layout.width
         shape = (batch, steps, int(width or 1))  # an extra input's width is static (`propose` checks it)
         inputs[name] = (rng.integers(0, plan.vocab[name], shape).astype(dtype) if name in plan.vocab
                         else (0.5 * rng.standard_normal(shape)).astype(dtype))

@@ -38,6 +38,16 @@ class Layout:
     batch_axis: int
     time_axis: int | None = None
 
+    @property
+    def ids_2d(self) -> bool:
+        """A token input `(batch, time)` without a feature axis: served `(batch, time, 1)`, squeezed for the graph."""
+        return self.time_axis is not None and len(self.tensor.dims) == 2
+
+    @property
+    def width(self) -> int | None:
+        """The served last axis of a data input (1 for `(batch, time)` token ids; None when dynamic)."""
+        return 1 if self.ids_2d else self.tensor.dims[self.canonical_perm()[-1]]
+
     def canonical_perm(self) -> list[int]:
         """The Transpose `perm` that puts the batch axis first (then time, then the rest in order)."""
         lead = [self.batch_axis] + ([self.time_axis] if self.time_axis is not None else [])
@@ -71,7 +81,9 @@ class Plan:
 
     @property
     def features(self) -> int:
-        return self.frame if self.frame is not None else _static(self.sequence, -1)
+        if self.frame is not None:
+            return self.frame
+        return 1 if self.sequence.ids_2d else _static(self.sequence, -1)
 
 
 def load(path: Path) -> onnx.ModelProto:
@@ -114,7 +126,7 @@ def propose(model: onnx.ModelProto, *, constants: dict[str, str], pairs: list[tu
     state_out = {o for _, o in chosen}
     rest = [t for n, t in inputs.items() if n not in baked and n not in state_in]
     hint = [f"{t.name} {t.dtype} {_shape(t)}" for t in rest]
-    if not rest or (frame is not None and len(rest) > 1) or any(len(t.dims) != 3 for t in rest[1:]):
+    if not rest or (frame is not None and len(rest) > 1) or any(_rank(t, None) != len(t.dims) for t in rest[1:]):
         raise ImportRefused(f"expected one data input (several for a graph with a time axis, each (batch, time, "
                             f"features)) besides state and constants, found {hint or 'none'}; bake the others with "
                             "--constant NAME=VALUE or pair them with --state IN:OUT")
@@ -125,8 +137,8 @@ def propose(model: onnx.ModelProto, *, constants: dict[str, str], pairs: list[tu
         if not t.dtype.startswith("int") and t.name in vocab:
             raise ImportRefused(f"--vocab-size {t.name}: the input is {t.dtype}, not integer token ids")
     rank = 2 if frame is not None else 3
-    sequence = _layout(rest[0], batch_axes, rank, with_time=frame is None)
-    extra = [_layout(t, batch_axes, 3, with_time=True) for t in rest[1:]]
+    sequence = _layout(rest[0], batch_axes, _rank(rest[0], frame), with_time=frame is None)
+    extra = [_layout(t, batch_axes, _rank(t, None), with_time=True) for t in rest[1:]]
     outs = [_layout(t, batch_axes, rank, with_time=frame is None) for n, t in outputs.items() if n not in state_out]
     state = []
     for i, o in chosen:
@@ -135,8 +147,17 @@ def propose(model: onnx.ModelProto, *, constants: dict[str, str], pairs: list[tu
     plan = Plan(model, rest[0], sequence, outs, state, baked, frame, context, extra, dict(vocab))
     _check_frame(plan)
     for layout in extra:
-        _static(layout, -1)
+        if not layout.ids_2d:
+            _static(layout, -1)
     return plan
+
+
+def _rank(t: Tensor, frame: int | None) -> int:
+    """The rank a data input must have: (batch, samples) for a frame model, (batch, time) for token ids given
+    without a feature axis, else (batch, time, features)."""
+    if frame is not None:
+        return 2
+    return 2 if t.dtype.startswith("int") and len(t.dims) == 2 else 3
 
 
 def parse_constant(tensor: Tensor, text: str) -> float | int:
@@ -188,7 +209,8 @@ def _check_frame(plan: Plan) -> None:
     if plan.frame is None:
         if plan.context:
             raise ImportRefused("--context needs --frame")
-        _static(plan.sequence, -1)
+        if not plan.sequence.ids_2d:
+            _static(plan.sequence, -1)
     elif last is not None and last != plan.frame + plan.context:
         raise ImportRefused(f"--frame {plan.frame} --context {plan.context}: the input {plan.source.name!r} takes "
                             f"{last} samples per frame, not {plan.frame + plan.context}")

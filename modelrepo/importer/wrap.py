@@ -35,9 +35,9 @@ def wrap(plan: Plan) -> onnx.ModelProto:
     if plan.context:
         nodes.append(helper.make_node("Concat", [f"{step}{CONTEXT_IN}", frame_in], [f"{step}joined"], axis=1))
         frame_in = f"{step}joined"
-    nodes.append(_transpose(frame_in, PREFIX + seq.tensor.name, inverse(seq.canonical_perm())))
+    nodes += _data_in(frame_in, seq)
     for extra in plan.extra:  # further data inputs (never in a frame model)
-        nodes.append(_transpose(extra.tensor.name, PREFIX + extra.tensor.name, inverse(extra.canonical_perm())))
+        nodes += _data_in(extra.tensor.name, extra)
     for name, value in plan.constants.items():
         dtype = _ELEM[plan.inputs[name].dtype]
         nodes.append(helper.make_node("Constant", [], [PREFIX + name],
@@ -62,7 +62,7 @@ def wrap(plan: Plan) -> onnx.ModelProto:
     graph_input = helper.make_tensor_value_info(seq.tensor.name, _ELEM[seq.tensor.dtype],
                                                 ["batch", "time", plan.features])
     extra_inputs = [helper.make_tensor_value_info(e.tensor.name, _ELEM[e.tensor.dtype],
-                                                  ["batch", "time", e.tensor.dims[e.canonical_perm()[-1]]])
+                                                  ["batch", "time", e.width])
                     for e in plan.extra]
     if scan:
         body = helper.make_graph(
@@ -85,6 +85,18 @@ def wrap(plan: Plan) -> onnx.ModelProto:
 
 def frame_in_name(plan: Plan) -> str:
     return f"body/{plan.sequence.tensor.name}"
+
+
+def _data_in(src: str, layout: Layout) -> list[onnx.NodeProto]:
+    """The served data input to the original graph's: token ids (batch, time, 1) squeezed to (batch, time) when
+    the graph has no feature axis, then its own axis order."""
+    dst = PREFIX + layout.tensor.name
+    if not layout.ids_2d:
+        return [_transpose(src, dst, inverse(layout.canonical_perm()))]
+    axes = helper.make_node("Constant", [], [f"{dst}/axes"], value=helper.make_tensor("axes", TensorProto.INT64, [1],
+                                                                                       [2]))
+    return [axes, helper.make_node("Squeeze", [src, f"{dst}/axes"], [f"{dst}/ids"]),
+            _transpose(f"{dst}/ids", dst, inverse(layout.canonical_perm()))]
 
 
 def _transpose(src: str, dst: str, perm: list[int]) -> onnx.NodeProto:

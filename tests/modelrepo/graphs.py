@@ -92,3 +92,32 @@ def step_counter(path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def token_gru(path: Path, vocab: int = 7, seed: int = 0) -> Path:
+    """A GRU over token ids `ids (batch, time)` int64 (an embedding by Gather) beside a float input `cond (batch,
+    time, 2)`, state h0/hn (1, batch, H): what a token model with a conditioning input exports to."""
+    rng = np.random.default_rng(seed)
+    width = 3 + 2
+    nodes = [
+        helper.make_node("Gather", ["E", "ids"], ["embedded"], axis=0),  # (batch, time, 3)
+        helper.make_node("Concat", ["embedded", "cond"], ["joined"], axis=2),  # (batch, time, 5)
+        helper.make_node("Transpose", ["joined"], ["x_tbf"], perm=[1, 0, 2]),
+        helper.make_node("GRU", ["x_tbf", "W", "R", "B", "", "h0"], ["y", "hn"], hidden_size=HIDDEN),
+        helper.make_node("Squeeze", ["y", "one"], ["y_tbh"]),
+        helper.make_node("Transpose", ["y_tbh"], ["output"], perm=[1, 0, 2]),
+    ]
+    inits = [_init("E", (vocab, 3), rng), _init("W", (1, 3 * HIDDEN, width), rng),
+             _init("R", (1, 3 * HIDDEN, HIDDEN), rng), _init("B", (1, 6 * HIDDEN), rng),
+             numpy_helper.from_array(np.array([1], dtype=np.int64), "one")]
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        nodes, "token_gru",
+        [value("ids", TensorProto.INT64, ["batch", "time"]), value("cond", TensorProto.FLOAT, ["batch", "time", 2]),
+         value("h0", TensorProto.FLOAT, [1, "batch", HIDDEN])],
+        [value("output", TensorProto.FLOAT, ["batch", "time", HIDDEN]),
+         value("hn", TensorProto.FLOAT, [1, "batch", HIDDEN])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, path)
+    return path

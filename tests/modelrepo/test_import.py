@@ -11,7 +11,7 @@ import pytest
 from modelrepo import Manifest, latest_versions
 from modelrepo.importer.cli import main
 from modelrepo.importer.silero import import_silero
-from tests.modelrepo.graphs import FEATURES, HIDDEN, frame_rnn, torch_layout_lstm
+from tests.modelrepo.graphs import FEATURES, HIDDEN, frame_rnn, token_gru, torch_layout_lstm
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models"
 
@@ -163,3 +163,17 @@ def test_wrapped_graph_runs_the_original_step_by_step(tmp_path: Path) -> None:
     got = wrapped.run(None, {"input": x, "h0": h.transpose(1, 0, 2), "c0": h.transpose(1, 0, 2)})
     np.testing.assert_allclose(got[0], want[0], atol=1e-6)
     np.testing.assert_allclose(got[1], want[1].transpose(1, 0, 2), atol=1e-6)
+
+
+def test_token_ids_and_a_second_data_input_are_imported(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = token_gru(tmp_path / "tokens.onnx")
+    err = refused(capsys, tmp_path / "none", path, "--name", "tok")
+    assert "input 'ids' is int64 (token ids): give its vocabulary size with --vocab-size ids=N" in err
+    code, _, err = run(capsys, path, "--name", "tok", "--vocab-size", "ids=7", "--models", tmp_path / "m")
+    assert code == 0, err
+    manifest = Manifest.load(tmp_path / "m" / "tok" / "1" / "manifest.json")
+    assert (manifest.input.name, manifest.input.dtype, manifest.input.features, manifest.input.vocab_size) == \
+        ("ids", "int64", 1, 7)
+    assert [(i.name, i.features, i.dtype) for i in manifest.extra_inputs] == [("cond", 2, "float32")]
+    assert manifest.verification is not None and manifest.verification.original_vs_wrapped == 0.0
+    assert [(p.input, p.shape) for p in manifest.state] == [("h0", [1, HIDDEN])]
