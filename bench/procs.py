@@ -67,11 +67,13 @@ def rss_bytes(pid: int) -> int:
 
 
 @contextmanager
-def _process(argv: Sequence[str], patterns: dict[str, str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """Start `argv`, wait for each pattern's line in its output; yields (pid, {name: group 1}); stops it at exit."""
-    path = os.pathsep.join([str(ROOT), *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])])
+def _process(argv: Sequence[str], patterns: dict[str, str], root: Path = ROOT
+             ) -> Iterator[tuple[int, dict[str, str]]]:
+    """Start `argv` in `root` (a source tree: this one, or another revision's for a comparison), wait for each
+    pattern's line in its output; yields (pid, {name: group 1}); stops it at exit."""
+    path = os.pathsep.join([str(root), *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])])
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}  # the caller's path too (gpu_check.sh's site)
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(argv, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     watcher = LogWatcher(proc.stdout, patterns)  # type: ignore[arg-type]
     watcher.start()
@@ -90,14 +92,14 @@ def _process(argv: Sequence[str], patterns: dict[str, str]) -> Iterator[tuple[in
 
 
 @contextmanager
-def real_server(models: Path, extra: Sequence[str] = (), device: str = "cpu") -> Iterator[Running]:
+def real_server(models: Path, extra: Sequence[str] = (), device: str = "cpu", root: Path = ROOT) -> Iterator[Running]:
     """`python -m service` on ports it picks itself, on `device`, with the flags in `extra` (e.g. `--max-batch-size 1`).
 
     Ready once it has logged its gRPC port (after every model is warm and health says SERVING) and its metrics port.
     """
     argv = [sys.executable, "-m", "service", "--models", str(models), "--host", "127.0.0.1", "--port", "0",
             "--http-port", "0", "--metrics-port", "0", "--device", device, "--log-level", "INFO", *extra]
-    with _process(argv, SERVER_PORTS) as (pid, found):
+    with _process(argv, SERVER_PORTS, root) as (pid, found):
         yield Running(pid, f"127.0.0.1:{found['port']}", f"http://127.0.0.1:{found['metrics']}/metrics",
                       f"127.0.0.1:{found['http']}")
 

@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     )
     intra_op_threads: int = Field(
         0, ge=0, description="onnxruntime intra-op threads per model; 0 = auto: the fastest of 1, 2, 4 measured at "
-        "load (more only for runs long enough for the executor, and 20 % faster per step up)"
+        "load and re-measured while serving (more only for runs long enough for the executor, and 20 % faster per "
+        "step up)"
     )
     max_batch_size: int = Field(64, ge=1, description="most steps in one model run; 1 turns batching off")
     max_queue_delay_us: int = Field(
@@ -37,7 +38,12 @@ class Settings(BaseSettings):
     inline_run_max_us: int = Field(
         -1, ge=-1, description="run a batch on the event loop, skipping the executor hop, when the model's measured "
         "cost predicts at most this many microseconds for it; -1 = auto: when it predicts less than the measured "
-        "executor hop; 0 always uses the executor"
+        "cost of serving one message (~100 us); 0 always uses the executor"
+    )
+    # perf (issue 22)
+    max_runs_in_flight: int = Field(
+        1, ge=1, description="model runs of one model in flight at once (each in a worker thread, sessions disjoint; a "
+        "further run starts only for at least half a full batch)"
     )
     max_sessions: int = Field(1024, ge=1, description="open sessions per model; beyond: RESOURCE_EXHAUSTED")
     session_idle_timeout: float = Field(60.0, gt=0, description="seconds without a step before a session is evicted")

@@ -1,17 +1,15 @@
-"""The batcher of one model: gathers ready steps from many sessions into one model run.
+"""The batcher of one model: gathers ready steps from many sessions into model runs (what is queued and taken:
+service/engine/steps.py; one step per session per batch, equal chunk lengths, at most `max_batch_size`).
 
-- at most one step per session per batch (a session's steps in queue order), at most `max_batch_size` steps,
-  all of the same chunk length (so a batched run equals the unbatched ones; other lengths go in the next
-  batches, oldest first);
-- a step that arrives while no session is expected back runs at once; after a batch, the batcher waits up
-  to `max_queue_delay_us` (from the oldest queued step) for the sessions it just served to send their next step;
-- the model runs off the event loop in the shared, bounded executor, or on the loop itself when its predicted
-  cost is below the measured executor hop (`InlinePolicy`, service/engine/tuning.py; `inline_run_max_us` >= 0
-  is a fixed limit instead); one batch in flight per model;
-- every future is resolved on every path: success, model error, cancellation (skipped), close (drained);
-- with a session store, stateless rows are answered as soon as the model ran, and while a batch's write to the
-  store is in flight only whole-sequence (stateless) batches run: no store round trip holds them back, and the
-  sessions wait for their own writes as before.
+- Natural batching when busy: steps that queued while a run was in flight form the next batch at once; only steps
+  reaching an idle model wait for company (service/engine/company.py, `max_queue_delay_us`).
+- Runs go to worker threads (onnxruntime releases the GIL) while the loop keeps reading and answering; a batch runs
+  on the loop only when predicted cheaper than serving one message (`InlinePolicy`; executor batches on the live
+  thread count, `LiveThreads`, service/engine/tuning.py). Up to `max_runs` runs in flight (a further one only for
+  half a full batch or more), at most one step per session in flight, so each session's order holds.
+- Every future is resolved on every path: success, model error, cancellation (skipped), close (drained).
+- With a session store (one run in flight): stateless rows are answered once the model ran; while a batch's write
+  is in flight only whole-sequence batches run, and the sessions wait for their own writes.
 
 Queue, futures and the state pool are only touched on the event loop thread.
 """
@@ -19,41 +17,29 @@ Queue, futures and the state pool are only touched on the event loop thread.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
-from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from service.engine.company import Company
-from service.engine.errors import FailedPrecondition, ModelRunFailed, ResourceExhausted, Unavailable
+from service.engine.errors import ModelRunFailed, Unavailable
 from service.engine.metrics import ModelMetrics
-from service.engine.runtime import Runtime, StateValue, to_host
+from service.engine.runtime import Runtime, StateValue
 from service.engine.state import batch as batch_state
 from service.engine.state.batch import StateOwner
 from service.engine.state.pool import Arrays, StatePool
 from service.engine.state.store import RedisStore
 from service.engine.state.through import write_through
-from service.engine.tuning import InlinePolicy
+from service.engine.steps import Row, Step, StepQueue, StepResult, advancing, answer_stateless, fail, finish
+from service.engine.tuning import InlinePolicy, LiveThreads
 
 log = logging.getLogger(__name__)
+LOOP_SAMPLE_MESSAGES = 16  # the loop's CPU per message is sampled over at least this many messages
 
-StepResult = tuple[Arrays, Arrays]  # (outputs {name: (T, size)}, new state rows {name: shape}; empty for sessions)
-Row = tuple[np.ndarray, StateOwner | None, Arrays | None]  # (x (T, F), owner, explicit state rows)
-
-
-@dataclass(eq=False)
-class Step:
-    x: np.ndarray  # (T, F)
-    owner: StateOwner | None  # state from the owner's pool slot, written back after the run
-    state: Arrays | None  # or explicit state rows {name: shape} (stateless whole-sequence requests)
-    future: asyncio.Future[StepResult]
-    enqueued_ns: int = field(default_factory=time.perf_counter_ns)
-    generation: int = 0
+__all__ = ["Arrays", "Batcher", "Row", "StepResult"]
 
 
 class Batcher:
@@ -69,6 +55,8 @@ class Batcher:
         max_queued: int,
         inline: InlinePolicy | None = None,
         store: RedisStore | None = None,
+        threads: LiveThreads | None = None,
+        max_runs: int = 1,
     ) -> None:
         self._runtime = runtime
         self._input_name = input_name
@@ -77,20 +65,22 @@ class Batcher:
         self._metrics = metrics
         self._max_batch = max_batch_size
         self._delay_ns = max_queue_delay_us * 1000
-        self._max_queued = max_queued
         self._store = store  # None (memory): the pool is the truth, nothing is written through
-        # Stateless rows (no session) may hold at most half the queue, so they never lock the streams out, and
-        # after a batch that held any, a waiting stream step leads the next batch (streams are not starved).
-        self._max_stateless = max(1, max_queued // 2)
-        self._stateless = 0  # stateless rows queued
-        self._streams_turn = False
         self.inline = InlinePolicy(0) if inline is None else inline  # default: every run in the executor
-        self._queue: deque[Step] = deque()
+        self._queue = StepQueue(max_batch_size, max_queued)
         self._company = Company(self._delay_ns)  # the sessions a batch waits for, and for how long
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self.threads = threads  # None: every run on `runtime`
+        self._max_runs = max_runs if store is None else 1  # a store's write keeps the sessions of one batch
         self._committing: asyncio.Task[None] | None = None  # a batch's write to the session store, in flight
+        self._runs: set[asyncio.Task[None]] = set()  # executor runs in flight
+        self._busy: set[int] = set()  # owners with a step in flight
+        self._idle_since = 0  # when the last run ended (perf_counter_ns); steps queued after it wait for company
+        self._messages = 0  # steps queued since the loop's CPU was last sampled
+        self._loop_cpu_ns = time.thread_time_ns()
+        self._inline_cpu_ns = 0  # of that, spent in inline runs
 
     @property
     def runtime(self) -> Runtime:
@@ -103,7 +93,7 @@ class Batcher:
 
     @property
     def queued(self) -> int:
-        """Steps waiting for a batch (not counting the batch in flight)."""
+        """Steps waiting for a batch (not counting the batches in flight)."""
         return len(self._queue)
 
     def forget(self, owner: StateOwner) -> None:
@@ -118,23 +108,13 @@ class Batcher:
         """Queue `(x, owner, explicit state)` rows, all or none; each future resolves to that row's result."""
         if self._closing:
             raise Unavailable("the model is shutting down")
-        if len(self._queue) + len(rows) > self._max_queued:
-            raise ResourceExhausted(f"the model's queue is full ({self._max_queued} steps)")
-        stateless = sum(1 for row in rows if row[1] is None)
-        if stateless and self._stateless + stateless > self._max_stateless:
-            raise ResourceExhausted(f"the model's queue for whole-sequence requests is full ({self._max_stateless} "
-                                    "sequences; the rest is kept for streams)")
-        self._stateless += stateless
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[StepResult]] = []
         now = time.perf_counter_ns()
-        for x, owner, state in rows:
-            step = Step(x, owner, state, loop.create_future(), now)
-            self._company.arrived(None if owner is None else owner.id, now)
-            self._queue.append(step)
-            futures.append(step.future)
+        steps = self._queue.admit(rows, now)
+        for step in steps:
+            self._company.arrived(None if step.owner is None else step.owner.id, now)
+        self._messages += len(rows)
         self._wake.set()
-        return futures
+        return [step.future for step in steps]
 
     async def close(self) -> None:
         """Stop admitting steps, run what is queued, then stop."""
@@ -145,33 +125,73 @@ class Batcher:
 
     async def _loop(self) -> None:
         try:
-            while self._queue or not self._closing or self._committing is not None:
+            while self._queue or self._runs or self._committing is not None or not self._closing:
                 if self._committing is not None:
                     if self._committing.done():
                         self._committing = None
-                    elif self._stateless and (stateless := self._take_batch(stateless_only=True)):
-                        await self._run(stateless)
+                    elif self._queue.stateless and (stateless := self._queue.take(self._busy, stateless_only=True)):
+                        await self._dispatch(stateless)
                     else:
-                        self._wake.clear()  # set by enqueue and by the write's end
-                        await self._wake.wait()
+                        await self._sleep()  # woken by enqueue and by the write's end
                     continue
-                if not self._queue:
-                    self._wake.clear()
-                    await self._wake.wait()
+                if not self._queue or len(self._runs) >= self._max_runs:
+                    await self._sleep()
                     continue
-                await self._wait_for_company()
-                batch = self._take_batch()
-                if batch:
-                    await self._run(batch)
+                if not self._runs and self._queue.oldest_ns() >= self._idle_since:
+                    await self._wait_for_company()  # idle: the sessions just served may send their next step
+                if self._runs and len(self._queue) < self._max_batch // 2:
+                    await self._sleep()  # a further run in flight only for at least half a full batch
+                    continue
+                batch = self._queue.take(self._busy)
+                if not batch:  # every queued step waits for its session's step in flight
+                    await self._sleep()
+                    continue
+                await self._dispatch(batch)
         finally:  # also when the loop dies of a bug: nothing may wait for it forever
             self._closing = True
-            self._fail(list(self._queue), Unavailable("the model is shutting down"))
-            self._queue.clear()
+            fail(self._queue.drain(), Unavailable("the model is shutting down"))
+
+    async def _sleep(self) -> None:
+        self._wake.clear()
+        await self._wake.wait()
+
+    async def _dispatch(self, batch: list[Step]) -> None:
+        """Run `batch` inline (awaited) or in the executor (a task; the loop goes on reading and batching)."""
+        self._sample_loop_cost()
+        steps = len(batch) * batch[0].x.shape[0]
+        if self.inline.inline(steps):
+            began = time.thread_time_ns()
+            await self._run(batch, True, None)
+            self._inline_cpu_ns += time.thread_time_ns() - began
+            self._idle_since = time.perf_counter_ns()
+            return
+        threads = self.threads.pick(len(batch)) if self.threads is not None else None
+        owners = [s.owner.id for s in batch if s.owner is not None]
+        self._busy.update(owners)
+        task = asyncio.get_running_loop().create_task(self._run(batch, False, threads), name="model-run")
+        self._runs.add(task)
+
+        def ran(_: asyncio.Task[None]) -> None:
+            self._runs.discard(task)
+            self._busy.difference_update(owners)
+            if not self._runs:
+                self._idle_since = time.perf_counter_ns()
+            self._wake.set()
+
+        task.add_done_callback(ran)
+
+    def _sample_loop_cost(self) -> None:
+        """The loop thread's CPU per message queued since the last sample, inline runs left out."""
+        if self._messages < LOOP_SAMPLE_MESSAGES:
+            return
+        now = time.thread_time_ns()
+        self.inline.observe_loop((now - self._loop_cpu_ns - self._inline_cpu_ns) / self._messages)
+        self._loop_cpu_ns, self._inline_cpu_ns, self._messages = now, 0, 0
 
     async def _wait_for_company(self) -> None:
         while len(self._queue) < self._max_batch and not self._closing:
             now = time.perf_counter_ns()
-            deadline = self._company.deadline(self._queue[0].enqueued_ns, now)
+            deadline = self._company.deadline(self._queue.oldest_ns(), now)
             if deadline is None or deadline <= now:
                 return
             remaining = deadline - now
@@ -181,154 +201,72 @@ class Batcher:
             except TimeoutError:
                 return
 
-    def _take_batch(self, stateless_only: bool = False) -> list[Step]:
-        """The oldest live step and up to `max_batch_size - 1` more of the same length from other sessions (on the
-        streams' turn, the oldest stream step leads; `stateless_only`: rows without a session only)."""
-        lead = self._lead(stateless_only)
-        if lead is None:
-            return []
-        length = lead.x.shape[0]
-        batch: list[Step] = []
-        owners: set[int] = set()
-        rest: deque[Step] = deque()
-        for step in self._queue:
-            if step.future.done():  # cancelled by its caller: dropped, its state untouched
-                continue
-            owner = step.owner
-            if owner is not None and stateless_only:
-                rest.append(step)
-                continue
-            if owner is not None:
-                if owner.id in owners:  # an older step of the same session goes first (taken now or deferred)
-                    rest.append(step)
-                    continue
-                owners.add(owner.id)
-            if len(batch) >= self._max_batch or step.x.shape[0] != length:
-                rest.append(step)
-                continue
-            if owner is not None:
-                if owner.generation < 0:
-                    step.future.set_exception(FailedPrecondition("the session is closed"))
-                    continue
-                step.generation = owner.generation
-            batch.append(step)
-        self._queue = rest
-        if self._stateless:  # (the streaming-only path pays nothing for this)
-            self._stateless = sum(1 for step in rest if step.owner is None)
-            self._streams_turn = any(step.owner is None for step in batch)
-        else:
-            self._streams_turn = False
-        return batch
-
-    def _lead(self, stateless_only: bool = False) -> Step | None:
-        if stateless_only:
-            return next((s for s in self._queue if s.owner is None and not s.future.done()), None)
-        first = self._queue[0]
-        if self._streams_turn and first.owner is None:
-            for step in self._queue:
-                if step.owner is not None and not step.future.done():
-                    return step
-        return first
-
-    async def _run(self, batch: list[Step]) -> None:
+    async def _run(self, batch: list[Step], inline: bool, threads: int | None) -> None:
+        """One model run: inline on the loop, or in the executor (on `threads` intra-op threads, None: `runtime`)."""
         start = time.perf_counter_ns()
         try:
             state = batch_state.gather(self._pool, [(s.owner, s.state) for s in batch])
+            if self._max_runs > 1:  # the host store gathers into buffers that the next gather reuses
+                state = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()}
             x = np.stack([s.x for s in batch])  # (B, T, F)
             ready = time.perf_counter_ns()
             steps = x.shape[0] * x.shape[1]
-            hop_ns: int | None = None
-            if self.inline.inline(steps):
-                outputs, new_state, run_ns = self._timed_run(x, state)
+            live = self.threads
+            runtime = self._runtime if live is None else live.runtimes[1 if threads is None else threads]
+            if inline:
+                outputs, new_state, run_ns = self._timed_run(runtime, x, state)
             else:
                 outputs, new_state, run_ns = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._timed_run, x, state
+                    self._executor, self._timed_run, runtime, x, state
                 )
-                hop_ns = time.perf_counter_ns() - ready - run_ns
             ran = time.perf_counter_ns()
-            self.inline.observe(steps, run_ns, hop_ns)
+            if live is not None and threads is not None:
+                live.observe(threads, len(batch), steps, run_ns)
+            if live is None or threads in (None, 1):
+                self.inline.observe(steps, run_ns)  # what an inline run costs
             if self._store is not None and any(s.owner is not None for s in batch):
-                self._answer_stateless(batch, outputs, new_state)
+                answer_stateless(batch, outputs, new_state)
                 self._committing = asyncio.get_running_loop().create_task(
                     self._commit(batch, outputs, new_state, (start, ready - start, ran - ready)))
                 self._committing.add_done_callback(lambda _: self._wake.set())
                 return
             self._finish(batch, outputs, new_state)
         except asyncio.CancelledError:
-            self._fail(batch, Unavailable("the model is shutting down"))
+            fail(batch, Unavailable("the model is shutting down"))
             raise
         except Exception as exc:
             log.exception("model run failed (batch of %d); every step of it is refused, no state changed", len(batch))
-            self._fail(batch, ModelRunFailed(), cause=exc)
+            fail(batch, ModelRunFailed(), cause=exc)
             return
         done = time.perf_counter_ns()
-        self._record(batch, start, ready - start, ran - ready, done - ran)
+        self._metrics.record_batch([start - s.enqueued_ns for s in batch], ready - start, ran - ready, done - ran)
 
-    def _timed_run(self, x: np.ndarray, state: dict[str, StateValue]) -> tuple[Arrays, dict[str, StateValue], int]:
+    def _timed_run(
+        self, runtime: Runtime, x: np.ndarray, state: dict[str, StateValue]
+    ) -> tuple[Arrays, dict[str, StateValue], int]:
         """The model run and its own duration (without the executor hop), on whichever thread calls it."""
         start = time.perf_counter_ns()
-        outputs, new_state = self._runtime.run({self._input_name: x}, state)
+        outputs, new_state = runtime.run({self._input_name: x}, state)
         return outputs, new_state, time.perf_counter_ns() - start
 
     async def _commit(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue],
                       timing: tuple[int, int, int]) -> None:
         """One round trip to the session store for the whole batch, then its answers (refused rows with why)."""
         try:
-            advancing = self._advancing(batch)
-            refused = await write_through(self._store, self._pool.pairs, advancing, new_state, outputs)  # type: ignore
+            refused = await write_through(self._store, self._pool.pairs, advancing(batch), new_state, outputs)  # type: ignore
             self._finish(batch, outputs, new_state, refused)
         except asyncio.CancelledError:
-            self._fail(batch, Unavailable("the model is shutting down"))
+            fail(batch, Unavailable("the model is shutting down"))
             raise
         except Exception as exc:
             log.exception("write-through failed (batch of %d); every step of it is refused", len(batch))
-            self._fail(batch, ModelRunFailed(), cause=exc)
+            fail(batch, ModelRunFailed(), cause=exc)
             return
         start, input_ns, infer_ns = timing
-        self._record(batch, start, input_ns, infer_ns, time.perf_counter_ns() - start - input_ns - infer_ns)
+        self._metrics.record_batch([start - s.enqueued_ns for s in batch], input_ns, infer_ns,
+                                   time.perf_counter_ns() - start - input_ns - infer_ns)
 
-    def _answer_stateless(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue]) -> None:
-        """Answer the rows without a session at once: their results need no store."""
-        rows = [i for i, s in enumerate(batch) if s.owner is None and not s.future.done()]
-        if rows:
-            host = {name: to_host(v) for name, v in new_state.items()}
-            for i in rows:
-                batch[i].future.set_result(({n: v[i] for n, v in outputs.items()}, {n: v[i] for n, v in host.items()}))
-
-    @staticmethod
-    def _advancing(batch: list[Step], refused: dict[int, Exception] | None = None) -> list[StateOwner | None]:
-        """The owner of each row whose new state is written back (live, unchanged, not cancelled, not refused)."""
-        return [
-            s.owner if s.owner is not None and s.owner.generation == s.generation and not s.future.cancelled()
-            and not (refused and i in refused) else None
-            for i, s in enumerate(batch)
-        ]
-
-    def _finish(
-        self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue],
-        refused: dict[int, Exception] | None = None,
-    ) -> None:
+    def _finish(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue],
+                refused: dict[int, Exception] | None = None) -> None:
         """Write back the new state of live unchanged sessions; resolve the futures (refused rows with why)."""
-        host = batch_state.settle(
-            self._pool, self._advancing(batch, refused), new_state, host=any(s.owner is None for s in batch)
-        )
-        now = time.perf_counter_ns()
-        for i, step in enumerate(batch):
-            if step.owner is not None:
-                self._company.served(step.owner.id, now)
-            if refused and i in refused:
-                self._fail([step], refused[i])
-            elif not step.future.done():
-                rows = {} if step.owner is not None else {name: v[i] for name, v in host.items()}
-                step.future.set_result(({name: v[i] for name, v in outputs.items()}, rows))
-
-    def _record(self, batch: list[Step], start: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
-        self._metrics.record_batch([start - s.enqueued_ns for s in batch], input_ns, infer_ns, output_ns)
-
-    @staticmethod
-    def _fail(steps: list[Step], exc: Exception, cause: BaseException | None = None) -> None:
-        for step in steps:
-            if not step.future.done():
-                err = copy.copy(exc)  # one exception object per waiter: each gets its own traceback
-                err.__cause__ = cause
-                step.future.set_exception(err)
+        finish(self._pool, batch, outputs, new_state, refused, self._company.served)

@@ -64,8 +64,8 @@ def _load(found: ModelVersionDir, settings: Settings) -> Loaded:
     label = f"{found.name} version {found.version}"
     pairs = {p.input: p.output for p in manifest.state}
 
-    def make(threads: int) -> Runtime:
-        return Runtime(found.model_path, settings.device, threads, label, pairs)
+    def make(threads: int, spinning: bool = False) -> Runtime:
+        return Runtime(found.model_path, settings.device, threads, label, pairs, spinning=spinning)
 
     runtime = make(settings.intra_op_threads or 1)
     check_graph(manifest, runtime)

@@ -20,7 +20,7 @@ from service.engine.sessions import Session
 from service.engine.state.device import device_store
 from service.engine.state.pool import HostStore, StatePool
 from service.engine.state.store import RedisStore
-from service.engine.tuning import InlinePolicy, Tuning
+from service.engine.tuning import InlinePolicy, LiveThreads, Tuning
 from service.settings import Settings
 
 
@@ -66,6 +66,8 @@ class ServedModel:
             max_queued=settings.max_sessions,
             inline=InlinePolicy(settings.inline_run_max_us, None if tuning is None else tuning.ns_per_step),
             store=store,
+            threads=_live_threads(tuning, f"{self.name} version {self.version}", self._inputs),
+            max_runs=settings.max_runs_in_flight,
         )
         self._sessions: dict[int, Session] = {}  # by slot
         self._on_close: dict[int, Callable[[], None]] = {}  # by slot: what the opener wants done at close
@@ -80,6 +82,11 @@ class ServedModel:
     def inline(self) -> InlinePolicy:
         """The batcher's live inline-versus-executor policy and its measured costs."""
         return self._batcher.inline
+
+    @property
+    def threads(self) -> LiveThreads | None:
+        """The live intra-op thread choice of executor batches (None: fixed by --intra-op-threads, or CUDA)."""
+        return self._batcher.threads
 
     @property
     def active_sessions(self) -> int:
@@ -232,3 +239,11 @@ def incompatible(old: Manifest, new: Manifest) -> str | None:
         return "not streamable"
     return None
 
+
+def _live_threads(tuning: Tuning | None, label: str, inputs: Inputs) -> LiveThreads | None:
+    """The live thread choice, when the count was measured over more than one runtime (each packed like the
+    served one when the model has several data inputs)."""
+    if tuning is None or not tuning.threads_auto or len(tuning.runtimes) < 2:
+        return None
+    runtimes = {n: PackedRuntime(rt, inputs) if inputs.packed else rt for n, rt in tuning.runtimes.items()}
+    return LiveThreads(runtimes, tuning.intra_op_threads, label)  # type: ignore[arg-type]

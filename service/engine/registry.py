@@ -29,7 +29,7 @@ __all__ = ["ModelStatus", "Registry"]
 
 log = logging.getLogger(__name__)
 
-MODEL_WORKERS = 2  # threads running model batches, shared by every model (one batch in flight per model)
+MODEL_WORKERS = 2  # threads running model batches, shared by every model (at least max_runs_in_flight)
 
 
 class Registry:
@@ -37,7 +37,8 @@ class Registry:
         self.settings = settings
         self.metrics = metrics
         self.tables = Tables()
-        self.executor = ThreadPoolExecutor(max_workers=MODEL_WORKERS, thread_name_prefix="seqserve-model")
+        self.executor = ThreadPoolExecutor(max_workers=max(MODEL_WORKERS, settings.max_runs_in_flight),
+                                           thread_name_prefix="seqserve-model")
         self.store = store  # the session store every model shares (None: memory)
         self.draining = False
         self._reaper: asyncio.Task[None] | None = None

@@ -91,6 +91,7 @@ class Runtime:
 
     `state_pairs` maps each state input name to the output that carries its next value. `io_binding` (default:
     on CUDA only) runs through IOBinding and leaves the new state where the provider computed it, as `OrtValue`s.
+    `spinning`: onnxruntime's `session.intra_op.allow_spinning` (its pool threads busy-wait after a run).
     """
 
     def __init__(
@@ -101,9 +102,13 @@ class Runtime:
         label: str,
         state_pairs: dict[str, str],
         io_binding: bool | None = None,
+        spinning: bool = False,
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
+        # Pool threads that spin after a run steal the event loop's core on a small box: off unless measured better
+        # (service/engine/tuning.py). A single thread has no pool.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

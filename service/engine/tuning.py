@@ -1,29 +1,34 @@
-"""Self-tuning of one model from measured costs: intra-op threads at load, inline-versus-executor per batch.
+"""Self-tuning of one model from measured costs, at load and while serving (the flags override every decision).
 
-Two costs decide (the flags `--intra-op-threads` and `--inline-run-max-us` override them):
-
-- the **run cost** of a batch: measured at load on a full batch (`max_batch_size` rows, capped at 64, of
-  `TUNE_STEPS` steps), then a moving average of the model's measured run time per row and step while serving;
-- the **hop cost** of the executor: what a run handed to the worker thread costs beyond the run itself (waking the
-  worker, and the GIL hand-offs between it and a busy event loop thread, each bounded by the interpreter's switch
-  interval). Its prior is one switch interval (5 ms by default), the hop a busy server sees; while serving it is
-  a moving average of the measured hops (every `PROBE_EVERY`-th batch of an inline model goes through the executor
-  to keep measuring it).
-
-A batch runs inline on the event loop when its predicted run cost is at most the hop cost (the hop would cost
-more than the run blocks the loop); a longer one goes to the executor, so that its run overlaps the transport.
-More intra-op threads are chosen only for a model whose runs go to the executor (an inline run shares the loop's
-core) and only when each step up cuts the measured run cost by at least `MIN_GAIN` (the cores are shared with the
-gRPC transport). On CUDA the threads do not matter: 1.
+- **Inline or executor, per batch.** A batch runs on the event loop only when its predicted run cost (a moving
+  average of the model's run time per row and step, seeded at load) is below the measured cost of serving one
+  message: the loop thread's own CPU time per message between batches (`InlinePolicy.observe_loop`), prior
+  `MESSAGE_PRIOR_NS` (~100 us, what the bench measures per chunk for the transport). Anything longer goes to a
+  worker thread (onnxruntime releases the GIL), so the loop keeps reading and answering meanwhile. Both costs are
+  measured on every batch whichever way it ran, so the decision follows the load without a probe.
+- **Intra-op threads, per executor batch.** At load a full batch (`max_batch_size` rows, at most 64, of
+  `TUNE_STEPS` steps) is timed on 1, 2 and 4 threads (up to the cores; the minimum of interleaved runs); a count is
+  taken only when each step up cuts the run by `MIN_GAIN` (the cores are shared with the transport), and only for
+  a model whose full batches go to the executor. While serving, `LiveThreads` keeps every measured runtime and
+  sends every `PROBE_EVERY`-th executor batch to the best alternative count; the choice is re-decided from the
+  moving averages of run time per row-step with the same `MIN_GAIN` hysteresis, and each change is logged once.
+  Inline batches always run on one thread (a second one would only compete with the loop for its core).
+- **Spinning.** onnxruntime's pool threads spin after a run by default, which steals a core from the loop on a
+  small box: with more than one thread the full batch is run with `session.intra_op.allow_spinning` on and off,
+  each run followed by a pause of `SPIN_GAP_S` (runs are spaced while serving: that is when spinning burns), and
+  the process CPU time of run + pause is measured beside the run's wall time. Spinning is kept only when it cuts
+  the run by `MIN_GAIN` and costs no more CPU (the cores it would burn are the transport's and the client's).
+On CUDA the threads do not matter: 1.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,24 +36,26 @@ from modelrepo import Manifest
 from service.engine.inputs import zero_inputs
 from service.engine.runtime import CUDA, Runtime, StateValue
 
+log = logging.getLogger(__name__)
+K = TypeVar("K")
+
 THREAD_CHOICES = (1, 2, 4)
-MIN_GAIN = 0.2  # a thread count is taken only when it cuts the run cost by at least this share
+MIN_GAIN = 0.2  # a thread count (or spinning) is taken only when it cuts the run cost by at least this share
+SPIN_GAP_S = 0.005  # the pause after each spinning-or-not run, in which spinning threads burn CPU
 TUNE_STEPS = 10  # steps per row of the measured batch (a typical streaming chunk)
 TUNE_ROWS_MAX = 64
 TUNE_REPEATS = 3  # the minimum of these runs is the cost (interleaved across thread counts)
-PROBE_EVERY = 32
+PROBE_EVERY = 64  # every n-th executor batch of a size class runs on the alternative thread count
 SMOOTHING = 0.2  # weight of a new measurement in the moving averages
 AUTO = -1  # `inline_run_max_us` meaning "decide from the measured costs"
+MESSAGE_PRIOR_NS = 100_000.0  # serving one message on the loop, until measured
+MESSAGE_MIN_NS, MESSAGE_MAX_NS = 20_000.0, 1_000_000.0  # the measured message cost is clamped to this range
 
 
-def prior_hop_ns() -> float:
-    return sys.getswitchinterval() * 1e9
-
-
-def choose_threads(costs_ns: Mapping[int, float], hop_ns: float) -> int:
+def choose_threads(costs_ns: Mapping[int, float], message_ns: float) -> int:
     """The thread count to use, given the measured batch run cost per thread count (1 must be measured)."""
     best = 1
-    if costs_ns[1] <= hop_ns:  # its runs will go inline: more threads would compete with the loop for the cores
+    if costs_ns[1] <= message_ns:  # its runs will go inline: more threads would compete with the loop for the cores
         return best
     for threads in sorted(costs_ns):
         if threads > best and costs_ns[threads] <= (1 - MIN_GAIN) * costs_ns[best]:
@@ -56,11 +63,11 @@ def choose_threads(costs_ns: Mapping[int, float], hop_ns: float) -> int:
     return best
 
 
-def decide_inline(predicted_ns: float | None, hop_ns: float, limit_us: int) -> bool:
-    """Whether a batch of predicted run cost runs on the loop: `limit_us` AUTO compares with the hop cost."""
+def decide_inline(predicted_ns: float | None, message_ns: float, limit_us: int) -> bool:
+    """Whether a batch of predicted run cost runs on the loop: `limit_us` AUTO compares with one message's cost."""
     if predicted_ns is None:
         return False  # never measured: the executor (and measure it)
-    return predicted_ns <= (hop_ns if limit_us == AUTO else limit_us * 1000)
+    return predicted_ns < message_ns if limit_us == AUTO else predicted_ns <= limit_us * 1000
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,11 @@ class Tuning:
     run_costs_ns: dict[int, int]  # a batch run at load, by thread count
     batch: tuple[int, int]  # (rows, steps) of that batch
     inline_run_max_us: int  # AUTO, or the --inline-run-max-us override
-    hop_ns: float  # the executor hop cost assumed at start
+    message_ns: float  # the cost of serving one message assumed at start
     inline: bool = False  # the start decision for a full batch
+    spinning: bool = False  # onnxruntime's allow_spinning for counts > 1 (measured when more than 1 thread is)
+    spin_costs_ns: dict[bool, tuple[int, int]] = field(default_factory=dict)  # spinning on / off: (wall, CPU) ns
+    runtimes: dict[int, Runtime] = field(default_factory=dict, compare=False, repr=False)  # by thread count
 
     @property
     def ns_per_step(self) -> float:
@@ -82,12 +92,15 @@ class Tuning:
 
     def describe(self) -> str:
         costs = ", ".join(f"{n}: {ns / 1000:.0f} us" for n, ns in sorted(self.run_costs_ns.items()))
+        spin = ", ".join(f"{'on' if k else 'off'} {wall / 1000:.0f} us, CPU {cpu / 1000:.0f} us"
+                         for k, (wall, cpu) in sorted(self.spin_costs_ns.items()))
         how = "measured" if self.threads_auto else "set"
         limit = "auto" if self.inline_run_max_us == AUTO else f"{self.inline_run_max_us} us"
         return (
             f"{self.intra_op_threads} intra-op thread(s) ({how}; batch {self.batch[0]}x{self.batch[1]} by threads: "
-            f"{costs}); full batches run {'inline' if self.inline else 'in the executor'} "
-            f"(inline limit {limit}, executor hop {self.hop_ns / 1000:.0f} us)"
+            f"{costs}); spinning {'on' if self.spinning else 'off'}{f' ({spin})' if spin else ''}; full batches "
+            f"run {'inline' if self.inline else 'in the executor'} (inline limit {limit}, one message "
+            f"{self.message_ns / 1000:.0f} us); re-decided while serving"
         )
 
 
@@ -100,56 +113,145 @@ def _run_cost_ns(manifest: Manifest, runtime: Runtime, rows: int) -> int:
     return time.perf_counter_ns() - start
 
 
+def _min_costs(manifest: Manifest, runtimes: Mapping[K, Runtime], rows: int) -> dict[K, int]:
+    costs: dict[K, int] = {}
+    for _ in range(TUNE_REPEATS):
+        for key, rt in runtimes.items():
+            cost = _run_cost_ns(manifest, rt, rows)
+            costs[key] = min(costs.get(key, cost), cost)
+    return costs
+
+
+def _spin_costs(manifest: Manifest, runtimes: Mapping[bool, Runtime], rows: int) -> dict[bool, tuple[int, int]]:
+    """(min wall ns of a run, min process CPU ns of the run and the pause after it) with spinning off / on."""
+    costs: dict[bool, tuple[int, int]] = {}
+    for _ in range(TUNE_REPEATS):
+        for spin, rt in runtimes.items():
+            cpu = time.process_time_ns()
+            wall = _run_cost_ns(manifest, rt, rows)
+            time.sleep(SPIN_GAP_S)  # the gap between two runs while serving (a measurement, not a synchronisation)
+            used = time.process_time_ns() - cpu
+            old = costs.get(spin, (wall, used))
+            costs[spin] = (min(old[0], wall), min(old[1], used))
+    return costs
+
+
+def choose_spinning(costs: Mapping[bool, tuple[int, int]]) -> bool:
+    """Spinning only for a `MIN_GAIN` cut of the run at no more CPU (`(wall, cpu)` by off / on)."""
+    (wall_off, cpu_off), (wall_on, cpu_on) = costs[False], costs[True]
+    return wall_on <= (1 - MIN_GAIN) * wall_off and cpu_on <= cpu_off
+
+
 def tune(
     manifest: Manifest,
     runtime: Runtime,
-    make_runtime: Callable[[int], Runtime],
+    make_runtime: Callable[[int, bool], Runtime],
     requested_threads: int,
     max_batch_size: int,
     inline_run_max_us: int,
 ) -> tuple[Runtime, Tuning]:
-    """The runtime to serve with (`runtime` has `requested_threads or 1` threads) and the decisions taken."""
+    """The runtime to serve with (`runtime` has `requested_threads or 1` threads, no spinning) and the decisions."""
     rows = min(max_batch_size, TUNE_ROWS_MAX)
     auto = requested_threads == 0 and runtime.provider != CUDA
     runtimes = {requested_threads or 1: runtime}
     if auto:
         cores = os.cpu_count() or 1
-        runtimes.update((n, make_runtime(n)) for n in THREAD_CHOICES if 1 < n <= cores)
-    costs: dict[int, int] = {}
-    for _ in range(TUNE_REPEATS):
-        for threads, rt in runtimes.items():
-            cost = _run_cost_ns(manifest, rt, rows)
-            costs[threads] = min(costs.get(threads, cost), cost)
-    hop = prior_hop_ns()
-    threads = choose_threads(costs, hop) if auto else next(iter(runtimes))
-    tuning = Tuning(threads, auto, costs, (rows, TUNE_STEPS), inline_run_max_us, hop)
-    inline = decide_inline(tuning.ns_per_step * rows * TUNE_STEPS, hop, inline_run_max_us)
-    return runtimes[threads], Tuning(threads, auto, costs, (rows, TUNE_STEPS), inline_run_max_us, hop, inline)
+        runtimes.update((n, make_runtime(n, False)) for n in THREAD_CHOICES if 1 < n <= cores)
+    spin_costs: dict[bool, tuple[int, int]] = {}
+    spinning = False
+    pair = next((n for n in sorted(runtimes) if n > 1), None)
+    if pair is not None and runtime.provider != CUDA:  # spinning: measured on the smallest count above 1
+        spun = make_runtime(pair, True)
+        spin_costs = _spin_costs(manifest, {False: runtimes[pair], True: spun}, rows)
+        spinning = choose_spinning(spin_costs)
+        if spinning:
+            runtimes = {n: spun if n == pair else rt if n == 1 else make_runtime(n, True) for n, rt in runtimes.items()}
+    costs = _min_costs(manifest, runtimes, rows)
+    message = MESSAGE_PRIOR_NS
+    threads = choose_threads(costs, message) if auto else next(iter(runtimes))
+    tuning = Tuning(threads, auto, costs, (rows, TUNE_STEPS), inline_run_max_us, message, False, spinning, spin_costs)
+    inline = decide_inline(tuning.ns_per_step * rows * TUNE_STEPS, message, inline_run_max_us)
+    return runtimes[threads], Tuning(threads, auto, costs, (rows, TUNE_STEPS), inline_run_max_us, message, inline,
+                                     spinning, spin_costs, runtimes if auto else {})
+
+
+def _average(old: float | None, new: float) -> float:
+    return new if old is None else (1 - SMOOTHING) * old + SMOOTHING * new
 
 
 class InlinePolicy:
     """The live inline-versus-executor decision of one batcher (event loop thread only)."""
 
-    def __init__(self, limit_us: int, ns_per_step: float | None = None, hop_ns: float | None = None) -> None:
+    def __init__(self, limit_us: int, ns_per_step: float | None = None, message_ns: float | None = None) -> None:
         self.limit_us = limit_us
         self.ns_per_step = ns_per_step
-        self.hop_ns = prior_hop_ns() if hop_ns is None else hop_ns
-        self._inline_runs = 0
+        self.message_ns = MESSAGE_PRIOR_NS if message_ns is None else message_ns
 
     def inline(self, steps: int) -> bool:
         predicted = None if self.ns_per_step is None else self.ns_per_step * steps
-        if not decide_inline(predicted, self.hop_ns, self.limit_us):
-            return False
-        self._inline_runs += 1
-        return self.limit_us != AUTO or self._inline_runs % PROBE_EVERY != 0  # now and then: measure the hop
+        return decide_inline(predicted, self.message_ns, self.limit_us)
 
-    def observe(self, steps: int, run_ns: int, hop_ns: int | None) -> None:
-        """A finished run of `steps` row-steps; `hop_ns` when it went through the executor."""
-        cost = run_ns / steps
-        self.ns_per_step = cost if self.ns_per_step is None else _average(self.ns_per_step, cost)
-        if hop_ns is not None:
-            self.hop_ns = _average(self.hop_ns, max(hop_ns, 0))
+    def observe(self, steps: int, run_ns: int) -> None:
+        """A finished run of `steps` row-steps on one thread (the cost an inline run would have)."""
+        self.ns_per_step = _average(self.ns_per_step, run_ns / steps)
+
+    def observe_loop(self, ns_per_message: float) -> None:
+        """The loop thread's CPU per message served between two batches (inline runs not counted)."""
+        clamped = min(max(ns_per_message, MESSAGE_MIN_NS), MESSAGE_MAX_NS)
+        self.message_ns = _average(self.message_ns, clamped)
 
 
-def _average(old: float, new: float) -> float:
-    return (1 - SMOOTHING) * old + SMOOTHING * new
+class LiveThreads:
+    """The live intra-op thread count of one model's executor batches, per batch size class (event loop thread only).
+
+    Costs per row-step differ with the batch size (a small batch parallelises worse), so every size class (the
+    rows' bit length: 1, 2-3, 4-7, ... 64) keeps its own moving averages and its own choice, starting from the
+    load-time choice: every `probe_every`-th batch of a class runs on its best alternative count.
+    """
+
+    def __init__(
+        self, runtimes: Mapping[int, Runtime], chosen: int, label: str, probe_every: int = PROBE_EVERY
+    ) -> None:
+        self.runtimes = dict(runtimes)
+        self.initial = chosen
+        self.changes = 0
+        self._chosen: dict[int, int] = {}  # size class -> threads
+        self._costs: dict[tuple[int, int], float] = {}  # (size class, threads) -> ns per row-step
+        self._batches: dict[int, int] = {}
+        self._label = label
+        self._probe_every = probe_every
+
+    def chosen(self, rows: int) -> int:
+        return self._chosen.get(rows.bit_length(), self.initial)
+
+    def pick(self, rows: int) -> int:
+        """The thread count for the next executor batch of `rows`: the chosen one, or now and then another."""
+        size = rows.bit_length()
+        chosen = self.chosen(rows)
+        self._batches[size] = n = self._batches.get(size, 0) + 1
+        others = [t for t in self.runtimes if t != chosen]
+        if not others or n % self._probe_every:
+            return chosen
+        unmeasured = [t for t in others if (size, t) not in self._costs]
+        return unmeasured[0] if unmeasured else min(others, key=lambda t: self._costs[(size, t)])
+
+    def observe(self, threads: int, rows: int, steps: int, run_ns: int) -> None:
+        """A finished executor run of `rows` on `threads`; re-decides that size class's count."""
+        size = rows.bit_length()
+        self._costs[(size, threads)] = _average(self._costs.get((size, threads)), run_ns / steps)
+        best = self.chosen(rows)
+        current = self._costs.get((size, best))
+        if current is None:
+            return
+        for t in sorted(self.runtimes):
+            cost = self._costs.get((size, t))
+            if cost is None or t == best:
+                continue
+            if (t > best and cost <= (1 - MIN_GAIN) * current) or (t < best and (1 - MIN_GAIN) * cost <= current):
+                best, current = t, cost  # more threads must cut the run by MIN_GAIN; else fewer threads win
+        if best != self.chosen(rows):
+            costs = ", ".join(f"{t}: {c:.0f} ns" for (k, t), c in sorted(self._costs.items()) if k == size)
+            log.info("%s: executor batches of %d-%d rows now on %d intra-op thread(s) (per row-step: %s)",
+                     self._label, 1 << (size - 1), (1 << size) - 1, best, costs)
+            self._chosen[size] = best
+            self.changes += 1
