@@ -79,7 +79,7 @@ FUZZ_MESSAGES ?= 100000
 FUZZ_SEED ?= 12
 fuzz: $(TEST_STAMP)
 	FUZZ_MESSAGES=$(FUZZ_MESSAGES) FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest -s \
-		tests/service/grpc/test_fuzz.py tests/service/grpc/test_decode.py
+		tests/service/grpc/test_fuzz.py tests/service/grpc/test_decode.py tests/service/http/test_fuzz.py
 
 ## soak: 30 minutes at 256 churning streams (SIGKILLed clients too); RSS slope and sessions left (not in make test)
 SOAK_MINUTES ?= 30

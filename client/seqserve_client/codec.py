@@ -115,9 +115,10 @@ def from_values(values: object, dtype: DType, shape: Sequence[int], what: str = 
     """An array of `shape` from numbers (a flat or nested list, as KServe's JSON tensors carry them)."""
     count = check_shape(shape, what)
     try:
-        flat = np.asarray(values, dtype=dtype.numpy.newbyteorder("=")).reshape(-1)
-    except (TypeError, ValueError, OverflowError):
-        raise TensorError(f"{what}: data must be numbers of datatype {dtype.kserve}") from None
+        with np.errstate(over="raise", invalid="raise"):  # 1e308 as FP32: an error, not a warning and an inf
+            flat = np.asarray(values, dtype=dtype.numpy.newbyteorder("=")).reshape(-1)
+    except (TypeError, ValueError, OverflowError, FloatingPointError, RecursionError):
+        raise TensorError(f"{what}: data must be numbers of datatype {dtype.kserve} (within its range)") from None
     if flat.size != count:
         raise TensorError(f"{what}: shape {list(shape)} needs {count} values, got {flat.size}")
     return flat.reshape(tuple(shape))
