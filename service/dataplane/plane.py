@@ -113,13 +113,13 @@ class DataPlane:
     # -- model control (docs/model-control.md) ------------------------------------------------------------------
     async def load_model(self, name: str) -> list[ModelStatus]:
         """Load or reload `name` from the repository; its versions after."""
-        CLIENT.get().check_model(name)
+        CLIENT.get().check_control(name)
         await self.registry.control.load(name)
         return [s for s in self.statuses() if s.name == name]
 
     async def unload_model(self, name: str, force: bool) -> tuple[int, list[ModelStatus]]:
         """Unload every version of `name`: (live sessions ended by `force`, its versions after)."""
-        CLIENT.get().check_model(name)
+        CLIENT.get().check_control(name)
         ended = await self.registry.control.unload(name, force)
         return ended, [s for s in self.statuses() if s.name == name]
 

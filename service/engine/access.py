@@ -21,6 +21,7 @@ class Client:
     models: frozenset[str] | None = None  # the models it may use; None = every model
     max_sessions: int = 0  # open sessions at most, over every model; 0 = no limit
     metrics: bool = False  # may read /metrics (with authentication on)
+    control: bool | None = None  # may load and unload models; None: no authentication (anyone may)
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -29,6 +30,14 @@ class Client:
         """`PermissionDenied` unless the client may use `model` (the same answer whether `model` exists or not)."""
         if not self.may_use(model):
             raise PermissionDenied(f"principal {clip(self.key)} may not use model {clip(model)}")
+
+
+    def check_control(self, model: str) -> None:
+        """`PermissionDenied` unless the client may load and unload `model` (its grant says `"control": true`)."""
+        self.check_model(model)
+        if self.control is False:
+            raise PermissionDenied(f"principal {clip(self.key)} may not load or unload models (its grant has no "
+                                   '"control": true)')
 
 
 ANONYMOUS = Client(key="")

@@ -5,7 +5,8 @@ token names a principal, the models it may use and its session quota:
 
     {"<token>": {"principal": "alice", "models": ["vowels_lstm"], "max_sessions": 64},
      "sha256:<hex of the token's SHA-256>": {"principal": "bob"},          # models: every one; quota: the default
-     "<scraper's token>": {"principal": "prometheus", "models": [], "metrics": true}}
+     "<scraper's token>": {"principal": "prometheus", "models": [], "metrics": true},
+     "<operator's token>": {"principal": "ops", "control": true}}   # may load and unload models
 
 A call without a known token ends with UNAUTHENTICATED; a model the principal may not use with PERMISSION_DENIED
 (`service/engine/access.py`). With authentication, `/metrics` answers only requests carrying a token whose grant
@@ -43,6 +44,7 @@ class Grant(BaseModel):
     models: list[str] | None = None  # None: every model
     max_sessions: int | None = Field(None, ge=0)  # None: --max-sessions-per-client; 0: no limit
     metrics: bool = False  # may read /metrics
+    control: bool = False  # may load and unload models (docs/model-control.md)
 
 
 def load_tokens(spec: str, default_max_sessions: int) -> dict[str, Client]:
@@ -60,7 +62,7 @@ def load_tokens(spec: str, default_max_sessions: int) -> dict[str, Client]:
         digest = token.removeprefix(HASHED).lower() if token.startswith(HASHED) else _digest(token)
         models = None if grant.models is None else frozenset(grant.models)
         quota = default_max_sessions if grant.max_sessions is None else grant.max_sessions
-        clients[digest] = Client(grant.principal, grant.principal, models, quota, grant.metrics)
+        clients[digest] = Client(grant.principal, grant.principal, models, quota, grant.metrics, grant.control)
     return clients
 
 

@@ -5,6 +5,7 @@ the server runs. Waits poll the index, bounded."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -174,3 +175,29 @@ def test_cli_loads_unloads_and_lists(server_on: Callable[..., RunningServer], tm
     assert "version 1 goes on serving" in failed.stderr
     rows = [line.split()[:3] for line in cli("index").stdout.strip().split("\n")[1:]]
     assert rows == [[MODEL, "1", "READY"], [MODEL, "2", "UNAVAILABLE"]]
+
+
+def test_with_authentication_only_a_control_grant_loads_and_unloads(
+    server_on: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    copy_shipped(tmp_path, MODEL, 1)
+    tokens = {"user-token": {"principal": "user"}, "ops-token": {"principal": "ops", "control": True},
+              "narrow-token": {"principal": "narrow", "models": ["other"], "control": True}}
+    server = server_on("explicit", auth_tokens=json.dumps(tokens))
+    with grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.SeqServeStub(channel)
+        for token, code in (("user-token", grpc.StatusCode.PERMISSION_DENIED),
+                            ("narrow-token", grpc.StatusCode.PERMISSION_DENIED)):
+            for call in (lambda t=token: stub.UnloadModel(pb.UnloadModelRequest(model=MODEL), metadata=bearer(t)),
+                         lambda t=token: stub.LoadModel(pb.LoadModelRequest(model=MODEL), metadata=bearer(t))):
+                with pytest.raises(grpc.RpcError) as refused:
+                    call()
+                assert refused.value.code() == code, token
+        index = stub.RepositoryIndex(pb.RepositoryIndexRequest(), metadata=bearer("user-token"))
+        assert [v.state for v in index.versions] == [pb.VERSION_STATE_READY]  # reading the index is for everyone
+        stub.UnloadModel(pb.UnloadModelRequest(model=MODEL), metadata=bearer("ops-token"))
+        stub.LoadModel(pb.LoadModelRequest(model=MODEL), metadata=bearer("ops-token"))
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
