@@ -25,7 +25,9 @@ class SequenceRun:
         info = client.model(model)
         self.model = model
         self.output = info.outputs[0].tensor.name
-        self.x = rng.standard_normal((steps, info.input.shape[-1])).astype(np.float32)
+        width, vocab = info.input.shape[-1], info.input.vocab_size  # token models (vocab > 0) take int64 ids
+        self.x = (rng.integers(0, vocab, (steps, width)) if vocab else rng.standard_normal((steps, width))).astype(
+            np.int64 if vocab else np.float32)
         whole, _ = client.infer(model, self.x[None])
         self.expected = whole[self.output][0]
         cuts = np.sort(rng.choice(np.arange(1, steps), size=5, replace=False))
