@@ -124,11 +124,12 @@ deploy-deps:
 	@sh scripts/ensure-package.sh nginx nginx
 	@sh scripts/ensure-package.sh redis-server redis-server
 
-## test-deps: espeak-ng for the VAD speech test, chromium for the page's browser test (apt-get install where missing
-## and root; the tests skip otherwise)
+## test-deps: espeak-ng for the VAD speech test, chromium for the page's browser test, curl for the README's curl
+## commands (apt-get install where missing and root; otherwise the tests that need them skip, the curl test fails)
 test-deps:
 	@sh scripts/ensure-package.sh espeak-ng espeak-ng
 	@sh scripts/ensure-package.sh chromium chromium
+	@sh scripts/ensure-package.sh curl curl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
