@@ -259,9 +259,16 @@ class ModelControl:
         return await asyncio.get_running_loop().run_in_executor(self._loader, function, *args)
 
     async def _poll_forever(self) -> None:
+        failing = ""  # the last failure logged: a repository gone for a while is one line, not one per poll
         while True:
             await asyncio.sleep(self._settings.repository_poll_secs)
             try:
                 await self.poll()
-            except Exception:  # a poll never stops polling: the next one tries again
+            except OSError as exc:  # e.g. the repository unmounted: what is served stays; the next poll tries again
+                if str(exc) != failing:
+                    log.warning("cannot read the model repository %s: %s; serving what is loaded", self._root, exc)
+                failing = str(exc)
+                continue
+            except Exception:  # a poll never stops polling
                 log.exception("repository poll failed")
+            failing = ""

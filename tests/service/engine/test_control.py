@@ -284,3 +284,31 @@ async def test_with_session_migration_live_sessions_continue_on_the_new_weights(
         assert (await wait_state(registry, "m", 1, "UNAVAILABLE")).startswith("unloaded")
     finally:
         await registry.close()
+
+
+async def test_a_repository_gone_for_a_while_is_one_warning_and_serving_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "repo"
+    copy_shipped(root, "m", 1)
+    registry = await Registry.load(cpu_settings(root, repository_poll_secs=0.01), Metrics())
+    polls = []
+    real_poll = registry.control.poll
+
+    async def counted() -> None:
+        polls.append(1)
+        await real_poll()
+
+    registry.control.poll = counted  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.WARNING):
+            root.rename(tmp_path / "away")
+            for _ in range(POLLS):  # until the poll task has met the missing repository 5 times
+                if len(polls) >= 6:
+                    break
+                await asyncio.sleep(0.01)
+        warnings = [r.getMessage() for r in caplog.records if "cannot read the model repository" in r.getMessage()]
+        assert len(warnings) == 1, warnings
+        assert registry.get("m").version == 1
+    finally:
+        await registry.close()
