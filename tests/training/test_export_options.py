@@ -102,8 +102,14 @@ def test_cli_exports_a_time_major_module_and_refuses_in_one_line(tmp_path: Path,
     monkeypatch.syspath_prepend(str(REPO))
     base = ["export-module", "tests.training.modules:TimeMajorGRU", "--input", "input=3", "--state", f"1,B,{H}",
             "--models", str(tmp_path)]
-    assert main([*base, "--batch-first", "--name", "bad"]) == 1
-    assert "is time-major" in capsys.readouterr().err.strip()
+    head = base[:4]  # the factory and its input; then the state, the destination
+    for state, flag, expected in (([f"1,B,{H}"], ["--batch-first"], "is time-major"),  # given as batch-first
+                                  ([f"1,B,{H}", f"1,B,{H}"], [], "cannot take 1 input(s) and 2 state tensor(s)"),
+                                  (["2,B,1"], [], "Expected hidden size")):  # a state spec that does not fit
+        argv = [*head, *(a for shape in state for a in ("--state", shape)), *base[6:], *flag, "--name", "bad"]
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and expected in err and "\n" not in err, err
     assert main([*base, "--name", "tm"]) == 0  # found time-major by running it
     tokens = ["export-module", "tests.training.modules:TokenGRU", "--input", "ids=1", "--state", f"1,B,{H}",
               "--models", str(tmp_path), "--name", "tok"]
