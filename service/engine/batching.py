@@ -189,17 +189,19 @@ class Batcher:
         self._loop_cpu_ns, self._inline_cpu_ns, self._messages = now, 0, 0
 
     async def _wait_for_company(self) -> None:
+        """Until the expected sessions are back, the batch is full, or its patience ends (a loop timer that sets the
+        wake event: no task per wait, as `asyncio.wait_for` would make)."""
+        loop = asyncio.get_running_loop()
         while len(self._queue) < self._max_batch and not self._closing:
             now = time.perf_counter_ns()
             deadline = self._company.deadline(self._queue.oldest_ns(), now)
             if deadline is None or deadline <= now:
                 return
-            remaining = deadline - now
-            self._wake.clear()
+            timer = loop.call_later((deadline - now) / 1e9, self._wake.set)
             try:
-                await asyncio.wait_for(self._wake.wait(), remaining / 1e9)
-            except TimeoutError:
-                return
+                await self._sleep()
+            finally:
+                timer.cancel()
 
     async def _run(self, batch: list[Step], inline: bool, threads: int | None) -> None:
         """One model run: inline on the loop, or in the executor (on `threads` intra-op threads, None: `runtime`)."""
