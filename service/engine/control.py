@@ -88,7 +88,7 @@ class ModelControl:
         versions = self._t.versions.get(name, {})
         failed = [(v, e.reason) for v, e in sorted(versions.items(), reverse=True) if e.failed]
         newest = self._t.serving.get(name)
-        if failed and (newest is None or failed[0][0] > newest.version):
+        if failed and (newest is None or failed[0][0] >= newest.version):  # (equal: its reload failed)
             still = f"; version {newest.version} goes on serving" if newest is not None else ""
             raise FailedPrecondition(f"model {name!r} version {failed[0][0]} failed to load: {failed[0][1]}{still}")
         if newest is None:
@@ -210,6 +210,7 @@ class ModelControl:
         model.draining = r.draining
         model.start()
         entry.model, entry.state, entry.reason, entry.failed = model, READY, "", False
+        self._update(name)  # new sessions go to it now, not after the other versions' loads
         self._t.loads[name] = self._t.loads.get(name, 0) + 1
         log.info("serving %s version %d on %s", name, found.version, model.provider)
         log.info("tuned %s version %d: %s", name, found.version, loaded.tuning.describe())

@@ -312,3 +312,17 @@ async def test_a_repository_gone_for_a_while_is_one_warning_and_serving_goes_on(
         assert registry.get("m").version == 1
     finally:
         await registry.close()
+
+
+async def test_a_load_request_reports_a_failed_reload_of_the_served_version(tmp_path: Path) -> None:
+    v1 = copy_shipped(tmp_path, "m", 1)
+    registry = await start(tmp_path)
+    try:
+        old = registry.get("m")
+        (v1 / "model.onnx").write_bytes(b"not a graph")  # replaced in place by something broken
+        with pytest.raises(FailedPrecondition, match="version 1 failed to load: a reload failed, the copy loaded "
+                                                     "before goes on serving: sha256"):
+            await registry.control.load("m")
+        assert registry.get("m") is old and state(registry, "m", 1)[0] == "READY"
+    finally:
+        await registry.close()
