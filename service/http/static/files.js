@@ -1,6 +1,8 @@
 // Uploaded files -> arrays, parsed here in the page: NumPy's .npy (format 1.0-3.0, C order, little-endian
 // float32/float64/int32/int64 and 8/16-bit ints) and WAV (PCM 16-bit or IEEE float32, any rate and channel count).
 
+import { resampleAll } from "./resample.js";
+
 export function parseNpy(buffer) {
   const bytes = new Uint8Array(buffer);
   const magic = String.fromCharCode(...bytes.subarray(0, 6));
@@ -68,4 +70,24 @@ function samples(view, offset, size, { code, channels, bits }) {
     out[k] = sum / channels;
   }
   return out;
+}
+
+// The file as (steps, features) rows: a WAV is cut into frames (resampled to the model's rate), a .npy is
+// (steps, features), (1, steps, features) or, for one feature, (steps,).
+export async function rowsOfFile(file, model) {
+  const buffer = await file.arrayBuffer();
+  const features = model.input.features;
+  if (/\.wav$/i.test(file.name)) {
+    const { rate, samples } = parseWav(buffer);
+    const audio = model.sampleRate ? resampleAll(samples, rate, model.sampleRate) : samples;
+    const padded = new Float32Array(Math.ceil(audio.length / features) * features);
+    padded.set(audio);  // the last frame padded with silence, as the Python client does
+    return { values: padded, steps: padded.length / features };
+  }
+  const { shape, values } = parseNpy(buffer);
+  const dims = shape.length === 3 && shape[0] === 1 ? shape.slice(1) : shape.length === 1 ? [shape[0], 1] : shape;
+  if (dims.length !== 2 || dims[1] !== features) {
+    throw new Error(`${file.name}: shape [${shape}], the model wants (steps, ${features})`);
+  }
+  return { values, steps: dims[0] };
 }

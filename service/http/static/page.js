@@ -9,8 +9,7 @@
 import { listModels, describeModel } from "./models.js";
 import { Session } from "./stream.js";
 import { Microphone } from "./microphone.js";
-import { parseNpy, parseWav } from "./files.js";
-import { resampleAll } from "./resample.js";
+import { rowsOfFile } from "./files.js";
 import { speechSegments } from "./vad.js";
 import { drawVad, drawSteps } from "./plot.js";
 import { toBase64 } from "./tensors.js";
@@ -183,32 +182,12 @@ function finish() {
   settle();
 }
 
-// The file as (steps, features) rows: a WAV is cut into frames (resampled to the model's rate), a .npy is
-// (steps, features), (1, steps, features) or, for one feature, (steps,).
-async function rowsOf(file) {
-  const buffer = await file.arrayBuffer();
-  const features = model.input.features;
-  if (/\.wav$/i.test(file.name)) {
-    const { rate, samples } = parseWav(buffer);
-    const audio = model.sampleRate ? resampleAll(samples, rate, model.sampleRate) : samples;
-    const padded = new Float32Array(Math.ceil(audio.length / features) * features);
-    padded.set(audio);  // the last frame padded with silence, as the Python client does
-    return { values: padded, steps: padded.length / features };
-  }
-  const { shape, values } = parseNpy(buffer);
-  const dims = shape.length === 3 && shape[0] === 1 ? shape.slice(1) : shape.length === 1 ? [shape[0], 1] : shape;
-  if (dims.length !== 2 || dims[1] !== features) {
-    throw new Error(`${file.name}: shape [${shape}], the model wants (steps, ${features})`);
-  }
-  return { values, steps: dims[0] };
-}
-
 async function streamFile(file) {
   await stop();
   const result = newResult("file");
   status(`streaming ${file.name}`);
   try {
-    const { values, steps } = await rowsOf(file);
+    const { values, steps } = await rowsOfFile(file, model);
     const session = await connect();
     run = { session, pending: new Set() };
     const features = model.input.features;
