@@ -36,6 +36,9 @@ from training.module_probe import Canonical, Declared, probe
 from training.projected import DOMAIN, quiet, replace_placeholders, stand_ins
 
 Examples = torch.Tensor | Mapping[str, torch.Tensor]
+IMPORT_HINT = "set the batch axes with --batch-axis NAME=AXIS"  # the import's advice, which is no flag here
+TRACE_HINT = ("the export traces one run, so what forward computes from shapes is fixed (a Python loop over the "
+              "time steps is unrolled for the example's 3): run nn.LSTM / nn.GRU / nn.RNN over the whole sequence")
 
 
 def export_module(module: torch.nn.Module, example_input: Examples, state: Sequence[torch.Tensor], root: Path,
@@ -87,7 +90,7 @@ def export_module(module: torch.nn.Module, example_input: Examples, state: Seque
         wrapped = wrap(plan)
         checks = verify(plan, wrapped, streamable=found.streamable)
     except ImportRefused as exc:
-        raise ExportError(str(exc)) from exc
+        raise ExportError(str(exc).replace(IMPORT_HINT, TRACE_HINT)) from exc
     diff = torch_vs_wrapped(served, plan, wrapped, axes_of)
     if not diff <= TOLERANCE:
         raise ExportError(f"export verification failed: torch_vs_onnxruntime max abs diff {diff:.3g} > {TOLERANCE}")

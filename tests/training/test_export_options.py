@@ -75,10 +75,10 @@ def test_a_projected_bidirectional_lstm_without_state_exports(tmp_path: Path) ->
     assert manifest.outputs[0].size == 4 and not manifest.streamable
 
 
-def _refused(tmp_path: Path, match: str, module: nn.Module, x: object, state: list[torch.Tensor],
+def _refused(tmp_path: Path, match: str, module: nn.Module, x: object, state: list[torch.Tensor], axis: int = 1,
              **kwargs: object) -> None:
     with pytest.raises(ExportError, match=match) as info:
-        export_module(module, x, state, tmp_path, "m", state_batch_axis=1, **kwargs)  # type: ignore[arg-type]
+        export_module(module, x, state, tmp_path, "m", state_batch_axis=axis, **kwargs)  # type: ignore[arg-type]
     assert "\n" not in str(info.value)
     assert not any(tmp_path.iterdir())
 
@@ -95,6 +95,23 @@ def test_one_line_refusals(tmp_path: Path) -> None:
              input_dtype="float32")
     _refused(tmp_path, r"wants integer token ids where a float input is declared", TokenGRU(), torch.zeros(2, 3, 1),
              h)
+
+
+def test_a_python_loop_over_time_is_refused_with_the_reason(tmp_path: Path) -> None:
+    class CellLoop(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cell = nn.GRUCell(3, 4)
+
+        def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            ys = []
+            for t in range(x.shape[1]):  # unrolled by the trace for the example's length
+                h = self.cell(x[:, t], h)
+                ys.append(h)
+            return torch.stack(ys, 1), h
+
+    _refused(tmp_path, r"a Python loop over the time steps is unrolled .*run nn\.LSTM / nn\.GRU / nn\.RNN",
+             CellLoop(), torch.zeros(2, 3, 3), [torch.zeros(2, 4)], axis=0)
 
 
 def test_cli_exports_a_time_major_module_and_refuses_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
