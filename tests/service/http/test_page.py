@@ -41,7 +41,7 @@ TOLERANCE = 1e-5
 FRAME = 512
 ATTEMPTS = 3  # captures, when chromium's real-time audio drops samples (see dropout)
 GAP = 64  # exact zeros in a row: silence the browser played, not the file's
-LEAD_S, TAIL_S = 0.5, 0.25  # digital silence before (the page drops it) and after the speech (its last frames)
+LEAD_S, TAIL_S = 1.0, 0.25  # digital silence before (the page drops it) and after the speech (its last frames)
 TOKEN = "page-test/token+=1"  # characters a WebSocket subprotocol cannot carry as they are
 SCREENSHOT = Path("docs/images/page.png")
 
@@ -144,8 +144,7 @@ async def test_the_page_finds_the_vad_clients_segments_in_the_microphone(
         for attempts in range(1, ATTEMPTS + 1):  # noqa: B007 (reported below)
             result, sent = await capture(page_url(server), played, len(want), tmp_path / "page.png")
             assert result["error"] is None and result["frames"] == len(want), (result["error"], result["frames"])
-            began = {k: result[k] for k in ("captureRate", "skippedSamples")}
-            assert began["captureRate"] == rate and began["skippedSamples"] > 0, (rate, began)  # began in the silence
+            assert result["captureRate"] == rate, (result["captureRate"], rate)
             got = np.array(result["probabilities"], np.float32)
             # whatever the browser delivered: the server's numbers for the frames sent, the vad client's segments
             own = frame_probabilities(client, sent, chunk_frames=4)
@@ -153,9 +152,11 @@ async def test_the_page_finds_the_vad_clients_segments_in_the_microphone(
             assert segments_on_page(result) == speech_segments(got) == [tuple(s) for s in result["shown"]]
             if np.array_equal(sent, audio):
                 break
-            assert dropout(sent, audio), f"the page's audio is not the file's from sample {np.argmax(sent != audio)}"
+            late = result["skippedSamples"] == 0  # the page began after the silence before the speech: a busy machine
+            assert late or dropout(sent, audio), f"the page's audio is not the file's from {np.argmax(sent != audio)}"
         else:
-            pytest.fail(f"chromium's audio path dropped samples in each of {ATTEMPTS} attempts (a busy machine?)")
+            pytest.fail(f"chromium's audio path dropped samples or began late in each of {ATTEMPTS} attempts (a busy "
+                        "machine?)")
     worst = float(np.max(np.abs(got - want)))
     assert worst <= TOLERANCE, worst
     segments = speech_segments(want)
