@@ -43,6 +43,7 @@ ATTEMPTS = 3  # captures, when chromium's real-time audio drops samples (see dro
 GAP = 64  # exact zeros in a row: silence the browser played, not the file's
 LEAD_S, TAIL_S = 1.0, 0.25  # digital silence before (the page drops it) and after the speech (its last frames)
 TOKEN = "page-test/token+=1"  # characters a WebSocket subprotocol cannot carry as they are
+NARROW = "narrow-token"  # may use vowels_lstm only
 SCREENSHOT = Path("docs/images/page.png")
 
 
@@ -186,7 +187,8 @@ async def test_over_tls_with_a_token_an_uploaded_wav_gives_the_vad_clients_numbe
         start: Callable[..., RunningServer], tmp_path: Path, repo_root: Path) -> None:
     certs: Certs = make_certs(tmp_path / "certs")
     server = start(tls_cert=certs.server_cert, tls_key=certs.server_key,
-                   auth_tokens=json.dumps({TOKEN: {"principal": "page"}}))
+                   auth_tokens=json.dumps({TOKEN: {"principal": "page"},
+                                           NARROW: {"principal": "narrow", "models": ["vowels_lstm"]}}))
     speech = repo_root / "examples" / "speech.wav"
     with Client(server.target, security=Security(ca=certs.ca, token=TOKEN)) as client:
         want = frame_probabilities(client, read_wav(speech), chunk_frames=4)
@@ -200,6 +202,10 @@ async def test_over_tls_with_a_token_an_uploaded_wav_gives_the_vad_clients_numbe
             await ready(page, "silero_vad")
             await page.set_files("#file", [speech])
             result = await page.evaluate("window.seqservePage.whenDone()")
+            refused = await page.evaluate(  # the page's socket with a token that may not use the model: 4007
+                f'import("/stream.js").then(m => m.Session.open("silero_vad", {{token: "{NARROW}"}}))'
+                '.then(() => "opened", e => e.message)')
+    assert refused.startswith("socket closed: 4007"), refused
     assert result["error"] is None and result["frames"] == len(want), (result["error"], result["frames"])
     assert result["framing"] == "binary"
     worst = float(np.max(np.abs(np.array(result["probabilities"], np.float32) - want)))
