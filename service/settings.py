@@ -153,6 +153,15 @@ class Settings(BaseSettings):
         8, ge=0, description="open /metrics connections from one peer host at most (one client cannot hold them "
         "all and block the scrapes); 0 = only --metrics-max-connections"
     )
+    recycle_after: int = Field(
+        0, ge=0, description="with --workers 2 or more: a worker that has answered this many requests is replaced, "
+        "one at a time (a new one serves first; the old one drains, handing its sessions off with a shared store). "
+        "0 = never"
+    )
+    recycle_rss_mib: int = Field(
+        0, ge=0, description="with --workers 2 or more: a worker whose RSS reaches this many MiB is replaced the "
+        "same way. 0 = never"
+    )
     # -- the web front (issue 24, docs/web.md) ---------------------------------------------------------------------
     http_port: int = Field(
         8000, ge=0, le=65535, description="HTTP port (KServe v2 REST, WebSocket streams, the page at /); 0 picks a "
@@ -174,6 +183,13 @@ class Settings(BaseSettings):
     def metrics_bind_host(self) -> str:
         """The address /metrics binds: `--metrics-host`, else `--host`."""
         return self.metrics_host or self.host
+
+    @model_validator(mode="after")
+    def _recycling_needs_workers(self) -> Settings:
+        if (self.recycle_after or self.recycle_rss_mib) and self.workers < 2 and not self.reuse_port:
+            raise ValueError("--recycle-after / --recycle-rss-mib need --workers 2 or more (the others serve while "
+                             "one is replaced)")
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

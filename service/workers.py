@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.grpc.auth import WORKER_METRICS_TOKEN, metrics_tokens
 from service.grpc.tls import metrics_context
 from service.metrics_http import MetricsServer
+from service.recycling import Recycler
 from service.settings import Settings
 from service.startup import check_port_free
 
@@ -53,9 +54,11 @@ def free_port(host: str) -> int:
 class Worker:
     """One child process, its log forwarded to ours; `ready` is set once it serves (or when it ends)."""
 
-    def __init__(self, index: int, argv: list[str], metrics_token: str) -> None:
+    def __init__(self, index: int, argv: list[str], metrics_token: str, url: str = "") -> None:
         self.index = index
+        self.url = url  # its own /metrics
         self.ready = threading.Event()
+        self.exited = threading.Event()  # reaped after being sent away (see service/recycling.py)
         self.served = False
         env = {**os.environ, PARENT_ENV: str(os.getpid()), WORKER_METRICS_TOKEN: metrics_token}
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -136,37 +139,51 @@ def run_workers(settings: Settings, argv: Sequence[str]) -> int:
     metrics_host = settings.metrics_bind_host
     check_port_free(metrics_host, settings.metrics_port, "metrics")  # before any worker starts: fail fast, no orphans
     port = settings.port or free_port(settings.host)
-    worker_metrics = [free_port("127.0.0.1") for _ in range(settings.workers)]
     token = secrets.token_urlsafe(24)  # lets this process read its workers' /metrics when authentication is on
-    workers = [  # (the last of a repeated flag wins: these override the caller's)
-        Worker(i, [sys.executable, "-m", "service", *argv, "--workers", "1", "--reuse-port", "--port", str(port),
-                   "--metrics-host", "127.0.0.1", "--no-metrics-tls", "--metrics-port", str(metrics_port)], token)
-        for i, metrics_port in enumerate(worker_metrics)
-    ]
 
+    def spawn(index: int) -> Worker:  # (the last of a repeated flag wins: these override the caller's)
+        metrics_port = free_port("127.0.0.1")
+        return Worker(index, [sys.executable, "-m", "service", *argv, "--workers", "1", "--reuse-port", "--port",
+                              str(port), "--metrics-host", "127.0.0.1", "--no-metrics-tls", "--metrics-port",
+                              str(metrics_port)], token, f"http://127.0.0.1:{metrics_port}/metrics")
+
+    workers = [spawn(i) for i in range(settings.workers)]
+    urls = [w.url for w in workers]  # replaced in place as workers are recycled
+    recycler = Recycler(workers, urls, spawn, token, settings.recycle_after, settings.recycle_rss_mib)
     signalled: set[int] = set()
 
     def forward(signum: int, _frame: object) -> None:
-        for worker in workers:  # once each: a second SIGTERM could land after a worker restored the default action
-            if worker.index not in signalled and worker.process.poll() is None:
-                signalled.add(worker.index)
+        recycler.stop()
+        with recycler.lock:
+            every = [*workers, *recycler.retiring.values()]
+        for worker in every:  # once each: a second SIGTERM could land after a worker restored the default action
+            if worker.process.pid not in signalled and worker.process.poll() is None:
+                signalled.add(worker.process.pid)
                 worker.process.send_signal(signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
     for worker in workers:
         worker.ready.wait()
-    metrics = _SumServer(settings, [f"http://127.0.0.1:{p}/metrics" for p in worker_metrics], token)
+    metrics = _SumServer(settings, urls, token)
     try:
         if all(w.served for w in workers):
             metrics_port, scheme = metrics.start(metrics_host)
             log.info("%s %s:%d by %d workers (SO_REUSEPORT)", READY, settings.host, port, settings.workers)
             log.info("metrics on %s://%s:%d/metrics (the sum of every worker's)", scheme, metrics_host, metrics_port)
-        pid, status = os.wait()  # the first worker to end (a signal forwarded, or a failure) ends them all
+            recycler.start()
+        while True:  # the first worker to end (a signal forwarded, or a failure) ends them all; recycled ones not
+            pid, status = os.wait()
+            if not recycler.reaped(pid, os.waitstatus_to_exitcode(status)):
+                break
     finally:
         forward(signal.SIGTERM, None)
         metrics.stop()
     codes = [os.waitstatus_to_exitcode(status) if w.process.pid == pid else w.process.wait() for w in workers]
+    with recycler.lock:
+        draining = [w for p, w in recycler.retiring.items() if p != pid]
+    for worker in draining:  # sent away, still draining: they end before the parent does
+        worker.process.wait()
     return next((code for code in codes if code), 0)
 
 

@@ -23,7 +23,8 @@ from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
 # UNAVAILABLE: a replica going away, a broken connection, a drain, a store that did not take the step (nothing
 # applied); ABORTED: the store holds another position than this stream's server thought (a step whose write was
 # lost, or whose outcome is unknown): the resume's position says what was applied
-RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
+# CANCELLED (not by this client): a replica that stops cancels the calls it never took (a recycled worker)
+RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED})
 # a proxy (nginx) whose upstream connection broke resets the client's stream: grpc reports INTERNAL with this
 BROKEN_STREAM = "RST_STREAM"
 

@@ -95,7 +95,8 @@ class Driver:
 
 
 class TritonDriver(Driver):
-    """One Triton sequence per round: START ... END. UNAVAILABLE: not applied, send it again. ABORTED 'unknown' or
+    """One Triton sequence per round: START ... END. UNAVAILABLE (or CANCELLED by a replica that stops): not
+    applied, send it again. ABORTED 'unknown' or
     NOT_FOUND (the store lost it): restart with START. RESOURCE_EXHAUSTED on START: nothing admitted, try later."""
 
     sequence_id: int = 0
@@ -117,7 +118,8 @@ class TritonDriver(Driver):
             except InferenceServerException as exc:
                 code = str(exc.status()).removeprefix("StatusCode.")
                 self.seen[code] += 1
-                if code == "UNAVAILABLE" or (code == "RESOURCE_EXHAUSTED" and k == 0):
+                # CANCELLED: a replica stopping refused a request its handler never took (a recycled worker)
+                if code in ("UNAVAILABLE", "CANCELLED") or (code == "RESOURCE_EXHAUSTED" and k == 0):
                     time.sleep(CLIENT_RETRY_PAUSE_S)
                     continue
                 if (code == "ABORTED" and "sequence_start" in (exc.message() or "")) or code == "NOT_FOUND":
