@@ -60,12 +60,13 @@ ENV PATH=/opt/seqserve/venv/bin:${PATH} \
     SEQSERVE_DEVICE=${DEVICE} \
     SEQSERVE_HOST=0.0.0.0 \
     SEQSERVE_PORT=8001 \
+    SEQSERVE_HTTP_PORT=8000 \
     SEQSERVE_METRICS_PORT=8002
 
 # numeric, so runAsNonRoot-style checks can verify it without the image's /etc/passwd
 USER 10001:10001
 WORKDIR /opt/seqserve
-EXPOSE 8001 8002
+EXPOSE 8000 8001 8002
 # Ready only once every model is loaded and warmed up: grpc.health.v1 says SERVING.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-m", "service.healthcheck"]

@@ -75,7 +75,7 @@ class Serving:
             log.warning("shutdown grace of %.1f s used up with sessions still open; cutting them", grace)
         if cut := await self.streams.cut(CUT_TIMEOUT_S):
             log.info("ended %d open streams with UNAVAILABLE", cut)
-        if self.http is not None and (cut := await self.http.cut()):
+        if self.http is not None and (cut := await self.http.cut(CUT_TIMEOUT_S)):
             log.info("ended %d open WebSocket streams with 1001 (going away)", cut)
         await self.server.stop(STOP_GRACE_S)
         if self.http is not None:

@@ -31,8 +31,8 @@ class HttpServing:
     port: int
     streams: Streams
 
-    async def cut(self) -> int:
-        return await self.streams.cut()
+    async def cut(self, timeout: float) -> int:
+        return await self.streams.cut(timeout)
 
     async def close(self) -> None:
         await self.runner.cleanup()

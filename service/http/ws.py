@@ -10,7 +10,6 @@ buffered without bound. Whatever ends the socket closes it with a code and a rea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -39,6 +38,7 @@ class Socket:
         self.ws = ws
         self.waiting = False  # in `receive`: an end from outside closes the socket at once
         self.ended: tuple[int, bytes] | None = None  # (close code, reason) once ended from outside
+        self.finished = asyncio.Event()  # its handler is done (the close frame is out)
         self._closing: asyncio.Task[object] | None = None
 
     def end(self, code: int, why: bytes) -> None:
@@ -77,15 +77,21 @@ class Streams:
         self._open.add(socket)
         try:
             await self._serve(socket, name)
+            if socket._closing is not None:
+                await socket._closing
         finally:
             self._open.discard(socket)
+            socket.finished.set()
         return ws
 
-    async def cut(self) -> int:
-        """A shutdown: end every open socket with 1001 (GOING_AWAY); how many were open."""
+    async def cut(self, timeout: float) -> int:
+        """A shutdown: end every open socket with 1001 (GOING_AWAY) and wait up to `timeout` s for their close
+        frames to go out; how many were open."""
         sockets = list(self._open)
         for socket in sockets:
             socket.end(WSCloseCode.GOING_AWAY, reason(CUT_REASON))
+        if sockets:
+            await asyncio.wait([asyncio.ensure_future(s.finished.wait()) for s in sockets], timeout=timeout)
         return len(sockets)
 
     async def _serve(self, socket: Socket, name: str) -> None:
@@ -148,8 +154,6 @@ class Streams:
                 return False, json_format.Parse(message.data, pb.StreamRequest())
             except (json_format.ParseError, RecursionError, ValueError) as exc:
                 raise InvalidInput(f"a text frame that is not a StreamRequest in JSON: {str(exc)[:60]}") from None
-        if message.type == WSMsgType.ERROR:
+        if message.type == WSMsgType.ERROR:  # e.g. a frame over --max-message-bytes: aiohttp closes with 1009
             log.debug("stream socket error: %s", message.data)
-        with contextlib.suppress(Exception):
-            await socket.ws.close()
-        return False, None
+        return False, None  # CLOSE (answered by aiohttp), CLOSING (ended from outside), CLOSED, ERROR

@@ -53,7 +53,7 @@ def two_replicas(tmp_path: Path, models_root: Path, *args: str) -> Iterator[tupl
     balancer = None
     try:
         replicas = [Replica(models_root, "--shutdown-grace", "1", *args) for _ in range(2)]
-        balancer = Balancer(tmp_path, [r.target for r in replicas], binary)
+        balancer = Balancer(tmp_path, [r.target for r in replicas], binary, web=[r.http_target for r in replicas])
         yield replicas[0], replicas[1], balancer
     finally:
         if balancer is not None:

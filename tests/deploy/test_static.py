@@ -39,13 +39,17 @@ def test_replicas_are_healthy_before_the_balancer_starts(compose: dict[str, Any]
     assert compose["balancer"]["depends_on"]["seqserve"]["condition"] == "service_healthy"
 
 
-def test_balancer_uses_the_repository_nginx_config_on_8001(compose: dict[str, Any]) -> None:
+def test_balancer_uses_the_repository_nginx_config_on_8001_and_8000(compose: dict[str, Any]) -> None:
     balancer = compose["balancer"]
     mounts = {Path(v["source"]).relative_to(REPO_ROOT).as_posix(): v["target"] for v in balancer["volumes"]}
     assert mounts == {"deploy/nginx.conf": "/etc/nginx/nginx.conf", "deploy/balancer-compose": "/etc/nginx/seqserve",
                       "deploy/tls": "/etc/nginx/tls"}
-    assert [(p["published"], p["target"]) for p in balancer["ports"]] == [("8001", 8001)]
+    assert [(p["published"], p["target"]) for p in balancer["ports"]] == [("8001", 8001), ("8000", 8000)]
     assert "include seqserve/pass.conf;" in (REPO_ROOT / "deploy" / "nginx.conf").read_text()
+    assert "include seqserve/web*.conf;" in (REPO_ROOT / "deploy" / "nginx.conf").read_text()
+    for folder in ("balancer-compose", "balancer-compose-tls"):  # the web front, WebSocket upgrades passed on
+        web = (REPO_ROOT / "deploy" / folder / "web.conf").read_text()
+        assert "listen 8000" in web and "server seqserve:8000" in web and "proxy_set_header Upgrade" in web
     assert "grpc_pass grpc://seqserve;" in (REPO_ROOT / "deploy" / "balancer-compose" / "pass.conf").read_text()
 
 

@@ -26,6 +26,7 @@ from tests.service.grpc.certs import Certs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx.conf"
+WEB_CONF = REPO_ROOT / "deploy" / "balancer-compose" / "web.conf"  # the web front's server, WebSocket upgrades
 START_TIMEOUT_S = 120.0
 SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -61,6 +62,7 @@ class Replica:
         self.port = int(self._log.found["port"].result(START_TIMEOUT_S))
         self.metrics_port = int(self._log.found["metrics"].result(START_TIMEOUT_S))
         self.target = f"127.0.0.1:{self.port}"
+        self.http_target = f"127.0.0.1:{self._log.found['http'].result(START_TIMEOUT_S)}"
         wait_serving(self.target, security=security)
 
     def active_sessions(self) -> float:
@@ -93,7 +95,8 @@ class Balancer:
     """nginx with the repository's deploy/nginx.conf, listening on a free local port, in front of `upstreams`;
     with `certs`, TLS on both sides (its client certificate towards the replicas, for mTLS)."""
 
-    def __init__(self, workdir: Path, upstreams: list[str], binary: str, certs: Certs | None = None) -> None:
+    def __init__(self, workdir: Path, upstreams: list[str], binary: str, certs: Certs | None = None,
+                 web: list[str] | None = None) -> None:
         conf_dir = workdir / "nginx"
         (conf_dir / "seqserve").mkdir(parents=True)
         (conf_dir / "nginx.conf").symlink_to(NGINX_CONF)
@@ -115,6 +118,13 @@ class Balancer:
         (conf_dir / "seqserve" / "upstream.conf").write_text(
             "".join(f"server {u} max_fails=1 fail_timeout=5s;\n" for u in upstreams)
         )
+        self.http_target = None
+        if web is not None:  # the repository's web front server, on a free port in front of these HTTP ports
+            self.http_target = f"127.0.0.1:{_free_port()}"
+            servers = "".join(f"    server {u} max_fails=1 fail_timeout=5s;\n" for u in web)
+            conf = WEB_CONF.read_text().replace("listen 8000;", f"listen {self.http_target};")
+            conf = conf.replace("    server seqserve:8000 max_fails=1 fail_timeout=5s;\n", servers)
+            (conf_dir / "seqserve" / "web.conf").write_text(conf)
         argv = [binary, "-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf"), "-e", "stderr",
                 "-g", f"daemon off; pid {conf_dir / 'nginx.pid'};"]
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
