@@ -1,18 +1,21 @@
 """Issue 20's modules through the real server: a projected LSTM, a relu RNN without bias, a 3-layer LSTM with
 dropout, a time-major GRU, a token GRU and a two-input GRU, each exported by `export_module`, streamed in random
-chunks over the native `Stream` and as a Triton sequence, equal torch's own whole-sequence run (1e-5); token ids
-outside the vocabulary are refused with the state kept; `seqserve-client generate` writes text from zen_gru.
+chunks over the native `Stream` and as a Triton sequence (and over REST and the WebSocket), equal torch's own
+whole-sequence run (1e-5); token ids outside the vocabulary are refused with the state kept; `seqserve-client
+generate` writes text from zen_gru; the load generator sends every input.
 
 One server (port 0, CPU) serves all of them for the whole module."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import grpc
 import numpy as np
 import pytest
@@ -20,7 +23,8 @@ import tritonclient.grpc as triton
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from seqserve_client import Client, ServerError
+from seqserve_client import Client, ServerError, codec
+from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.loadtest import LoadConfig, run_load
 from service.settings import Settings
 from tests.service.grpc.helpers import RunningServer, run_in_thread
@@ -195,3 +199,28 @@ def test_rest_takes_every_input_by_name_and_token_ids_as_int64(served: tuple[Run
     bad.set_data_from_numpy(np.array([[[99]]], dtype=np.int64))
     with pytest.raises(InferenceServerException, match=r"token id 99; ids must be in \[0, 11\)"):
         client.infer("token_gru", [bad])
+
+
+def test_the_websocket_stream_takes_every_input_in_chunk_inputs(served: tuple[RunningServer, dict]) -> None:
+    server, made = served
+    module, state = made["two_inputs"]
+    x = served_inputs("two_inputs", 9, np.random.default_rng(8))
+    want = reference("two_inputs", module, state, x)
+    url = f"ws://127.0.0.1:{server.serving.http_port}/v2/models/two_inputs/stream"
+
+    async def session() -> list[pb.StreamResponse]:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url, protocols=("seqserve.v1",)) as ws:
+            await ws.send_bytes(pb.StreamRequest(seq=0, open=pb.Open(model="two_inputs")).SerializeToString())
+            answers = [pb.StreamResponse.FromString((await ws.receive()).data)]
+            for seq, (a, b) in enumerate(((0, 4), (4, 9)), 1):
+                request = pb.StreamRequest(seq=seq, chunk=pb.Chunk())
+                codec.arrays_to_tensors({k: v[a:b] for k, v in x.items()}, request.chunk.inputs)
+                await ws.send_bytes(request.SerializeToString())
+                answers.append(pb.StreamResponse.FromString((await ws.receive()).data))
+            await ws.send_bytes(pb.StreamRequest(seq=9, end=pb.End()).SerializeToString())
+            return answers
+
+    opened, *results = asyncio.run(session())
+    assert opened.WhichOneof("kind") == "opened", opened
+    got = np.concatenate([codec.tensor_to_array(r.result.outputs["output"]) for r in results])
+    np.testing.assert_allclose(got, want, atol=TOLERANCE)
