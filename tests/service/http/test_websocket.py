@@ -11,11 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import grpc
 import numpy as np
 import pytest
 
-from seqserve_client import codec
+from seqserve_client import Client, codec
 from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
+from tests.redis_server import RedisServer
 from tests.service.grpc.helpers import Reference, RunningServer
 
 MODEL = "vowels_lstm"
@@ -169,3 +171,45 @@ def test_silent_clients_oversized_frames_and_a_shutdown(start_server: Callable[.
             return codes
 
     assert run(sessions()) == [4004, 1009, 1001]
+
+
+def test_the_session_quota_counts_sockets_and_grpc_streams_together(start_server: Callable[..., RunningServer]
+                                                                   ) -> None:
+    server = start_server(max_sessions_per_client=1)  # per peer host without tokens: this test is one client
+    with Client(server.target) as client, client.stream(MODEL):
+
+        async def refused() -> tuple[int | None, str]:
+            async with aiohttp.ClientSession() as http, http.ws_connect(url(server)) as ws:
+                await ws.send_str(json.dumps({"seq": 0, "open": {}}))
+                message = await ws.receive()
+                return ws.close_code, str(message.extra)
+
+        code, reason = run(refused())
+    assert code == 4008 and "quota" in reason
+
+
+def test_a_socket_session_resumes_over_grpc_from_the_shared_store(
+    start_server: Callable[..., RunningServer], redis_server: RedisServer, reference: Reference
+) -> None:
+    server = start_server(session_store=redis_server.url)
+    x = reference.sequence(MODEL, 16, np.random.default_rng(9))
+
+    async def first_half() -> tuple[str, np.ndarray]:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url(server)) as ws:
+            await ws.send_str(json.dumps({"seq": 0, "open": {}}))
+            token = json.loads((await ws.receive()).data)["opened"]["resumeToken"]
+            await ws.send_str(chunk_json(1, x[:9]))
+            return token, outputs_of(json.loads((await ws.receive()).data))  # then the socket just goes away
+
+    token, head = run(first_half())
+    assert token
+    with grpc.insecure_channel(server.target) as channel:
+        call = channel.stream_stream("/seqserve.v1.SeqServe/Stream",
+                                     request_serializer=pb.StreamRequest.SerializeToString,
+                                     response_deserializer=pb.StreamResponse.FromString)
+        chunk = pb.StreamRequest(seq=2, chunk=pb.Chunk(input=codec.array_to_tensor(x[9:])))
+        answers = list(call(iter([pb.StreamRequest(open=pb.Open(model=MODEL, resume=token)), chunk,
+                                  pb.StreamRequest(seq=3, end=pb.End())]), timeout=60))
+    assert answers[0].opened.position == 1
+    tail = codec.tensors_to_arrays(answers[1].result.outputs)["logits"]
+    np.testing.assert_allclose(np.concatenate([head, tail]), reference.run(MODEL, x)["logits"], atol=1e-5)
