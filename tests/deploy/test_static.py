@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,18 @@ def test_replicas_share_one_healthy_redis_without_persistence_by_default(compose
     assert "--save '' --appendonly no" in redis["command"][-1] and redis["environment"]["REDIS_PERSISTENCE"] == ""
     assert [v["target"] for v in redis["volumes"]] == ["/data"]
     assert "redis" not in (REPO_ROOT / "deploy" / "balancer-compose" / "upstream.conf").read_text()
+
+
+def test_each_image_installs_its_own_onnxruntime_build() -> None:
+    """CPU image: onnxruntime; CUDA image: onnxruntime-gpu (the two write one package, so never both, and neither
+    is a plain dependency); the wheelhouse carries both and the venv builder picks the image's DEVICE extra."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("onnxruntime")]
+    extras = project["optional-dependencies"]
+    assert [d.split(">")[0] for d in extras["cpu"]] == ["onnxruntime"]
+    assert [d.split(">")[0] for d in extras["cuda"]] == ["onnxruntime-gpu"]
+    builder = (REPO_ROOT / "deploy" / "install-venv.sh").read_text(encoding="utf-8")
+    assert '"$wheel[loadtest,$device]"' in builder and '"$pip" check' in builder
+    assert "CUDAExecutionProvider" in builder  # the CUDA image checks its build has the provider
+    assert 'install-venv "${DEVICE}"' in (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "[loadtest,cpu,cuda]" in (REPO_ROOT / "Makefile").read_text(encoding="utf-8")  # make wheelhouse: both
