@@ -31,3 +31,8 @@ def test_every_figure_is_current_with_its_sources(figures: dict[str, Any]) -> No
         assert figures["sha256"](image) == record[name]["image"], f"{image}: not what make figures made"
         if image.suffix == ".svg":
             xml.dom.minidom.parse(str(image))  # well-formed, as a browser needs it
+
+
+def test_the_readme_shows_every_figure(figures: dict[str, Any], repo_root: Path) -> None:
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    assert [name for name in figures["figures"]() if f"](docs/images/{name})" not in readme] == []
