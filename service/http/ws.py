@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as pb
 from service.dataplane import DataPlane, StreamSession
 from service.engine.access import CLIENT
-from service.engine.errors import FirstMessageTimeout, InvalidInput, SeqServeError, Unavailable
+from service.engine.errors import FirstMessageTimeout, InvalidInput, ResourceExhausted, SeqServeError, Unavailable
 from service.http.auth import HttpAuth
 from service.http.errors import close_code, reason
 from service.settings import Settings
@@ -56,11 +56,13 @@ class Streams:
         self._auth = auth
         self._settings = settings
         self._open: set[Socket] = set()
+        self._idle = 0  # sockets not yet past their open: at most --max-streams-without-session
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         ws = web.WebSocketResponse(protocols=(PROTOCOL,), heartbeat=self._settings.websocket_heartbeat,
                                    max_msg_size=self._settings.max_message_bytes)
+        idle = Idle(self)  # counted from the start: a socket not yet past its open
         await ws.prepare(request)
         name = request.match_info["name"]
         client = self._auth.client(request, offered)
@@ -69,17 +71,21 @@ class Streams:
                 raise client
             CLIENT.set(client)
             client.check_model(name)  # PERMISSION_DENIED now, before the open
+            if not idle.admitted:
+                raise ResourceExhausted(f"{self._idle} sockets are open without a session; send the open at once")
         except SeqServeError as exc:
+            idle.leave()
             code, why = close_code(exc)
             await ws.close(code=code, message=why)
             return ws
         socket = Socket(ws)
         self._open.add(socket)
         try:
-            await self._serve(socket, name)
+            await self._serve(socket, name, idle)
             if socket._closing is not None:
                 await socket._closing
         finally:
+            idle.leave()
             self._open.discard(socket)
             socket.finished.set()
         return ws
@@ -94,7 +100,7 @@ class Streams:
             await asyncio.wait([asyncio.ensure_future(s.finished.wait()) for s in sockets], timeout=timeout)
         return len(sockets)
 
-    async def _serve(self, socket: Socket, name: str) -> None:
+    async def _serve(self, socket: Socket, name: str, idle: Idle) -> None:
         ws = socket.ws
         session = StreamSession(self._dataplane, model=name,
                                 on_expired=lambda exc: socket.end(*close_code(exc)))
@@ -111,6 +117,8 @@ class Streams:
                     return
                 answer = stream.answer(request, kind)
                 response = answer if isinstance(answer, pb.StreamResponse) else await answer
+                if stream.open:
+                    idle.leave()
                 if binary:
                     await ws.send_bytes(response.SerializeToString())
                 else:
@@ -157,3 +165,20 @@ class Streams:
         if message.type == WSMsgType.ERROR:  # e.g. a frame over --max-message-bytes: aiohttp closes with 1009
             log.debug("stream socket error: %s", message.data)
         return False, None  # CLOSE (answered by aiohttp), CLOSING (ended from outside), CLOSED, ERROR
+
+
+class Idle:
+    """A socket's place among those without a session (`--max-streams-without-session`): taken as it connects if
+    one is free (`admitted`), given back once, at its open or its end."""
+
+    def __init__(self, streams: Streams) -> None:
+        self._streams = streams
+        self.admitted = streams._idle < streams._settings.max_streams_without_session
+        self._held = self.admitted
+        if self._held:
+            streams._idle += 1
+
+    def leave(self) -> None:
+        if self._held:
+            self._held = False
+            self._streams._idle -= 1

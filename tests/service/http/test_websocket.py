@@ -213,3 +213,20 @@ def test_a_socket_session_resumes_over_grpc_from_the_shared_store(
     assert answers[0].opened.position == 1
     tail = codec.tensors_to_arrays(answers[1].result.outputs)["logits"]
     np.testing.assert_allclose(np.concatenate([head, tail]), reference.run(MODEL, x)["logits"], atol=1e-5)
+
+
+def test_sockets_without_a_session_are_bounded(start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(max_streams_without_session=2)
+
+    async def sessions() -> tuple[int | None, str]:
+        async with aiohttp.ClientSession() as http:
+            waiting = [await http.ws_connect(url(server)) for _ in range(2)]  # connected, no open yet
+            async with http.ws_connect(url(server)) as third:
+                message = await third.receive()
+                result = third.close_code, str(message.extra)
+            for ws in waiting:
+                await ws.close()
+            return result
+
+    code, reason = run(sessions())
+    assert code == 4008 and "without a session" in reason
