@@ -8,12 +8,21 @@ sequences started and never ended ride along, left to the idle eviction. The ser
 and the sessions gauge once the clients have gone (target: 0).
 
     python scripts/soak.py --minutes 30 --streams 256          # what `make soak` runs
+
+Recycling (issue 23): `--server-workers 2 --recycle-after N` serves with `--workers 2 --recycle-after N` and a private
+`redis-server` as the shared session store (`--session-store` to name another), so that workers are replaced
+under the churn; RSS is then the sum over the server's processes. Every stream checks its outputs: the k-th chunk's
+outputs must be the same in every session (the same chunk each time, from the initial state), so a chunk lost or
+applied twice across a resume shows as a mismatch (`mismatches`, target 0).
+
+    make soak SOAK_FLAGS="--server-workers 2 --recycle-after 20000"
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import multiprocessing
@@ -22,6 +31,7 @@ import signal
 import sys
 import time
 import urllib.request
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 import numpy as np
@@ -36,17 +46,21 @@ MODEL, FEATURES = "vowels_lstm", 12
 IDLE_TIMEOUT_S = 5  # the server's session idle timeout during the soak: abandoned Triton sequences go quickly
 
 
-async def churn(target: str, streams: int, seed: int, abandon: float) -> None:
+async def churn(target: str, streams: int, seed: int, abandon: float, mismatches: Synchronized) -> None:
     """`streams` concurrent loops of short sessions, a share `abandon` of them abandoned mid-way; forever."""
     rng = random.Random(seed)
-    chunk = np.random.default_rng(seed).standard_normal((10, FEATURES)).astype(np.float32)
+    chunk = np.random.default_rng(0).standard_normal((10, FEATURES)).astype(np.float32)  # the same in every worker
+    expected: dict[int, np.ndarray] = {}  # the k-th chunk's outputs, as first seen
     async with AsyncClient(target) as client:
         async def loop() -> None:
             while True:
                 try:
                     stream = await client.stream(MODEL).open()
-                    for _ in range(rng.randint(1, 40)):
-                        await stream.send(chunk)
+                    for k in range(rng.randint(1, 40)):
+                        got = next(iter((await stream.send(chunk)).values()))
+                        if not np.allclose(expected.setdefault(k, got), got, atol=1e-4, rtol=0):
+                            with mismatches.get_lock():
+                                mismatches.value += 1
                     if rng.random() < abandon:
                         stream.cancel()  # abandoned: no end, the call cancelled
                     else:
@@ -57,8 +71,26 @@ async def churn(target: str, streams: int, seed: int, abandon: float) -> None:
         await asyncio.gather(*(loop() for _ in range(streams)))
 
 
-def worker(target: str, streams: int, seed: int, abandon: float) -> None:
-    asyncio.run(churn(target, streams, seed, abandon))
+def worker(target: str, streams: int, seed: int, abandon: float, mismatches: Synchronized) -> None:
+    asyncio.run(churn(target, streams, seed, abandon, mismatches))
+
+
+def children(pid: int) -> set[int]:
+    """The children of a process, whichever of its threads started them."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """RSS of a process and its children (a --workers server: the parent and every worker)."""
+    total = rss_bytes(pid)
+    for child in children(pid):
+        with contextlib.suppress(OSError, RuntimeError):  # a worker just replaced
+            total += rss_bytes(child)
+    return total
 
 
 def triton_leftovers(target: str, count: int, seed: int) -> None:
@@ -112,27 +144,54 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds between SIGKILLs of a client worker (0: none, and no Triton leftovers either)")
     p.add_argument("--abandon", type=float, default=0.2, help="the share of sessions cancelled instead of ended")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--server-workers", type=int, default=1, help="server processes (--workers of the server)")
+    p.add_argument("--recycle-after", type=int, default=0,
+                   help="the server's --recycle-after (needs --server-workers 2+)")
+    p.add_argument("--session-store", default=None,
+                   help="the server's --session-store (default with --server-workers 2+: a private redis-server)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: the server stops, the client workers go too
     duration = args.minutes * 60
     warmup = duration / 6 if args.warmup is None else args.warmup
     context = multiprocessing.get_context("spawn")
     flags = ["--session-idle-timeout", str(IDLE_TIMEOUT_S), "--intra-op-threads", "1"]
+    redis = None
+    if args.server_workers > 1:
+        flags += ["--workers", str(args.server_workers), "--recycle-after", str(args.recycle_after)]
+        if args.session_store is None:
+            from bench.redis_server import RedisServer
+
+            redis = RedisServer()
+            args.session_store = redis.url
+    if args.session_store:
+        flags += ["--session-store", args.session_store]
+    mismatches = context.Value("i", 0)
+    try:
+        return _soak(args, flags, duration, warmup, context, mismatches)
+    finally:
+        if redis is not None:
+            redis.stop()
+
+
+def _soak(args: argparse.Namespace, flags: list[str], duration: float, warmup: float,
+          context: multiprocessing.context.SpawnContext, mismatches: Synchronized) -> int:
     with real_server(ROOT / "models", flags) as server:
         assert server.metrics_url is not None
         per_worker = max(1, args.streams // args.workers)
-        workers = [context.Process(target=worker, args=(server.target, per_worker, i, args.abandon), daemon=True)
-                   for i in range(args.workers)]
+        workers = [context.Process(target=worker, args=(server.target, per_worker, i, args.abandon, mismatches),
+                                   daemon=True) for i in range(args.workers)]
         for w in workers:
             w.start()
         began = time.monotonic()
         samples: list[tuple[float, float]] = []
+        processes: set[int] = set()  # every server worker seen (a --workers server: recycled ones too)
         in_use: list[tuple[float, float]] = []  # malloc's bytes in use: a leak grows them, fragmentation does not
         free: list[tuple[float, float]] = []
         next_kill = began + args.kill_every if args.kill_every > 0 else math.inf
         seed, killed = args.workers, 0
         while (now := time.monotonic()) - began < duration:
-            samples.append((now - began, rss_bytes(server.pid) / 2**20))
+            samples.append((now - began, tree_rss_bytes(server.pid) / 2**20))
+            processes |= children(server.pid)
             text = scrape(server.metrics_url)
             in_use.append((now - began, malloc_mib(text, "in_use")))
             free.append((now - began, malloc_mib(text, "free")))
@@ -144,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                 victim.kill()  # SIGKILL: its connections just drop
                 victim.join()
                 killed += 1
-                workers.append(context.Process(target=worker, args=(server.target, per_worker, seed, args.abandon),
-                                               daemon=True))
+                workers.append(context.Process(
+                    target=worker, args=(server.target, per_worker, seed, args.abandon, mismatches), daemon=True))
                 workers[-1].start()
                 triton_leftovers(server.target, 16, seed)
                 seed += 1
@@ -167,12 +226,14 @@ def main(argv: list[str] | None = None) -> int:
             "malloc_free_slope_mib_per_10min": slope_mib_per_10min(free, warmup),
             "samples": len(samples), "sessions_at_end": left,
             "requests_served": metric_sum(scrape(server.metrics_url), "seqserve_requests_total{"),
+            "server_workers": args.server_workers, "recycle_after": args.recycle_after,
+            "mismatches": mismatches.value, "server_processes_seen": len(processes),
         }
     print(json.dumps(report, indent=2))
     if args.json is not None:
         args.json.write_text(json.dumps({**report, "rss_samples": samples, "malloc_in_use_samples": in_use,
                                          "malloc_free_samples": free}, indent=2))
-    return 0 if left == 0 else 1
+    return 0 if left == 0 and mismatches.value == 0 else 1
 
 
 if __name__ == "__main__":

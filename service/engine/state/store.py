@@ -44,7 +44,7 @@ TIMEOUT_S = 2.0  # default --session-store-timeout: a store call that takes long
 RESOLVE_S = 8.0  # default --session-store-resolve-timeout: how long a lost commit's outcome is sought
 RECENT = 16  # answers kept per native stream (hash fields o0..o15 by position) for a client that lost them
 UNKNOWN = "?"  # a commit whose outcome could not be learned in time (see `RedisStore.commit`)
-RETRY_PAUSE_S = 0.05  # between two tries to reach a store that refused the connection
+RETRY_PAUSE_S = 0.2  # between two tries to reach a store that refused the connection (one log line each)
 
 
 @dataclass(frozen=True)
