@@ -108,7 +108,8 @@ def render_vad(out: Path) -> None:
 def bench_results() -> Path:
     """The newest results JSON under bench/results/ whose rows the bench's chart can rebuild (`Run(**row)`)."""
     for path in sorted((ROOT / "bench" / "results").glob("*.json"), reverse=True):
-        rows = json.loads(path.read_text(encoding="utf-8")).get("rows") or []
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rows = (data.get("rows") if isinstance(data, dict) else None) or []  # the store part writes a list
         if rows and "path" in rows[0] and "report" in rows[0]:
             return path
     raise SystemExit("no bench results in bench/results/: run `python -m bench --tracked` first")
