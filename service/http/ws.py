@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from google.protobuf import json_format
@@ -38,14 +39,20 @@ class Socket:
         self.ws = ws
         self.waiting = False  # in `receive`: an end from outside closes the socket at once
         self.ended: tuple[int, bytes] | None = None  # (close code, reason) once ended from outside
+        self.error: SeqServeError | None = None  # why
+        self.counted: Callable[[SeqServeError], None] | None = None  # counts the end (before the close frame)
         self.finished = asyncio.Event()  # its handler is done (the close frame is out)
         self._closing: asyncio.Task[object] | None = None
 
-    def end(self, code: int, why: bytes) -> None:
-        """End the socket from outside (a shutdown's cut, an evicted session): at once if it waits for a frame,
-        else as soon as its answer in progress is written."""
+    def end(self, error: SeqServeError, code: int | None = None) -> None:
+        """End the socket from outside with `error` (a shutdown's cut: 1001; an evicted session: its status's
+        code): at once if it waits for a frame, else as soon as its answer in progress is written."""
         if self.ended is None:
-            self.ended = (code, why)
+            self.error = error
+            if self.counted is not None:
+                self.counted(error)
+            self.ended = close_code(error) if code is None else (code, reason(str(error)))
+            code, why = self.ended
             if self.waiting:
                 self._closing = asyncio.ensure_future(self.ws.close(code=code, message=why))
 
@@ -95,7 +102,7 @@ class Streams:
         frames to go out; how many were open."""
         sockets = list(self._open)
         for socket in sockets:
-            socket.end(WSCloseCode.GOING_AWAY, reason(CUT_REASON))
+            socket.end(Unavailable(CUT_REASON), WSCloseCode.GOING_AWAY)
         if sockets:
             await asyncio.wait([asyncio.ensure_future(s.finished.wait()) for s in sockets], timeout=timeout)
         return len(sockets)
@@ -103,13 +110,14 @@ class Streams:
     async def _serve(self, socket: Socket, name: str, idle: Idle) -> None:
         ws = socket.ws
         session = StreamSession(self._dataplane, model=name,
-                                on_expired=lambda exc: socket.end(*close_code(exc)))
+                                on_expired=socket.end)
         stream = NativeStream(session)
+        socket.counted = session.failed
         try:
             while socket.ended is None:
                 binary, request = await self._next(socket, first=not stream.open)
                 if request is None:  # the client closed (or went away): a stored session stays for a resume
-                    return
+                    break
                 kind = request.WhichOneof("kind")
                 if kind == "end":
                     await stream.end()
@@ -123,11 +131,10 @@ class Streams:
                     await ws.send_bytes(response.SerializeToString())
                 else:
                     await ws.send_str(json_format.MessageToJson(response, indent=None, **EVERY_FIELD))
-            code, why = socket.ended
-            session.failed(Unavailable(why.decode()))
-            await ws.close(code=code, message=why)
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
+            if socket.ended is not None and socket._closing is None:  # ended from outside mid-answer (counted)
+                await ws.close(code=socket.ended[0], message=socket.ended[1])
+        except ConnectionResetError:  # the client went away while we wrote: nothing to tell it
+            return
         except Exception as exc:
             session.failed(exc)
             if not ws.closed:

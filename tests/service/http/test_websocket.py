@@ -230,3 +230,19 @@ def test_sockets_without_a_session_are_bounded(start_server: Callable[..., Runni
 
     code, reason = run(sessions())
     assert code == 4008 and "without a session" in reason
+
+
+def test_an_evicted_session_closes_its_socket(start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(session_idle_timeout=1.0)  # the engine's sweeper evicts it; the socket is told at once
+
+    async def session() -> tuple[int | None, str]:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url(server)) as ws:
+            await ws.send_str(json.dumps({"seq": 0, "open": {}}))
+            await ws.receive()
+            await ws.send_str(chunk_json(1, np.zeros((3, 12), np.float32)))
+            await ws.receive()
+            return await close_of(ws)  # no more chunks: evicted after 1 s idle
+
+    code, reason = run(session())
+    assert code == 4009 and "expired" in reason
+    assert server.metric("seqserve_requests_total", model=MODEL, code="FAILED_PRECONDITION") == 1
