@@ -246,3 +246,19 @@ def test_an_evicted_session_closes_its_socket(start_server: Callable[..., Runnin
     code, reason = run(session())
     assert code == 4009 and "expired" in reason
     assert server.metric("seqserve_requests_total", model=MODEL, code="FAILED_PRECONDITION") == 1
+
+
+def test_a_client_that_answers_no_ping_is_closed(start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(websocket_heartbeat=0.5)
+
+    async def session() -> tuple[bool, aiohttp.WSMsgType]:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url(server), autoping=False) as ws:
+            await ws.send_str(json.dumps({"seq": 0, "open": {}}))
+            await ws.receive()
+            pinged = (await ws.receive()).type == aiohttp.WSMsgType.PING  # the server's keepalive; no pong
+            while (message := await ws.receive()).type == aiohttp.WSMsgType.PING:
+                pass
+            return pinged, message.type
+
+    pinged, ended = run(session())
+    assert pinged and ended in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
