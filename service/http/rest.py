@@ -36,6 +36,8 @@ class Rest:
             web.post(f"{model}/infer", self.infer),
             web.post(f"{versioned}/infer", self.infer),
             web.post("/v2/repository/index", self.repository_index),
+            web.post("/v2/repository/models/{name}/load", self.load),
+            web.post("/v2/repository/models/{name}/unload", self.unload),
         ]
 
     async def live(self, request: web.Request) -> web.Response:
@@ -63,16 +65,27 @@ class Rest:
                                            rest.answer)
 
     async def repository_index(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        ready_only = False
-        if body.strip():
-            try:
-                ready_only = json.loads(body).get("ready") is True
-            except (ValueError, AttributeError, RecursionError):
-                raise InvalidInput("the request body must be a JSON object such as {\"ready\": true}") from None
+        ready_only = (await _object(request)).get("ready") is True
         rows = sorted(self._dataplane.statuses(), key=lambda s: (s.name, s.version))
         return web.json_response([{"name": s.name, "version": str(s.version), "state": s.state, "reason": s.reason}
                                   for s in rows if s.ready or not ready_only])
+
+    async def load(self, request: web.Request) -> web.Response:
+        """Triton's model control (docs/model-control.md): load or reload a model from the repository; a model sent
+        with the request ("config", "file:" parameters) is refused, as on gRPC."""
+        if parameters := (await _object(request)).get("parameters"):
+            raise InvalidInput(f"load takes no parameters here (got {sorted(parameters)[:8]}): put the model into "
+                               "the repository and load it by name")
+        await self._dataplane.load_model(request.match_info["name"])
+        return web.json_response({})
+
+    async def unload(self, request: web.Request) -> web.Response:
+        """Unload every version: 409 (FAILED_PRECONDITION) with live sessions unless {"parameters": {"force": true}}."""
+        parameters = (await _object(request)).get("parameters") or {}
+        if not isinstance(parameters, dict) or set(parameters) - {"force", "unload_dependents"}:
+            raise InvalidInput("unload takes the parameters force and unload_dependents only")
+        await self._dataplane.unload_model(request.match_info["name"], parameters.get("force") is True)
+        return web.json_response({})
 
 
 def _version(request: web.Request) -> int | None:
@@ -97,3 +110,17 @@ def model_metadata(manifest: Manifest, versions: list[int]) -> dict[str, Any]:
         "parameters": {"streamable": manifest.streamable, "description": manifest.description,
                        "labels": {out.name: out.labels for out in manifest.outputs if out.labels}},
     }
+
+
+async def _object(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body ({} when empty)."""
+    body = await request.read()
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    return value

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ import tritonclient.http as triton_http
 import urllib3
 
 from tests.service.grpc.helpers import Reference, RunningServer
+from tests.service.versions import MODEL as CONTROLLED
+from tests.service.versions import copy_shipped
 
 MODEL = "vowels_lstm"
 TOKENS = {"alice-token": {"principal": "alice", "models": [MODEL]}}
@@ -115,3 +118,19 @@ def test_versions_and_model_paths(start_server: Callable[..., RunningServer]) ->
     bad = urllib3.request("GET", f"{base}/{MODEL}/versions/x1")
     assert bad.status == 400 and "positive integer" in json.loads(bad.data)["error"]
     assert urllib3.request("GET", f"{base}/nope").status == 404
+
+
+def test_tritonclient_http_loads_and_unloads_models(start_server: Callable[..., RunningServer],
+                                                    tmp_path: Path) -> None:
+    copy_shipped(tmp_path, CONTROLLED, 1)
+    server = start_server(models=tmp_path, model_control_mode="explicit")
+    client = triton_http.InferenceServerClient(http_target(server))
+    assert client.is_model_ready(CONTROLLED)
+    client.unload_model(CONTROLLED)
+    assert not client.is_model_ready(CONTROLLED)
+    client.load_model(CONTROLLED)
+    assert client.is_model_ready(CONTROLLED)
+    status, answer = post(server, f"/v2/repository/models/{CONTROLLED}/load",
+                          json.dumps({"parameters": {"config": "{}"}}).encode())
+    assert status == 400 and "repository" in str(answer["error"])
+    assert post(server, "/v2/repository/models/no_such_model/load", b"")[0] == 404
