@@ -152,7 +152,7 @@ def test_tokens_come_in_a_subprotocol_and_are_checked_at_the_open(start_server: 
 
 
 def test_silent_clients_oversized_frames_and_a_shutdown(start_server: Callable[..., RunningServer]) -> None:
-    server = start_server(first_message_timeout=0.2, max_message_bytes=4096)
+    server = start_server(first_message_timeout=1.0, max_message_bytes=4096)  # an open sent at once makes it
 
     async def sessions() -> list[int | None]:
         async with aiohttp.ClientSession() as http:
@@ -239,9 +239,7 @@ def test_an_evicted_session_closes_its_socket(start_server: Callable[..., Runnin
         async with aiohttp.ClientSession() as http, http.ws_connect(url(server)) as ws:
             await ws.send_str(json.dumps({"seq": 0, "open": {}}))
             await ws.receive()
-            await ws.send_str(chunk_json(1, np.zeros((3, 12), np.float32)))
-            await ws.receive()
-            return await close_of(ws)  # no more chunks: evicted after 1 s idle
+            return await close_of(ws)  # no chunk: evicted after 1 s idle
 
     code, reason = run(session())
     assert code == 4009 and "expired" in reason
