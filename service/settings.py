@@ -42,8 +42,9 @@ class Settings(BaseSettings):
     )
     # perf (issue 22)
     max_runs_in_flight: int = Field(
-        1, ge=1, description="model runs of one model in flight at once (each in a worker thread, sessions disjoint; a "
-        "further run starts only for at least half a full batch)"
+        0, ge=0, description="model runs of one model in flight at once (each in a worker thread, sessions disjoint; a "
+        "further run starts only for at least half a full batch); 0 = auto: 2 where the cores hold two runs of the "
+        "model's intra-op threads, else 1"
     )
     max_sessions: int = Field(1024, ge=1, description="open sessions per model; beyond: RESOURCE_EXHAUSTED")
     session_idle_timeout: float = Field(60.0, gt=0, description="seconds without a step before a session is evicted")

@@ -20,7 +20,7 @@ from service.engine.sessions import Session
 from service.engine.state.device import device_store
 from service.engine.state.pool import HostStore, StatePool
 from service.engine.state.store import RedisStore
-from service.engine.tuning import InlinePolicy, LiveThreads, Tuning
+from service.engine.tuning import InlinePolicy, LiveThreads, Tuning, runs_in_flight
 from service.settings import Settings
 
 
@@ -67,7 +67,7 @@ class ServedModel:
             inline=InlinePolicy(settings.inline_run_max_us, None if tuning is None else tuning.ns_per_step),
             store=store,
             threads=_live_threads(tuning, f"{self.name} version {self.version}", self._inputs),
-            max_runs=settings.max_runs_in_flight,
+            max_runs=runs_in_flight(settings.max_runs_in_flight, tuning),
         )
         self._sessions: dict[int, Session] = {}  # by slot
         self._on_close: dict[int, Callable[[], None]] = {}  # by slot: what the opener wants done at close

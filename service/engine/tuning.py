@@ -1,24 +1,15 @@
-"""Self-tuning of one model from measured costs, at load and while serving (the flags override every decision).
+"""Self-tuning of one model from measured costs, at load and while serving (the flags override every decision;
+docs/internals.md "Scheduling and self-tuning" has the rules and docs/performance.md their measurements).
 
-- **Inline or executor, per batch.** A batch runs on the event loop only when its predicted run cost (a moving
-  average of the model's run time per row and step, seeded at load) is below the measured cost of serving one
-  message: the loop thread's own CPU time per message between batches (`InlinePolicy.observe_loop`), prior
-  `MESSAGE_PRIOR_NS` (~100 us, what the bench measures per chunk for the transport). Anything longer goes to a
-  worker thread (onnxruntime releases the GIL), so the loop keeps reading and answering meanwhile. Both costs are
-  measured on every batch whichever way it ran, so the decision follows the load without a probe.
-- **Intra-op threads, per executor batch.** At load a full batch (`max_batch_size` rows, at most 64, of
-  `TUNE_STEPS` steps) is timed on 1, 2 and 4 threads (up to the cores; the minimum of interleaved runs); a count is
-  taken only when each step up cuts the run by `MIN_GAIN` (the cores are shared with the transport), and only for
-  a model whose full batches go to the executor. While serving, `LiveThreads` keeps every measured runtime and
-  sends every `PROBE_EVERY`-th executor batch to the best alternative count; the choice is re-decided from the
-  moving averages of run time per row-step with the same `MIN_GAIN` hysteresis, and each change is logged once.
-  Inline batches always run on one thread (a second one would only compete with the loop for its core).
-- **Spinning.** onnxruntime's pool threads spin after a run by default, which steals a core from the loop on a
-  small box: with more than one thread the full batch is run with `session.intra_op.allow_spinning` on and off,
-  each run followed by a pause of `SPIN_GAP_S` (runs are spaced while serving: that is when spinning burns), and
-  the process CPU time of run + pause is measured beside the run's wall time. Spinning is kept only when it cuts
-  the run by `MIN_GAIN` and costs no more CPU (the cores it would burn are the transport's and the client's).
-On CUDA the threads do not matter: 1.
+- Inline or executor, per batch (`InlinePolicy`): inline only when the predicted run (moving average of run time
+  per row-step, seeded at load) is below the measured cost of serving one message (the loop thread's CPU per
+  message between batches, prior `MESSAGE_PRIOR_NS`); both costs are measured whichever way a batch ran.
+- Intra-op threads: at load a full batch on 1, 2 and 4 threads (up to the cores), more only for a `MIN_GAIN` cut
+  per step up and only for executor runs; while serving `LiveThreads` probes the alternative per batch-size class
+  every `PROBE_EVERY`-th executor batch and re-decides with the same hysteresis, each change logged once.
+- Spinning (`session.intra_op.allow_spinning`): on only when measured `MIN_GAIN` faster at no more process CPU,
+  each run followed by a pause (`SPIN_GAP_S`) in which spinning threads burn the loop's core.
+- Runs in flight (`runs_in_flight`): 2 where the cores hold two runs of the model's threads. On CUDA threads: 1.
 """
 
 from __future__ import annotations
@@ -255,3 +246,12 @@ class LiveThreads:
                      self._label, 1 << (size - 1), (1 << size) - 1, best, costs)
             self._chosen[size] = best
             self.changes += 1
+
+
+def runs_in_flight(requested: int, tuning: Tuning | None, cores: int | None = None) -> int:
+    """`requested`, or (0) 2 runs where the cores hold two runs of the model's intra-op threads, else 1: measured
+    side by side, 2 runs x 1 thread cost less server CPU per chunk than 1 x 2 or 1 x 1 (docs/performance.md)."""
+    if requested:
+        return requested
+    threads = tuning.intra_op_threads if tuning is not None else 1
+    return 2 if (cores or os.cpu_count() or 1) >= 2 * threads else 1

@@ -17,9 +17,11 @@ from service.engine.tuning import (
     PROBE_EVERY,
     InlinePolicy,
     LiveThreads,
+    Tuning,
     choose_spinning,
     choose_threads,
     decide_inline,
+    runs_in_flight,
     tune,
 )
 from service.settings import Settings
@@ -169,3 +171,10 @@ async def test_shipped_models_are_tuned_from_their_own_measurements(caplog: pyte
         session.close()
     finally:
         await registry.close()
+
+
+@pytest.mark.parametrize(("requested", "threads", "cores", "runs"),
+                         [(0, 1, 2, 2), (0, 2, 2, 1), (0, 2, 4, 2), (0, 1, 1, 1), (3, 2, 2, 3)])
+def test_runs_in_flight_where_the_cores_hold_them(requested: int, threads: int, cores: int, runs: int) -> None:
+    tuning = Tuning(threads, True, {threads: 1}, (1, 1), AUTO, MESSAGE)
+    assert runs_in_flight(requested, tuning, cores) == runs
