@@ -22,6 +22,7 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
+CLOSE_TIMEOUT_S = 2.0  # a socket's close handshake, and the runner's wait for handlers at the end
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -90,7 +91,9 @@ def http_context(settings: Settings) -> ssl.SSLContext | None:
 async def start_http(settings: Settings, dataplane: DataPlane) -> HttpServing:
     """Serve the web front on `settings.host:settings.http_port` (0: a free port)."""
     app, streams = build_app(settings, dataplane)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # The shutdown has closed every socket already (with 1001, waiting `CLOSE_TIMEOUT_S` for each answer): the
+    # runner's own wait for handlers still running is bounded as short, so a SIGTERM never waits on a client.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=CLOSE_TIMEOUT_S)
     await runner.setup()
     context = http_context(settings)
     site = web.TCPSite(runner, settings.host, settings.http_port, ssl_context=context,

@@ -29,6 +29,7 @@ from service.streaming import NativeStream
 log = logging.getLogger(__name__)
 PROTOCOL = "seqserve.v1"
 EVERY_FIELD = {"always_print_fields_with_no_presence": True}  # `seq` 0, empty token: present, not left out
+CLOSE_TIMEOUT_S = 2.0  # how long a close waits for the client's answer (aiohttp's default: 10 s)
 CUT_REASON = "the server is shutting down; resume elsewhere with open {resume: <resumeToken>}"
 
 
@@ -68,7 +69,7 @@ class Streams:
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         ws = web.WebSocketResponse(protocols=(PROTOCOL,), heartbeat=self._settings.websocket_heartbeat,
-                                   max_msg_size=self._settings.max_message_bytes)
+                                   max_msg_size=self._settings.max_message_bytes, timeout=CLOSE_TIMEOUT_S)
         idle = Idle(self)  # counted from the start: a socket not yet past its open
         await ws.prepare(request)
         name = request.match_info["name"]
