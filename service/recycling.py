@@ -7,7 +7,8 @@ port and serves; only then is the old one sent SIGTERM, and it drains as for any
 store it hands every session off at once: its native streams end with UNAVAILABLE and the resume token, which the
 SDK follows to another worker, and its Triton sequences continue on the others; with the memory store it serves
 its open sessions until they end, up to `--shutdown-grace`). The next replacement waits until the old worker has
-exited.
+exited; one still draining `DRAIN_MARGIN_S` past the grace is SIGKILLed (seen: a worker that had cut its streams
+and then never returned from its shutdown, cause not found yet).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("service.workers")
 CHECK_S = 1.0  # how often the workers' request counts and RSS are read
+DRAIN_MARGIN_S = 10.0  # past --shutdown-grace, a worker still draining is SIGKILLed (its streams were cut already)
 SCRAPE_TIMEOUT_S = 5.0
 _REQUESTS = re.compile(r"^seqserve_requests_total\{[^}]*\} (\S+)$", re.MULTILINE)
 
@@ -46,7 +48,8 @@ class Recycler:
     """Replaces the workers of `workers` (and their /metrics URLs in `urls`, in place) as they come due."""
 
     def __init__(self, workers: list[Worker], urls: list[str], spawn: Callable[[int], Worker], token: str,
-                 after_requests: int, rss_limit_mib: int) -> None:
+                 after_requests: int, rss_limit_mib: int, grace_s: float = 10.0) -> None:
+        self._grace = grace_s  # --shutdown-grace: how long a drain may take, plus DRAIN_MARGIN_S
         self._workers = workers
         self._urls = urls
         self._spawn = spawn
@@ -81,10 +84,15 @@ class Recycler:
         return True
 
     def _loop(self) -> None:
+        # This thread must outlive the workers it started: each asked the kernel for SIGTERM when the thread that
+        # started it ends (PR_SET_PDEATHSIG follows the thread), so nothing but `stop` (the shutdown) may end it.
         while not self._stop.wait(CHECK_S):
             for slot in range(len(self._workers)):
-                if not self._stop.is_set() and self._due(slot):
-                    self._replace(slot)
+                try:
+                    if not self._stop.is_set() and self._due(slot):
+                        self._replace(slot)
+                except Exception:
+                    log.exception("recycling worker %d failed; it goes on serving", slot)
 
     def _due(self, slot: int) -> bool:
         worker = self._workers[slot]
@@ -108,7 +116,11 @@ class Recycler:
         self.recycled += 1
         log.info("worker %d replaced (pid %d -> %d); the old one drains", old.index, old.process.pid, new.process.pid)
         self._send_away(old)
-        old.exited.wait()  # one worker at a time
+        if not old.exited.wait(self._grace + DRAIN_MARGIN_S):  # one worker at a time
+            log.warning("worker %d (pid %d) did not end its drain in %g s; killed", old.index, old.process.pid,
+                        self._grace + DRAIN_MARGIN_S)
+            old.process.kill()
+            old.exited.wait()
 
     def _send_away(self, worker: Worker) -> None:
         with self.lock:

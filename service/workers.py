@@ -34,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.grpc.auth import WORKER_METRICS_TOKEN, metrics_tokens
 from service.grpc.tls import metrics_context
 from service.metrics_http import MetricsServer
-from service.recycling import Recycler
+from service.recycling import DRAIN_MARGIN_S, Recycler
 from service.settings import Settings
 from service.startup import check_port_free
 
@@ -149,7 +149,8 @@ def run_workers(settings: Settings, argv: Sequence[str]) -> int:
 
     workers = [spawn(i) for i in range(settings.workers)]
     urls = [w.url for w in workers]  # replaced in place as workers are recycled
-    recycler = Recycler(workers, urls, spawn, token, settings.recycle_after, settings.recycle_rss_mib)
+    recycler = Recycler(workers, urls, spawn, token, settings.recycle_after, settings.recycle_rss_mib,
+                        settings.shutdown_grace)
     signalled: set[int] = set()
 
     def forward(signum: int, _frame: object) -> None:
@@ -183,7 +184,11 @@ def run_workers(settings: Settings, argv: Sequence[str]) -> int:
     with recycler.lock:
         draining = [w for p, w in recycler.retiring.items() if p != pid]
     for worker in draining:  # sent away, still draining: they end before the parent does
-        worker.process.wait()
+        try:
+            worker.process.wait(settings.shutdown_grace + DRAIN_MARGIN_S)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
     return next((code for code in codes if code), 0)
 
 
