@@ -7,8 +7,8 @@ port and serves; only then is the old one sent SIGTERM, and it drains as for any
 store it hands every session off at once: its native streams end with UNAVAILABLE and the resume token, which the
 SDK follows to another worker, and its Triton sequences continue on the others; with the memory store it serves
 its open sessions until they end, up to `--shutdown-grace`). The next replacement waits until the old worker has
-exited; one still draining `DRAIN_MARGIN_S` past the grace is SIGKILLed (seen: a worker that had cut its streams
-and then never returned from its shutdown, cause not found yet).
+exited; one still draining `DRAIN_MARGIN_S` past the grace is SIGKILLed (a safety net: a drain used to hang when
+its cut streams left only cancelled steps queued in a batcher).
 """
 
 from __future__ import annotations

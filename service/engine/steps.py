@@ -84,6 +84,9 @@ class StepQueue:
         session only)."""
         lead = self._lead(busy, stateless_only)
         if lead is None:
+            if not stateless_only:  # cancelled steps must not keep the queue looking full (a shutdown waits on it)
+                self._queue = deque(step for step in self._queue if not step.future.done())
+                self._stateless = sum(1 for step in self._queue if step.owner is None)
             return []
         length = lead.x.shape[0]
         batch: list[Step] = []

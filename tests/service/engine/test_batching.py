@@ -273,3 +273,12 @@ async def test_cheap_batches_run_on_the_loop_once_measured(inline_run_max_us: in
     assert isinstance(second, tuple)
     got = np.concatenate([first[OUT], second[0][OUT]])
     np.testing.assert_allclose(got, reference(NAME, x)[OUT][0], atol=1e-5)
+
+
+async def test_close_returns_when_every_queued_step_was_cancelled(executor: ThreadPoolExecutor) -> None:
+    """A shutdown that cut every stream leaves only cancelled steps queued: the batcher still stops (it hung)."""
+    made = make(executor)
+    (a,) = owners(made.pool, 1)
+    (future,) = made.batcher.enqueue([(sequence(MANIFEST, 1, 3)[0], a, None)])
+    future.cancel()  # before the loop has run: the step stays queued, done
+    await asyncio.wait_for(made.batcher.close(), 60)  # a safety net, never a timed assertion
