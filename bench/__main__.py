@@ -1,7 +1,8 @@
 """`python -m bench [--quick] [--no-reference] [--no-memory] [--only-memory] [--tracked]`: every path side by side.
 
-The full run (what `make bench` does: 3 models x 1, 64, 256 streams x 6 paths, 2 interleaved repeats of 2 s, then
-the memory, VAD and store benches) takes about 12 minutes on 2 cores; `--quick` is a smoke run (1 and 64 streams,
+The full run (what `make bench` does: 3 models x 1, 64, 256 streams x 6 paths, the two web paths (websocket, rest)
+at 64 streams only (`--web-streams`), 2 interleaved repeats of 2 s, then the memory, VAD and store benches) takes
+about 12 minutes on 2 cores; `--quick` is a smoke run (1 and 64 streams,
 1 s each, one repeat, no reference LSTM, no memory check); `--repeats`, `--duration`, `--paths`, `--only-models`
 size it in between; `--figure PATH` also writes the chunks/s chart there (docs/images/throughput.png for the
 README); `--only-memory` runs only the idle sessions check (both transports). Results go to `bench/results/local/`
@@ -24,7 +25,7 @@ from pathlib import Path
 from bench import limits, reliability, render, store, targets, vad
 from bench.memory import measure_idle_sessions
 from bench.models import SHIPPED, prepare_repository
-from bench.plan import ALL_PATHS, DEFAULT_PATHS, ECHO, ECHO_END, Plan, Run, drift_streams, find, run_matrix
+from bench.plan import ALL_PATHS, DEFAULT_PATHS, ECHO, ECHO_END, WEB_STREAMS, Plan, Run, drift_streams, find, run_matrix
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOCAL = RESULTS / "local"
@@ -57,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="times the whole matrix runs, interleaved")
     p.add_argument("--paths", type=lambda t: tuple(t.split(",")), default=DEFAULT_PATHS,
                    help=f"paths to run, of {','.join(ALL_PATHS)} (default {','.join(DEFAULT_PATHS)})")
+    p.add_argument("--web-streams", type=lambda t: None if t == "all" else _streams(t), default=WEB_STREAMS,
+                   help="stream counts the websocket and rest paths run at, or `all` (default 64)")
     p.add_argument("--only-models", type=lambda t: t.split(","), default=None, help="a subset of the models")
     p.add_argument("--figure", type=Path, default=None, help="also write the chunks/s chart to this PNG")
     p.add_argument("--processes", type=int, default=1, help="client processes per load run")
@@ -79,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = [n for n in names if a.only_models is None or n in a.only_models]
         plan = Plan(root, names, streams=a.streams or ((1, 64) if a.quick else (1, 64, 256)),
                     duration_s=1.0 if a.quick else a.duration, processes=a.processes,
-                    warmup_s=0.5 if a.quick else a.warmup, repeats=1 if a.quick else a.repeats, paths=a.paths)
+                    warmup_s=0.5 if a.quick else a.warmup, repeats=1 if a.quick else a.repeats, paths=a.paths,
+                    web_streams=a.web_streams)
         runs, timers = ([], {}) if a.only_memory else run_matrix(plan)
         rows = limits.aggregate(runs)
         found_limits = limits.limits(rows, timers)

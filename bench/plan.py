@@ -3,8 +3,10 @@
 Paths: seqserve over the native `Stream` (`native`), over Triton `ModelStreamInfer` with one stream per sequence
 (`triton`) and with every sequence of a client process on one stream (`triton-mux`); the minimal batched server
 (`batched`, bench/batched.py, Triton protocol), the hand-written unbatched server (`baseline`, bench/baseline.py,
-native protocol), seqserve with `--max-batch-size 1` (`unbatched`, 64 streams, only when asked) and the echo server
-(`echo`, the transport alone). Every server is started once, one after the other (seqserve first, so its load-time
+native protocol), seqserve's HTTP port with one WebSocket `Stream` per sequence (`websocket`) and one Triton
+sequence over KServe REST per sequence (`rest`; both at 64 streams unless `web_streams` says otherwise), seqserve
+with `--max-batch-size 1` (`unbatched`, 64 streams, only when asked) and the echo server (`echo`, the transport
+alone). Every server is started once, one after the other (seqserve first, so its load-time
 tuning runs on a quiet machine), and they all stay up: the matrix is run `repeats` times, each time in the same
 order of cells (model, streams) with the paths of a cell rotated, so every configuration sees the same drift.
 The echo point of the drift check is measured first and once more last (`echo-end`). Every run records the
@@ -28,9 +30,15 @@ from service.loadtest import LoadConfig
 
 NATIVE, TRITON, TRITON_MUX, BATCHED, BASELINE, UNBATCHED, ECHO, ECHO_END = (
     "native", "triton", "triton-mux", "batched", "baseline", "unbatched", "echo", "echo-end")
-SERVER_PATHS = (NATIVE, TRITON, TRITON_MUX, UNBATCHED)  # seqserve itself: it reports its batches
+WEBSOCKET, REST = "websocket", "rest"  # seqserve's HTTP port (service.loadtest --protocol websocket|rest)
+WEB_PATHS = (WEBSOCKET, REST)
+SEQSERVE_PATHS = (NATIVE, TRITON, TRITON_MUX, *WEB_PATHS)  # one seqserve process serves them all
+SERVER_PATHS = (*SEQSERVE_PATHS, UNBATCHED)  # seqserve itself: it reports its batches
 TRITON_CLIENT = (TRITON, TRITON_MUX, BATCHED)
-DEFAULT_PATHS = (NATIVE, TRITON, TRITON_MUX, BATCHED, BASELINE, ECHO)
+# The web paths run at 64 streams only by default: at every cell they add 3 models x 3 cells x 2 paths x 2 repeats
+# x 2.5 s = 90 s to a full `make bench` that already takes about 12 minutes; at 64 streams 30 s.
+WEB_STREAMS: tuple[int, ...] = (64,)
+DEFAULT_PATHS = (NATIVE, TRITON, TRITON_MUX, *WEB_PATHS, BATCHED, BASELINE, ECHO)
 ALL_PATHS = (*DEFAULT_PATHS, UNBATCHED)
 DRIFT_MODEL_STREAMS = 64  # the echo point measured at the start and again at the end
 UNBATCHED_STREAMS = (64,)
@@ -49,6 +57,7 @@ class Plan:
     intra_op_threads: int = 0  # 0: the server decides (self-tuning), the simple servers take onnxruntime's default
     repeats: int = 2
     paths: tuple[str, ...] = DEFAULT_PATHS
+    web_streams: tuple[int, ...] | None = WEB_STREAMS  # the cells the web paths run at; None: every cell
 
 
 @dataclass
@@ -98,11 +107,11 @@ def start_servers(plan: Plan, stack: ExitStack) -> Servers:
     """Every server the plan's paths need, started one after the other, all left running."""
     root, threads = plan.models_root, ["--intra-op-threads", str(plan.intra_op_threads)]
     servers: Servers = {}
-    if set(plan.paths) & {NATIVE, TRITON, TRITON_MUX}:
+    if set(plan.paths) & set(SEQSERVE_PATHS):
         seqserve = stack.enter_context(procs.real_server(root, threads))
         for model in plan.models:
             _log(f"seqserve runs {model} on {serverstats.intra_op_threads(seqserve.target, model)} intra-op thread(s)")
-            servers.update(((p, model), seqserve) for p in (NATIVE, TRITON, TRITON_MUX))
+            servers.update(((p, model), seqserve) for p in SEQSERVE_PATHS)
     if UNBATCHED in plan.paths:
         unbatched = stack.enter_context(procs.real_server(root, [*threads, "--max-batch-size", "1"]))
         servers.update(((UNBATCHED, m), unbatched) for m in plan.models)
@@ -121,7 +130,9 @@ def start_servers(plan: Plan, stack: ExitStack) -> Servers:
     return servers
 
 
-def applies(path: str, streams: int) -> bool:
+def applies(path: str, streams: int, web_streams: tuple[int, ...] | None = WEB_STREAMS) -> bool:
+    if path in WEB_PATHS:
+        return web_streams is None or streams in web_streams
     if path == TRITON_MUX:
         return streams > 1  # one sequence on one stream: the `triton` path
     return streams in UNBATCHED_STREAMS if path == UNBATCHED else path != ECHO_END
@@ -129,10 +140,15 @@ def applies(path: str, streams: int) -> bool:
 
 def measure(plan: Plan, servers: Servers, path: str, model: str, streams: int, repeat: int) -> Run:
     running = servers[(path, model)]
-    config = LoadConfig(target=running.target, model=model, streams=streams, chunk=plan.chunk,
-                        duration_s=plan.duration_s, warmup_s=plan.warmup_s, processes=plan.processes,
+    web = path in WEB_PATHS
+    target = running.http_target if web else running.target
+    if target is None:
+        raise RuntimeError(f"the {path} path needs seqserve's HTTP port")
+    config = LoadConfig(target=target, model=model, streams=streams,
+                        chunk=plan.chunk, duration_s=plan.duration_s, warmup_s=plan.warmup_s, processes=plan.processes,
                         features=_features(plan, model), progress=False,
-                        protocol="triton" if path in TRITON_CLIENT else "native", multiplex=path == TRITON_MUX)
+                        protocol=path if web else "triton" if path in TRITON_CLIENT else "native",
+                        multiplex=path == TRITON_MUX)
     seqserve = path in SERVER_PATHS
     before = serverstats.snapshot(running.target, model) if seqserve else None
     m = measured_load(config, running.pid)
@@ -157,7 +173,7 @@ def order(plan: Plan) -> Iterator[tuple[str, str, int, int]]:
     for repeat in range(plan.repeats):
         for model in plan.models:
             for streams in plan.streams:
-                paths = [p for p in plan.paths if applies(p, streams)]
+                paths = [p for p in plan.paths if applies(p, streams, plan.web_streams)]
                 k = repeat % len(paths) if paths else 0
                 yield from ((p, model, streams, repeat) for p in paths[k:] + paths[:k])
 

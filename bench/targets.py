@@ -3,7 +3,8 @@
 - 64 streams, the reference LSTM 2x256 and `forecast_sunspots`: each front (native, Triton) >= 1.0x the minimal
   batched server's chunks/s and >= 0.85x the physical limit; its server CPU per chunk <= the batched server's;
 - 1 stream, `forecast_sunspots`: p50 <= 1.1x the hand-written unbatched server's p50, on both fronts;
-- Triton multiplexed (all sequences on one stream), 64 streams: mean batch >= 0.8x the native mean batch.
+- Triton multiplexed (all sequences on one stream), 64 streams: mean batch >= 0.8x the native mean batch;
+- issue 24: at 64 streams the WebSocket front within 20 % of the native gRPC front's chunks/s (>= 0.8x), per model.
 
 Every line says by how much it holds or misses. A run that is not reliable (bench/reliability.py) prints every
 check as NOT JUDGED, with its numbers.
@@ -14,9 +15,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from bench.models import REFERENCE, SUNSPOTS
-from bench.plan import BASELINE, BATCHED, NATIVE, TRITON, TRITON_MUX, Run, find
+from bench.plan import BASELINE, BATCHED, NATIVE, TRITON, TRITON_MUX, WEBSOCKET, Run, find
 
 STREAMS = 64
+WEB_SHARE = 0.8  # the WebSocket front's chunks/s within 20 % of the native front's
 FRONTS = {NATIVE: "native Stream", TRITON: "Triton ModelStreamInfer"}
 
 
@@ -75,6 +77,10 @@ def checks(rows: list[Run]) -> list[Check]:
         if mux and native:
             out.append(Check(f"{model} x{STREAMS}, Triton multiplexed mean batch (bound: 0.8 x native mean batch "
                              f"{native.mean_batch:.1f})", mux.mean_batch, 0.8 * native.mean_batch))
+        web = find(rows, WEBSOCKET, model, STREAMS)
+        if web and native and native.chunks_per_s:
+            out.append(Check(f"{model} x{STREAMS}, WebSocket / native gRPC Stream chunks/s (bound: within 20 % of "
+                             f"native {native.chunks_per_s:.0f})", web.chunks_per_s / native.chunks_per_s, WEB_SHARE))
     return out
 
 
@@ -82,5 +88,5 @@ def lines(rows: list[Run], reliable: bool) -> list[str]:
     found = checks(rows)
     if not found:
         return []
-    return [f"Targets (issue 22; chunk {rows[0].report.get('chunk', 10)}, client on the same cores, medians of the "
-            "repeats):", "", *(c.line(reliable) for c in found), ""]
+    return [f"Targets (issues 22 and 24; chunk {rows[0].report.get('chunk', 10)}, client on the same cores, medians of "
+            "the repeats):", "", *(c.line(reliable) for c in found), ""]
