@@ -12,6 +12,7 @@ renders one figure.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
@@ -43,8 +44,21 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def source_hash(rel: str) -> str:
+    """sha256 of a file, or of one function's source text for `path.py:function` (so that edits elsewhere in a
+    large module leave the figure current)."""
+    if ":" not in rel:
+        return sha256(ROOT / rel)
+    path, name = rel.split(":")
+    text = (ROOT / path).read_text(encoding="utf-8")
+    found = [n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.FunctionDef) and n.name == name]
+    if len(found) != 1:
+        raise SystemExit(f"{rel}: expected one function {name} in {path}, found {len(found)}")
+    return hashlib.sha256((ast.get_source_segment(text, found[0]) or "").encode()).hexdigest()
+
+
 def source_hashes(figure: Figure) -> dict[str, str]:
-    return {rel: sha256(ROOT / rel) for rel in ("scripts/figures.py", *figure.sources)}
+    return {rel: source_hash(rel) for rel in ("scripts/figures.py", *figure.sources)}
 
 
 def render_architecture(out: Path) -> None:
@@ -133,7 +147,7 @@ def figures() -> dict[str, Figure]:
         results = bench_results().relative_to(ROOT).as_posix()
     except SystemExit:
         return found
-    found["throughput.png"] = Figure((results, "bench/render.py", "bench/plan.py"), render_throughput)
+    found["throughput.png"] = Figure((results, "bench/render.py:chart"), render_throughput)  # rows: plan.Run
     return found
 
 
