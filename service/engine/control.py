@@ -5,7 +5,8 @@ versions the policy lists are loaded in a worker thread (serving goes on), newes
 to load is reported (index, one log line, `seqserve_model_load_failures_total`) and passed over, so the version
 before it goes on serving. A version the policy no longer lists, or a copy replaced by a reload, drains: no new
 session starts on it, its live sessions continue, and it is unloaded when the last one ends, or at
-`--version-drain-timeout`, when its sessions are ended with FAILED_PRECONDITION naming the newest version.
+`--version-drain-timeout`, when its sessions are ended with FAILED_PRECONDITION naming the newest version. A
+version left out that is not loaded here but whose sessions the shared store holds is loaded to drain the same way.
 Every change of one model runs under that model's lock.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelrepo import ModelVersionDir
-from service.engine.drain import Drains, migrate
+from service.engine.drain import Drains, held_versions, migrate
 from service.engine.errors import ConfigurationError, FailedPrecondition, ModelNotFound, clip
 from service.engine.loading import (
     Fingerprint,
@@ -157,6 +158,11 @@ class ModelControl:
                         break
                     if await self._ensure(name, found[version], requested):
                         served.add(version)
+                held, unsure = await held_versions(self._registry.store, name, versions, set(found) - served)
+                for version in held:  # left out, but its stored sessions go on here: it loads to drain
+                    await self._ensure(name, found[version], False)
+                if unsure:  # the store could not say: the next poll applies this model again
+                    self._seen.pop(name, None)
             self._update(name)
             policy = problem if config is None else \
                 f"not listed by its version policy ({config.version_policy.describe()})"

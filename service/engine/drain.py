@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from modelrepo.policy import ModelConfig
 from service.engine.errors import Unavailable
 from service.engine.model import ServedModel, incompatible
 from service.engine.versions import READY, UNAVAILABLE, UNLOADING, Tables, Version
+
+if TYPE_CHECKING:
+    from service.engine.state.store import RedisStore
 
 log = logging.getLogger("service.engine.registry")
 
@@ -33,6 +37,28 @@ def migrate(old: ServedModel | None, newest: ServedModel | None, config: ModelCo
              old.version, newest.version, who)
     return f"{why}; its live sessions continue on version {newest.version}'s weights (session migration, vouched " \
            f"by {who})"
+
+
+async def held_versions(store: RedisStore | None, name: str, versions: dict[int, Version],
+                        left_out: Iterable[int]) -> tuple[list[int], bool]:
+    """Of the versions the policy `left_out`, those not loaded here whose sessions the shared store still holds: the
+    caller loads them to drain, so a replica started after a rollout serves them on their version. And whether the
+    store could not be asked about one (then the caller asks again later)."""
+    held: list[int] = []
+    unsure = False
+    if store is None:
+        return held, unsure
+    for version in sorted(left_out):
+        entry = versions.get(version)
+        if entry is not None and (entry.state != UNAVAILABLE or entry.failed):
+            continue
+        try:
+            if await store.holds_version(name, version):
+                held.append(version)
+        except Unavailable as exc:  # the store is away: asked again at the next poll
+            log.warning("cannot ask the session store for stored sessions of %s version %d: %s", name, version, exc)
+            unsure = True
+    return held, unsure
 
 
 class Drains:

@@ -1,6 +1,7 @@
 """A rollout with the Redis session store: the stored session records its version (in its key), so a Triton
 sequence and a native stream opened on v1 continue on v1 after v2 serves, a native stream cut meanwhile resumes on
-v1 without naming a version, and the outputs equal v1's whole-sequence run; new sessions start on v2."""
+v1 without naming a version, and the outputs equal v1's whole-sequence run; new sessions start on v2. A replica
+started after the rollout (its policy lists only v2) loads v1 for the stored v1 sessions and serves them on it."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ def logits(response: pb.StreamResponse) -> np.ndarray:
     return convert.tensors_to_arrays(response.result.outputs)["logits"]
 
 
+def resume(stub: pb_grpc.SeqServeStub, opened: pb.StreamResponse, rest: np.ndarray) -> tuple[pb.Opened, np.ndarray]:
+    """Resume a cut stream without naming a version (the one it started on), send `rest` and end it."""
+    again = pb.Open(model=MODEL, resume=opened.opened.resume_token)
+    call = stub.Stream(iter([pb.StreamRequest(seq=0, open=again), chunk_request(2, rest),
+                             pb.StreamRequest(seq=3, end=pb.End())]))
+    reopened, answer = next(call), next(call)
+    assert list(call) == []
+    return reopened.opened, logits(answer)
+
+
 def test_stored_sessions_stay_on_their_version_and_resume_there(
     start_server: Callable[..., RunningServer], redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -52,16 +63,12 @@ def test_stored_sessions_stay_on_their_version_and_resume_there(
         wait_index(server.target, 2, "READY")
         call.cancel()  # cut while v2 serves: the stored session stays for a resume
         sent.put(None)
-        resume = pb.Open(model=MODEL, resume=opened.opened.resume_token)  # no version: the one it started on
-        resumed = stub.Stream(iter([pb.StreamRequest(seq=0, open=resume), chunk_request(2, xs[0, half:]),
-                                    pb.StreamRequest(seq=3, end=pb.End())]))
-        again, rest = next(resumed), next(resumed)
-        assert list(resumed) == []
-        assert again.opened.version == 1 and again.opened.position == 1
+        again, rest = resume(stub, opened, xs[0, half:])
+        assert again.version == 1 and again.position == 1
         pieces += [triton_step(client, 11, xs[1, i:i + CHUNK], False, i + CHUNK >= STEPS)
                    for i in range(half, STEPS, CHUNK)]
     want1 = whole_run(v1, xs)["logits"]
-    np.testing.assert_allclose(np.concatenate([logits(first), logits(rest)]), want1[0], atol=TOLERANCE)
+    np.testing.assert_allclose(np.concatenate([logits(first), rest]), want1[0], atol=TOLERANCE)
     assert {v for v, _ in pieces} == {"1"}
     np.testing.assert_allclose(np.concatenate([y for _, y in pieces]), want1[1], atol=TOLERANCE)
     assert wait_index(server.target, 1, "UNAVAILABLE").startswith("unloaded")
@@ -92,3 +99,37 @@ def test_another_replica_keeps_the_old_version_for_the_stored_sessions(
     np.testing.assert_allclose(np.concatenate([y for _, y in pieces]), whole_run(v1, x[None])["logits"][0],
                                atol=TOLERANCE)
     assert wait_index(b.target, 1, "UNAVAILABLE").startswith("unloaded")  # the stored session ended
+
+
+def test_a_replica_started_after_the_rollout_loads_the_old_version_for_its_stored_sessions(
+    start_server: Callable[..., RunningServer], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    v1, half = copy_shipped(tmp_path, MODEL, 1), STEPS // 2
+    a = replica(start_server, redis_server, tmp_path)
+    xs = np.random.default_rng(13).standard_normal((2, STEPS, 12)).astype(np.float32)
+    with triton.InferenceServerClient(a.target) as on_a, grpc.insecure_channel(a.target) as channel:
+        call = pb_grpc.SeqServeStub(channel).Stream(iter([pb.StreamRequest(seq=0, open=pb.Open(model=MODEL)),
+                                                          chunk_request(1, xs[0, :half])]))
+        opened, first = next(call), next(call)
+        call.cancel()  # cut on a: the stored v1 session waits for a resume
+        pieces = [triton_step(on_a, 31, xs[1, i:i + CHUNK], i == 0, False) for i in range(0, half, CHUNK)]
+    publish(tmp_path, MODEL, 2, scale=0.7)
+    wait_index(a.target, 2, "READY")
+    # b starts after the rollout: its policy (latest 1) lists only v2, yet it loads v1 for the stored v1 sessions
+    b = replica(start_server, redis_server, tmp_path)
+    assert "new sessions start on version 2" in wait_index(b.target, 1, "UNLOADING")
+    with triton.InferenceServerClient(b.target) as on_b, grpc.insecure_channel(b.target) as channel:
+        again, rest = resume(pb_grpc.SeqServeStub(channel), opened, xs[0, half:])
+        pieces += [triton_step(on_b, 31, xs[1, i:i + CHUNK], False, i + CHUNK >= STEPS)
+                   for i in range(half, STEPS, CHUNK)]
+    assert again.version == 1 and again.position == 1
+    want1 = whole_run(v1, xs)["logits"]
+    np.testing.assert_allclose(np.concatenate([logits(first), rest]), want1[0], atol=TOLERANCE)
+    assert {v for v, _ in pieces} == {"1"}
+    np.testing.assert_allclose(np.concatenate([y for _, y in pieces]), want1[1], atol=TOLERANCE)
+    assert wait_index(b.target, 1, "UNAVAILABLE").startswith("unloaded")  # its stored sessions ended
+    assert set(new_sessions(b.target, xs[0])[0]) == {"2"}
+
+
+def replica(start_server: Callable[..., RunningServer], redis_server: RedisServer, models: Path) -> RunningServer:
+    return start_server(models=models, session_store=redis_server.url, repository_poll_secs=0.05)
