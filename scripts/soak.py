@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import multiprocessing
@@ -31,7 +30,7 @@ import signal
 import sys
 import time
 import urllib.request
-from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.sharedctypes import SynchronizedArray
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +38,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.procs import real_server, rss_bytes  # noqa: E402
+from soak_rss import ProcessRss, slope_mib_per_10min  # noqa: E402
+
+from bench.procs import real_server  # noqa: E402
 from seqserve_client import AsyncClient, ServerError  # noqa: E402
 
 MODEL, FEATURES = "vowels_lstm", 12
 IDLE_TIMEOUT_S = 5  # the server's session idle timeout during the soak: abandoned Triton sequences go quickly
 
 
-async def churn(target: str, streams: int, seed: int, abandon: float, mismatches: Synchronized) -> None:
+async def churn(target: str, streams: int, seed: int, abandon: float, mismatches: SynchronizedArray[int]) -> None:
     """`streams` concurrent loops of short sessions, a share `abandon` of them abandoned mid-way; forever."""
     rng = random.Random(seed)
     chunk = np.random.default_rng(0).standard_normal((10, FEATURES)).astype(np.float32)  # the same in every worker
@@ -60,7 +61,7 @@ async def churn(target: str, streams: int, seed: int, abandon: float, mismatches
                         got = next(iter((await stream.send(chunk)).values()))
                         if not np.allclose(expected.setdefault(k, got), got, atol=1e-4, rtol=0):
                             with mismatches.get_lock():
-                                mismatches.value += 1
+                                mismatches[kind_of_mismatch(expected, k, got)] += 1
                     if rng.random() < abandon:
                         stream.cancel()  # abandoned: no end, the call cancelled
                     else:
@@ -71,26 +72,17 @@ async def churn(target: str, streams: int, seed: int, abandon: float, mismatches
         await asyncio.gather(*(loop() for _ in range(streams)))
 
 
-def worker(target: str, streams: int, seed: int, abandon: float, mismatches: Synchronized) -> None:
+def kind_of_mismatch(expected: dict[int, np.ndarray], k: int, got: np.ndarray) -> int:
+    """0: a chunk lost (the k-th answer is the (k-1)-th's: one fewer applied), 1: applied twice (the (k+1)-th's),
+    2: neither. The same chunk every time, so the answer says how many chunks the state has taken."""
+    for kind, other in ((0, k - 1), (1, k + 1)):
+        if other in expected and np.allclose(expected[other], got, atol=1e-4, rtol=0):
+            return kind
+    return 2
+
+
+def worker(target: str, streams: int, seed: int, abandon: float, mismatches: SynchronizedArray[int]) -> None:
     asyncio.run(churn(target, streams, seed, abandon, mismatches))
-
-
-def children(pid: int) -> set[int]:
-    """The children of a process, whichever of its threads started them."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            found |= {int(child) for child in (task / "children").read_text().split()}
-    return found
-
-
-def tree_rss_bytes(pid: int) -> int:
-    """RSS of a process and its children (a --workers server: the parent and every worker)."""
-    total = rss_bytes(pid)
-    for child in children(pid):
-        with contextlib.suppress(OSError, RuntimeError):  # a worker just replaced
-            total += rss_bytes(child)
-    return total
 
 
 def triton_leftovers(target: str, count: int, seed: int) -> None:
@@ -125,14 +117,6 @@ def malloc_mib(text: str, kind: str) -> float:
     return metric_sum(text, f'seqserve_malloc_bytes{{kind="{kind}"') / 2**20
 
 
-def slope_mib_per_10min(samples: list[tuple[float, float]], warmup: float) -> float:
-    """The least-squares slope of the samples after `warmup` seconds."""
-    steady = [s for s in samples if s[0] >= warmup]
-    t = np.array([s[0] for s in steady])
-    mib = np.array([s[1] for s in steady])
-    return float(np.polyfit(t, mib, 1)[0] * 600) if len(steady) >= 2 else 0.0
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python scripts/soak.py", description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=30.0)
@@ -165,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             args.session_store = redis.url
     if args.session_store:
         flags += ["--session-store", args.session_store]
-    mismatches = context.Value("i", 0)
+    mismatches = context.Array("i", 3)  # lost, duplicated, other (see kind_of_mismatch)
     try:
         return _soak(args, flags, duration, warmup, context, mismatches)
     finally:
@@ -174,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _soak(args: argparse.Namespace, flags: list[str], duration: float, warmup: float,
-          context: multiprocessing.context.SpawnContext, mismatches: Synchronized) -> int:
+          context: multiprocessing.context.SpawnContext, mismatches: SynchronizedArray[int]) -> int:
     with real_server(ROOT / "models", flags) as server:
         assert server.metrics_url is not None
         per_worker = max(1, args.streams // args.workers)
@@ -183,19 +167,18 @@ def _soak(args: argparse.Namespace, flags: list[str], duration: float, warmup: f
         for w in workers:
             w.start()
         began = time.monotonic()
-        samples: list[tuple[float, float]] = []
-        processes: set[int] = set()  # every server worker seen (a --workers server: recycled ones too)
+        rss = ProcessRss(server.pid, args.server_workers)
         in_use: list[tuple[float, float]] = []  # malloc's bytes in use: a leak grows them, fragmentation does not
         free: list[tuple[float, float]] = []
         next_kill = began + args.kill_every if args.kill_every > 0 else math.inf
         seed, killed = args.workers, 0
         while (now := time.monotonic()) - began < duration:
-            samples.append((now - began, tree_rss_bytes(server.pid) / 2**20))
-            processes |= children(server.pid)
+            rss.sample(now - began)
             text = scrape(server.metrics_url)
             in_use.append((now - began, malloc_mib(text, "in_use")))
             free.append((now - began, malloc_mib(text, "free")))
-            print(f"[soak] {now - began:7.0f} s  RSS {samples[-1][1]:7.1f} MiB  malloc in use {in_use[-1][1]:6.1f} "
+            print(f"[soak] {now - began:7.0f} s  RSS {rss.total[-1][1]:7.1f} MiB ({rss.last_count} workers)  "
+                  f"malloc in use {in_use[-1][1]:6.1f} "
                   f"free {free[-1][1]:5.1f} MiB  sessions {metric_sum(text, 'seqserve_active_sessions{'):5.0f}",
                   file=sys.stderr, flush=True)
             if now >= next_kill:
@@ -220,20 +203,27 @@ def _soak(args: argparse.Namespace, flags: list[str], duration: float, warmup: f
         report = {
             "minutes": args.minutes, "streams": per_worker * args.workers, "abandon": args.abandon,
             "workers_killed": killed,
-            "rss_first_mib": samples[0][1], "rss_last_mib": samples[-1][1], "rss_max_mib": max(s[1] for s in samples),
-            "slope_mib_per_10min_after_warmup": slope_mib_per_10min(samples, warmup), "warmup_s": warmup,
+            "rss_first_mib": rss.total[0][1], "rss_last_mib": rss.total[-1][1],
+            "rss_max_mib": max(s[1] for s in rss.total),
+            "slope_mib_per_10min_after_warmup": slope_mib_per_10min(rss.total, warmup), "warmup_s": warmup,
+            **rss.report(warmup),
             "malloc_in_use_slope_mib_per_10min": slope_mib_per_10min(in_use, warmup),
             "malloc_free_slope_mib_per_10min": slope_mib_per_10min(free, warmup),
-            "samples": len(samples), "sessions_at_end": left,
+            "samples": len(rss.total), "sessions_at_end": left,
             "requests_served": metric_sum(scrape(server.metrics_url), "seqserve_requests_total{"),
             "server_workers": args.server_workers, "recycle_after": args.recycle_after,
-            "mismatches": mismatches.value, "server_processes_seen": len(processes),
+            "mismatches": sum(mismatches), "lost": mismatches[0], "duplicated": mismatches[1],
+            "server_processes_seen": len(rss.ages),
         }
     print(json.dumps(report, indent=2))
     if args.json is not None:
-        args.json.write_text(json.dumps({**report, "rss_samples": samples, "malloc_in_use_samples": in_use,
+        args.json.write_text(json.dumps({**report, "rss_samples": rss.total, "steady_rss_samples": rss.steady,
+                                         "parent_rss_samples": rss.parent,
+                                         "worker_samples": {str(pid): {"born": rss.born[pid], "age_mib": ages}
+                                                            for pid, ages in rss.ages.items()},
+                                         "malloc_in_use_samples": in_use,
                                          "malloc_free_samples": free}, indent=2))
-    return 0 if left == 0 and mismatches.value == 0 else 1
+    return 0 if left == 0 and sum(mismatches) == 0 else 1
 
 
 if __name__ == "__main__":
