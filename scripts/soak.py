@@ -11,9 +11,12 @@ and the sessions gauge once the clients have gone (target: 0).
 
 Recycling (issue 23): `--server-workers 2 --recycle-after N` serves with `--workers 2 --recycle-after N` and a private
 `redis-server` as the shared session store (`--session-store` to name another), so that workers are replaced
-under the churn; RSS is then the sum over the server's processes. Every stream checks its outputs: the k-th chunk's
-outputs must be the same in every session (the same chunk each time, from the initial state), so a chunk lost or
-applied twice across a resume shows as a mismatch (`mismatches`, target 0).
+under the churn; RSS is then the sum over the server's processes, which jumps by a whole worker while a replacement
+and the worker it replaces both run, so the leak figures are per process (scripts/soak_rss.py): the sum sampled only
+while exactly N workers serve (`steady_slope_mib_per_10min`), the parent's own (`parent_slope_mib_per_10min`) and
+each worker's RSS at one age across generations (`generation_slope_mib_per_10min`). Every stream checks its
+outputs: the k-th chunk's outputs must be the same in every session (the same chunk each time, from the initial
+state), so a chunk lost or applied twice across a resume shows as a mismatch (`lost`, `duplicated`, target 0).
 
     make soak SOAK_FLAGS="--server-workers 2 --recycle-after 20000"
 """
