@@ -15,7 +15,7 @@ import pytest
 
 def readme_curls(repo_root: Path) -> list[list[str]]:
     readme = (repo_root / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"### REST, WebSocket and the page.*?```\n(.*?)```", readme, re.DOTALL)
+    block = re.search(r"### From a browser / from curl.*?```\n(.*?)```", readme, re.DOTALL)
     assert block is not None
     lines = block.group(1).replace("\\\n", " ").splitlines()
     return [shlex.split(line.split("  #")[0]) for line in lines if line.startswith("curl ")]
