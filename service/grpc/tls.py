@@ -10,6 +10,7 @@ import grpc
 
 from service.engine.errors import ConfigurationError
 from service.settings import Settings
+from service.sslcontext import server_context
 
 
 def read_pem(path: Path, what: str) -> bytes:
@@ -32,15 +33,7 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 def metrics_context(settings: Settings) -> ssl.SSLContext | None:
     """`/metrics`' TLS: the gRPC port's certificate (and client CA), or None for plaintext (no certificate, or
     `--no-metrics-tls`)."""
-    if settings.tls_cert is None or settings.tls_key is None or not settings.metrics_tls:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    if settings.tls_client_ca is not None:
-        context.load_verify_locations(settings.tls_client_ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
+    return server_context(settings) if settings.metrics_tls else None
 
 
 def check_pair(cert: Path, key: Path) -> None:

@@ -19,6 +19,7 @@ from service.http.errors import error_body, error_response
 from service.http.rest import Rest
 from service.http.ws import Streams
 from service.settings import Settings
+from service.sslcontext import server_context
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -77,15 +78,7 @@ async def _index(request: web.Request) -> web.FileResponse:
 
 def http_context(settings: Settings) -> ssl.SSLContext | None:
     """The gRPC port's certificate (and client CA) for HTTPS / WSS; None for plaintext."""
-    if settings.tls_cert is None or settings.tls_key is None:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_cert, settings.tls_key)
-    if settings.tls_client_ca is not None:
-        context.load_verify_locations(settings.tls_client_ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
+    return server_context(settings)
 
 
 async def start_http(settings: Settings, dataplane: DataPlane) -> HttpServing:
