@@ -21,8 +21,9 @@ import numpy as np
 from seqserve_client import codec
 from service.grpc.generated.inference import grpc_service_pb2 as tpb
 from service.loadtest import protocol
+from service.loadtest.closedloop import ClosedLoop
 from service.loadtest.config import LoadConfig
-from service.loadtest.driver import CHANNEL_OPTIONS, Counter, StreamFailed, code_of
+from service.loadtest.driver import CHANNEL_OPTIONS, StreamFailed, code_of
 from service.loadtest.stats import Tally
 
 STREAM_INFER_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
@@ -83,33 +84,12 @@ async def _finish(call: grpc.aio.StreamStreamCall) -> None:
 Ask = Callable[[bytes], Awaitable[tpb.ModelStreamInferResponse]]
 
 
-class TritonDriver:
+class TritonDriver(ClosedLoop):
     """One client process of a Triton load: `run(wait_for_start) -> Tally`, like the native `Driver`."""
 
-    def __init__(self, config: LoadConfig, progress: Counter) -> None:
-        if config.features is None:
-            raise ValueError("the driver needs the chunk width (features)")
-        self.config = config
-        self.progress = progress
-        self.tally = Tally()
-        self._rng = np.random.default_rng(config.seed)
-        self._measure_from = 0.0
-
-    def _more(self, sent: int, deadline: float) -> bool:
-        if self.config.chunks is not None and sent >= self.config.chunks:
-            return False
-        return self.config.duration_s is None or time.monotonic() < deadline
-
-    def _answer(self, reply: tpb.ModelStreamInferResponse, sent_at: float) -> bool:
+    def _reply(self, reply: tpb.ModelStreamInferResponse, sent_at: float) -> bool:
         """Tally one answer; whether it was a success."""
-        self.progress.value += 1
-        error = answer_error(reply)
-        if sent_at >= self._measure_from:
-            if error is None:
-                self.tally.record_ok(time.monotonic() - sent_at, self.config.chunk)
-            else:
-                self.tally.record_error(error)
-        return error is None
+        return self._answer(answer_error(reply), sent_at)
 
     async def _sequence(self, ask: Ask, requests: tuple[bytes, bytes, bytes], deadline: float) -> None:
         """The closed loop of one sequence: START until answered, then plain requests, then the unmeasured END."""
@@ -117,7 +97,7 @@ class TritonDriver:
         sent, started = 0, False
         while self._more(sent, deadline):
             sent_at = time.monotonic()
-            started = self._answer(await ask(plain if started else first), sent_at) or started
+            started = self._reply(await ask(plain if started else first), sent_at) or started
             sent += 1
         if started:
             await ask(end)

@@ -17,8 +17,8 @@ import aiohttp
 import numpy as np
 
 from service.loadtest import protocol
+from service.loadtest.closedloop import ClosedLoop
 from service.loadtest.config import LoadConfig
-from service.loadtest.driver import Counter
 from service.loadtest.stats import Tally
 
 WS_PROTOCOL = "seqserve.v1"
@@ -75,31 +75,8 @@ def rest_requests(config: LoadConfig, name: str, index: int, x: np.ndarray) -> t
     return build(sequence_start=True), build(), build(sequence_end=True)
 
 
-class WebDriver:
+class WebDriver(ClosedLoop):
     """One client process of a web load: `run(wait_for_start) -> Tally`, like the gRPC drivers."""
-
-    def __init__(self, config: LoadConfig, progress: Counter) -> None:
-        if config.features is None:
-            raise ValueError("the driver needs the chunk width (features)")
-        self.config = config
-        self.progress = progress
-        self.tally = Tally()
-        self._rng = np.random.default_rng(config.seed)
-        self._measure_from = 0.0
-
-    def _more(self, sent: int, deadline: float) -> bool:
-        if self.config.chunks is not None and sent >= self.config.chunks:
-            return False
-        return self.config.duration_s is None or time.monotonic() < deadline
-
-    def _answer(self, error: str | None, sent_at: float) -> bool:
-        self.progress.value += 1
-        if sent_at >= self._measure_from:
-            if error is None:
-                self.tally.record_ok(time.monotonic() - sent_at, self.config.chunk)
-            else:
-                self.tally.record_error(error)
-        return error is None
 
     async def _open_socket(self, http: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse | None:
         url = f"{base_url(self.config).replace('http', 'ws', 1)}/v2/models/{self.config.model}/stream"
