@@ -22,6 +22,7 @@ from seqserve_client.codec import Arrays
 from service.dataplane.kserve import InferRequest, Request, parse_version
 from service.dataplane.status import code_of
 from service.engine.access import CLIENT, SessionQuota
+from service.engine.done import when_done
 from service.engine.errors import FailedPrecondition, InvalidInput, SeqServeError
 from service.engine.inputs import batch_size, row
 from service.engine.readiness import unmet
@@ -141,7 +142,7 @@ class DataPlane:
         except Exception as exc:
             self.count(name, code_of(exc).name)
             raise
-        future.add_done_callback(partial(self._counted, name))
+        when_done(future, partial(self._counted, name))
         return future
 
     def _start(self, model: ServedModel, request: InferRequest, then: Then[T]) -> asyncio.Future[T]:
@@ -151,8 +152,7 @@ class DataPlane:
             raise InvalidInput("explicit state goes with stateless requests only, not with a sequence")
         if (batch := batch_size(request.x)) != 1:
             raise InvalidInput(f"a sequence request carries one sequence: batch size 1, got {batch}")
-        state_outputs = {pair.output for pair in model.manifest.state}
-        want_state = any(name in state_outputs for name in request.outputs)
+        want_state = any(name in model.state_outputs for name in request.outputs)
 
         def respond(result: StepResult) -> T:
             outputs = {name: a[np.newaxis] for name, a in result.outputs.items()}  # (1, time, size)

@@ -2,7 +2,9 @@
 service/engine/steps.py; one step per session per batch, equal chunk lengths, at most `max_batch_size`).
 
 - Natural batching when busy: steps that queued while a run was in flight form the next batch at once; only steps
-  reaching an idle model wait for company (service/engine/company.py, `max_queue_delay_us`).
+  reaching an idle model wait for company (service/engine/company.py, `max_queue_delay_us`). A step reaching an
+  idle model that expects nobody else runs inside `enqueue` when it runs inline (its future is done on return: no
+  batcher wake-up, no task switch; the cost of a batch of one, e.g. one stream).
 - Runs go to worker threads (onnxruntime releases the GIL) while the loop keeps reading and answering; a batch runs
   on the loop only when predicted cheaper than serving one message (`InlinePolicy`; executor batches on the live
   thread count, `LiveThreads`, service/engine/tuning.py). Up to `max_runs` runs in flight (a further one only for
@@ -17,26 +19,21 @@ Queue, futures and the state pool are only touched on the event loop thread.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 
-import numpy as np
-
 from service.engine.company import Company
-from service.engine.errors import ModelRunFailed, Unavailable
+from service.engine.errors import Unavailable
 from service.engine.metrics import ModelMetrics
+from service.engine.runs import batch_inputs, commit, refuse, timed_run
 from service.engine.runtime import Runtime, StateValue
-from service.engine.state import batch as batch_state
 from service.engine.state.batch import StateOwner
 from service.engine.state.pool import Arrays, StatePool
 from service.engine.state.store import RedisStore
-from service.engine.state.through import write_through
-from service.engine.steps import Row, Step, StepQueue, StepResult, advancing, answer_stateless, fail, finish
+from service.engine.steps import Row, Step, StepQueue, StepResult, answer_stateless, fail, finish
 from service.engine.tuning import InlinePolicy, LiveThreads
 
-log = logging.getLogger(__name__)
 LOOP_SAMPLE_MESSAGES = 16  # the loop's CPU per message is sampled over at least this many messages
 
 __all__ = ["Arrays", "Batcher", "Row", "StepResult"]
@@ -113,8 +110,18 @@ class Batcher:
         for step in steps:
             self._company.arrived(None if step.owner is None else step.owner.id, now)
         self._messages += len(rows)
-        self._wake.set()
+        if self._idle_now(len(steps), now):  # run it here and now: no batcher wake-up, the futures are done
+            self._dispatch_inline(self._queue.take(self._busy))
+        else:
+            self._wake.set()
         return [step.future for step in steps]
+
+    def _idle_now(self, queued: int, now: int) -> bool:
+        """Whether the steps just queued form the next batch at once and it runs inline: nothing in flight or
+        queued before them, nobody else expected, and a run this short is cheaper on the loop than a hop."""
+        return (not self._runs and self._committing is None and self._store is None and len(self._queue) == queued
+                and self._company.deadline(now, now) is None
+                and self.inline.inline(queued * self._queue.oldest_steps()))
 
     async def close(self) -> None:
         """Stop admitting steps, run what is queued, then stop."""
@@ -130,7 +137,7 @@ class Batcher:
                     if self._committing.done():
                         self._committing = None
                     elif self._queue.stateless and (stateless := self._queue.take(self._busy, stateless_only=True)):
-                        await self._dispatch(stateless)
+                        self._dispatch(stateless)
                     else:
                         await self._sleep()  # woken by enqueue and by the write's end
                     continue
@@ -146,7 +153,7 @@ class Batcher:
                 if not batch:  # every queued step waits for its session's step in flight
                     await self._sleep()
                     continue
-                await self._dispatch(batch)
+                self._dispatch(batch)
         finally:  # also when the loop dies of a bug: nothing may wait for it forever
             self._closing = True
             fail(self._queue.drain(), Unavailable("the model is shutting down"))
@@ -155,20 +162,17 @@ class Batcher:
         self._wake.clear()
         await self._wake.wait()
 
-    async def _dispatch(self, batch: list[Step]) -> None:
-        """Run `batch` inline (awaited) or in the executor (a task; the loop goes on reading and batching)."""
-        self._sample_loop_cost()
+    def _dispatch(self, batch: list[Step]) -> None:
+        """Run `batch` inline (now) or in the executor (a task; the loop goes on reading and batching)."""
         steps = len(batch) * batch[0].x.shape[0]
         if self.inline.inline(steps):
-            began = time.thread_time_ns()
-            await self._run(batch, True, None)
-            self._inline_cpu_ns += time.thread_time_ns() - began
-            self._idle_since = time.perf_counter_ns()
+            self._dispatch_inline(batch)
             return
+        self._sample_loop_cost()
         threads = self.threads.pick(len(batch)) if self.threads is not None else None
         owners = [s.owner.id for s in batch if s.owner is not None]
         self._busy.update(owners)
-        task = asyncio.get_running_loop().create_task(self._run(batch, False, threads), name="model-run")
+        task = asyncio.get_running_loop().create_task(self._run(batch, threads), name="model-run")
         self._runs.add(task)
 
         def ran(_: asyncio.Task[None]) -> None:
@@ -179,6 +183,16 @@ class Batcher:
             self._wake.set()
 
         task.add_done_callback(ran)
+
+    def _dispatch_inline(self, batch: list[Step]) -> None:
+        """Run `batch` on the loop, now (its futures are resolved when this returns)."""
+        if not batch:
+            return
+        self._sample_loop_cost()
+        began = time.thread_time_ns()
+        self._run_inline(batch)
+        self._inline_cpu_ns += time.thread_time_ns() - began
+        self._idle_since = time.perf_counter_ns()
 
     def _sample_loop_cost(self) -> None:
         """The loop thread's CPU per message queued since the last sample, inline runs left out."""
@@ -203,70 +217,64 @@ class Batcher:
             finally:
                 timer.cancel()
 
-    async def _run(self, batch: list[Step], inline: bool, threads: int | None) -> None:
-        """One model run: inline on the loop, or in the executor (on `threads` intra-op threads, None: `runtime`)."""
+    def _run_inline(self, batch: list[Step]) -> None:
+        """One model run on the loop, on `runtime` (or the live threads' 1-thread copy)."""
         start = time.perf_counter_ns()
         try:
-            state = batch_state.gather(self._pool, [(s.owner, s.state) for s in batch])
-            if self._max_runs > 1:  # the host store gathers into buffers that the next gather reuses
-                state = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()}
-            x = np.stack([s.x for s in batch])  # (B, T, F)
+            x, state = batch_inputs(self._pool, batch, self._max_runs > 1)
             ready = time.perf_counter_ns()
-            steps = x.shape[0] * x.shape[1]
-            live = self.threads
-            runtime = self._runtime if live is None else live.runtimes[1 if threads is None else threads]
-            if inline:
-                outputs, new_state, run_ns = self._timed_run(runtime, x, state)
-            else:
-                outputs, new_state, run_ns = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._timed_run, runtime, x, state
-                )
-            ran = time.perf_counter_ns()
-            if live is not None and threads is not None:
-                live.observe(threads, len(batch), steps, run_ns)
-            if live is None or threads in (None, 1):
-                self.inline.observe(steps, run_ns)  # what an inline run costs
-            if self._store is not None and any(s.owner is not None for s in batch):
-                answer_stateless(batch, outputs, new_state)
-                self._committing = asyncio.get_running_loop().create_task(
-                    self._commit(batch, outputs, new_state, (start, ready - start, ran - ready)))
-                self._committing.add_done_callback(lambda _: self._wake.set())
-                return
-            self._finish(batch, outputs, new_state)
+            outputs, new_state, run_ns = timed_run(self._runtime_for(None), self._input_name, x, state)
+            self._settle(batch, outputs, new_state, None, run_ns, (start, ready, time.perf_counter_ns()))
+        except Exception as exc:
+            refuse(batch, exc)
+
+    async def _run(self, batch: list[Step], threads: int | None) -> None:
+        """One model run in the executor, on `threads` intra-op threads (None: `runtime`)."""
+        start = time.perf_counter_ns()
+        try:
+            x, state = batch_inputs(self._pool, batch, self._max_runs > 1)
+            ready = time.perf_counter_ns()
+            outputs, new_state, run_ns = await asyncio.get_running_loop().run_in_executor(
+                self._executor, timed_run, self._runtime_for(threads), self._input_name, x, state
+            )
+            self._settle(batch, outputs, new_state, threads, run_ns, (start, ready, time.perf_counter_ns()))
         except asyncio.CancelledError:
             fail(batch, Unavailable("the model is shutting down"))
             raise
         except Exception as exc:
-            log.exception("model run failed (batch of %d); every step of it is refused, no state changed", len(batch))
-            fail(batch, ModelRunFailed(), cause=exc)
-            return
-        done = time.perf_counter_ns()
-        self._metrics.record_batch([start - s.enqueued_ns for s in batch], ready - start, ran - ready, done - ran)
+            refuse(batch, exc)
 
-    def _timed_run(
-        self, runtime: Runtime, x: np.ndarray, state: dict[str, StateValue]
-    ) -> tuple[Arrays, dict[str, StateValue], int]:
-        """The model run and its own duration (without the executor hop), on whichever thread calls it."""
-        start = time.perf_counter_ns()
-        outputs, new_state = runtime.run({self._input_name: x}, state)
-        return outputs, new_state, time.perf_counter_ns() - start
+    def _runtime_for(self, threads: int | None) -> Runtime:
+        live = self.threads
+        return self._runtime if live is None else live.runtimes[1 if threads is None else threads]
+
+    def _settle(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue], threads: int | None,
+                run_ns: int, times: tuple[int, int, int]) -> None:
+        """After a run: learn its cost, answer (after the session store's write, with one), record the batch."""
+        start, ready, ran = times
+        steps = len(batch) * batch[0].x.shape[0]
+        live = self.threads
+        if live is not None and threads is not None:
+            live.observe(threads, len(batch), steps, run_ns)
+        if live is None or threads in (None, 1):
+            self.inline.observe(steps, run_ns)  # what an inline run costs
+        if self._store is not None and any(s.owner is not None for s in batch):
+            answer_stateless(batch, outputs, new_state)
+            self._committing = asyncio.get_running_loop().create_task(
+                self._commit(batch, outputs, new_state, (start, ready - start, ran - ready)))
+            self._committing.add_done_callback(lambda _: self._wake.set())
+            return
+        self._finish(batch, outputs, new_state)
+        self._metrics.record_batch([start - s.enqueued_ns for s in batch], ready - start, ran - ready,
+                                   time.perf_counter_ns() - ran)
 
     async def _commit(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue],
                       timing: tuple[int, int, int]) -> None:
-        """One round trip to the session store for the whole batch, then its answers (refused rows with why)."""
-        try:
-            refused = await write_through(self._store, self._pool.pairs, advancing(batch), new_state, outputs)  # type: ignore
-            self._finish(batch, outputs, new_state, refused)
-        except asyncio.CancelledError:
-            fail(batch, Unavailable("the model is shutting down"))
-            raise
-        except Exception as exc:
-            log.exception("write-through failed (batch of %d); every step of it is refused", len(batch))
-            fail(batch, ModelRunFailed(), cause=exc)
-            return
-        start, input_ns, infer_ns = timing
-        self._metrics.record_batch([start - s.enqueued_ns for s in batch], input_ns, infer_ns,
-                                   time.perf_counter_ns() - start - input_ns - infer_ns)
+        """The batch's write to the session store, then its answers and its record."""
+        if await commit(self._store, self._pool, batch, outputs, new_state, self._finish):  # type: ignore[arg-type]
+            start, input_ns, infer_ns = timing
+            self._metrics.record_batch([start - s.enqueued_ns for s in batch], input_ns, infer_ns,
+                                       time.perf_counter_ns() - start - input_ns - infer_ns)
 
     def _finish(self, batch: list[Step], outputs: Arrays, new_state: dict[str, StateValue],
                 refused: dict[int, Exception] | None = None) -> None:

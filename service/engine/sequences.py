@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 
 from service.engine.bounded import LRU
+from service.engine.done import when_done
 from service.engine.errors import Aborted, FailedPrecondition, OutcomeUnknown, SequenceNotFound, clip
 from service.engine.inputs import Chunk
 from service.engine.state.store import sequence_key
@@ -115,11 +116,13 @@ class Sequences:
         previous = self._tails.get(key)
         if previous is None:
             future = self._start(request)
+            if future.done():  # ran inline (an idle model): nothing can queue behind it
+                return future
         else:
             future = asyncio.get_running_loop().create_future()
             previous.add_done_callback(lambda _: self._start_after(future, request))
         self._tails[key] = future
-        future.add_done_callback(lambda done: self._tails.pop(key) if self._tails.get(key) is done else None)
+        when_done(future, lambda done: self._tails.pop(key) if self._tails.get(key) is done else None)
         return future
 
     def holder(self, namespace: str, model: str, version: int, sequence_id: SequenceId) -> bool:
@@ -143,7 +146,7 @@ class Sequences:
         except Exception as exc:
             future.set_exception(exc)
             return
-        started.add_done_callback(lambda done: _copy_outcome(done, future))
+        when_done(started, lambda done: _copy_outcome(done, future))
         future.add_done_callback(lambda f: started.cancel() if f.cancelled() else None)
 
     def _start(self, request: _Request[T], attempt: int = 0) -> asyncio.Future[T]:
@@ -198,8 +201,9 @@ class Sequences:
             finally:
                 self._settle(key, session, flags)
 
-        step.add_done_callback(finish)
-        result.add_done_callback(lambda r: step.cancel() if r.cancelled() else None)
+        when_done(step, finish)
+        if not result.done():
+            result.add_done_callback(lambda r: step.cancel() if r.cancelled() else None)
         return result
 
     async def _resume(self, request: _Request[T], attempt: int) -> T:

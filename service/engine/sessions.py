@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from service.engine.batching import Batcher, StepResult
+from service.engine.done import when_done
 from service.engine.errors import FailedPrecondition
 from service.engine.inputs import Chunk
 from service.engine.metrics import ModelMetrics
@@ -96,7 +97,7 @@ class Session:
             self._metrics.record_request(False, time.perf_counter_ns() - start, chunk=True)
             raise
         self._inflight += 1  # busy: the idle reaper leaves the session alone until the step is done
-        future.add_done_callback(functools.partial(self._stepped, start))  # runs before the caller's callbacks
+        when_done(future, functools.partial(self._stepped, start))  # runs before the caller's callbacks
         return future
 
     def _stepped(self, start: int, future: asyncio.Future[StepResult]) -> None:

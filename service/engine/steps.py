@@ -29,7 +29,7 @@ StepResult = tuple[Arrays, Arrays]  # (outputs {name: (T, size)}, new state rows
 Row = tuple[np.ndarray, StateOwner | None, Arrays | None]  # (x (T, F), owner, explicit state rows)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Step:
     x: np.ndarray  # (T, F)
     owner: StateOwner | None  # state from the owner's pool slot, written back after the run
@@ -53,6 +53,10 @@ class StepQueue:
 
     def oldest_ns(self) -> int:
         return self._queue[0].enqueued_ns
+
+    def oldest_steps(self) -> int:
+        """The chunk length of the oldest queued step."""
+        return self._queue[0].x.shape[0]
 
     def admit(self, rows: Sequence[Row], now: int) -> list[Step]:
         """Queue `rows`, all or none (`ResourceExhausted` beyond the bounds)."""

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from functools import partial
 
+from service.engine.done import when_done
 from service.engine.errors import clip
 from service.grpc.errors import to_status
 from service.grpc.generated.inference import grpc_service_pb2 as pb
@@ -127,7 +128,7 @@ class TritonStream:
                 except Exception as exc:
                     self._post(error_answer(request, exc))
                     continue
-                future.add_done_callback(partial(self._finish, request, answer))
+                when_done(future, partial(self._finish, request, answer))  # at once if it ran inline
         except asyncio.CancelledError:
             if not self._stopping:
                 raise

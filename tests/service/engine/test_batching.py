@@ -275,6 +275,27 @@ async def test_cheap_batches_run_on_the_loop_once_measured(inline_run_max_us: in
     np.testing.assert_allclose(got, reference(NAME, x)[OUT][0], atol=1e-5)
 
 
+async def test_an_idle_model_answers_a_cheap_lone_step_as_it_is_queued(executor: ThreadPoolExecutor) -> None:
+    """Once measured cheap, a step reaching an idle model with nobody else expected runs inside `enqueue` (no
+    batcher wake-up, no task switch): its future is done when `enqueue` returns, with the right answer. A step
+    whose batch may get company (a session it was served with is expected back) still waits for the batcher."""
+    made = make(executor, inline_run_max_us=10**9, max_queue_delay_us=HOUR_US)
+    a, b = owners(made.pool, 2)
+    x = sequence(MANIFEST, 2, 9)
+    first = await step_all(made, [(x[0, :3], a)])  # the first run measures the model (in the executor)
+    (now,) = made.batcher.enqueue([(x[0, 3:6], a, None)])
+    assert now.done()
+    got = np.concatenate([first[0], now.result()[0][OUT]])
+    np.testing.assert_allclose(got, reference(NAME, x[0:1, :6])[OUT][0], atol=1e-5)
+    await step_all(made, [(x[0, 6:], a), (x[1, :3], b)])  # served together: each expects the other back
+    (fa,) = made.batcher.enqueue([(x[0, :3], a, None)])
+    assert not fa.done()  # waits for b, not inline
+    (fb,) = made.batcher.enqueue([(x[1, 3:6], b, None)])
+    await asyncio.gather(fa, fb)
+    assert batch_sizes(made.metrics) == {1: 2, 2: 2}
+    await made.batcher.close()
+
+
 async def test_close_returns_when_every_queued_step_was_cancelled(executor: ThreadPoolExecutor) -> None:
     """A shutdown that cut every stream leaves only cancelled steps queued: the batcher still stops (it hung)."""
     made = make(executor)

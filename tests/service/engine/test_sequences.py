@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from service.engine.errors import FailedPrecondition, SequenceNotFound
+from service.engine.metrics import Metrics
 from service.engine.registry import Registry
 from service.engine.sequences import SequenceFlags, Sequences, StepResult
+from tests.service.helpers import SHIPPED, cpu_settings
 
 TOLERANCE = 1e-4
 MODEL = "vowels_gru"
@@ -83,7 +85,15 @@ async def test_evicted_sequences_vanish(registry: Registry) -> None:
     assert len(table) == 0
 
 
-async def test_a_cancelled_step_does_not_stall_its_sequence(registry: Registry) -> None:
+async def test_a_cancelled_step_does_not_stall_its_sequence(metrics: Metrics) -> None:
+    registry = await Registry.load(cpu_settings(SHIPPED, inline_run_max_us=0), metrics)  # no run inline: in flight
+    try:
+        await _cancelled_step_does_not_stall(registry)
+    finally:
+        await registry.close()
+
+
+async def _cancelled_step_does_not_stall(registry: Registry) -> None:
     model, table = registry.get(MODEL), Sequences()
     _, chunks = chunks_of(registry, 12, seed=5)
     first = table.submit(model, SequenceFlags(1, start=True), chunks[0], outputs)
