@@ -18,7 +18,7 @@ from service.engine.errors import ConfigurationError
 from service.grpc.auth import metrics_tokens
 from service.grpc.server import serve
 from service.grpc.tls import metrics_context
-from service.memory import MallocCollector, freeze_startup_heap, limit_arenas, start_trimming
+from service.memory import YOUNG_THRESHOLD, MallocCollector, limit_arenas, start_trimming, tune_collector
 from service.metrics_http import MetricsServer
 from service.settings import Settings
 from service.startup import check_port_free
@@ -62,7 +62,7 @@ async def run(settings: Settings) -> None:
     where = "worker metrics at" if settings.reuse_port else "metrics on"  # --workers: the parent's sum is "on"
     log.info("%s http%s://%s:%d/metrics", where, "" if context is None else "s", metrics_host, metrics_port)
     trimming = start_trimming(settings.malloc_trim_interval)
-    log.info("%d objects of the start frozen out of the collector's way (gc.freeze)", freeze_startup_heap())
+    log.info("collector tuned: %d objects of the start frozen, young threshold %d", tune_collector(), YOUNG_THRESHOLD)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

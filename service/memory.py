@@ -10,10 +10,15 @@ per cancelled stream that grpcio's asyncio layer never frees (its bug, not ours)
 - `trim_forever(interval)`: `malloc_trim(0)` every `interval` seconds, which returns the free whole pages of every
   arena to the OS (`madvise`), keeping the mappings.
 
-And one for Python's collector: `freeze_startup_heap()` (`gc.freeze`) once serving starts, so that the objects
-made while starting (modules, models, manifests: some 70,000) are never walked again by the full collections that
-serving triggers (its futures and messages are short-lived, but 64 requests in flight survive the young
-collections, and each full one walked the whole heap: 13 in 7 s at 64 Triton streams, 43 ms each).
+And two for Python's collector, once serving starts (`tune_collector()`; measured with `gc.callbacks` over one
+7 s run at 64 Triton streams, docs/performance.md):
+
+- `gc.freeze()`: the objects made while starting (modules, models, manifests: some 73,000) are never walked again
+  by the full collections that serving triggers (64 requests in flight survive the young collections, and each
+  full one walked the whole heap: 13 of them at 43 ms each, 460-640 ms a run; frozen, 73-92 ms);
+- a young-generation threshold of `YOUNG_THRESHOLD` allocations instead of 700: serving's objects (futures,
+  messages, arrays' wrappers) die by reference count long before that many pile up, so the young collections that
+  ran 1,800 times a run (220 ms) run about 12 times.
 
 The glibc knobs are no-ops where the C library is not glibc (musl, macOS): `glibc()` is None there.
 `MallocCollector` shows malloc's own account on `/metrics` (`seqserve_malloc_bytes`: in use, free inside the
@@ -32,6 +37,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+YOUNG_THRESHOLD = 10_000  # net new container objects between young collections (CPython's default: 700)
 M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
 
 
@@ -103,10 +109,13 @@ async def trim_forever(interval: float, trim_once: Callable[[], object] = trim) 
         await asyncio.to_thread(trim_once)
 
 
-def freeze_startup_heap() -> int:
-    """Collect what starting left behind, then move every object alive to the permanent generation; how many."""
+def tune_collector() -> int:
+    """Collect what starting left behind, move every object alive to the permanent generation and raise the young
+    generation's threshold; how many objects were frozen."""
     gc.collect()
     gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
     return gc.get_freeze_count()
 
 

@@ -65,12 +65,16 @@ def test_the_heap_account_sees_an_allocation_and_its_release() -> None:
 
 
 def test_the_startup_heap_is_frozen_out_of_the_collectors_way() -> None:
-    """What is alive when serving starts moves to the permanent generation: full collections no longer walk it."""
+    """What is alive when serving starts moves to the permanent generation (full collections no longer walk it),
+    and the young generation waits for `YOUNG_THRESHOLD` allocations."""
     marker: list[object] = [object()]  # a container the collector tracks, alive across the freeze
+    before = gc.get_threshold()
     try:
-        frozen = memory.freeze_startup_heap()
+        frozen = memory.tune_collector()
         assert frozen > 0 and gc.get_freeze_count() == frozen
         assert not any(o is marker for o in gc.get_objects())
+        assert gc.get_threshold() == (memory.YOUNG_THRESHOLD, *before[1:])
     finally:
         gc.unfreeze()
+        gc.set_threshold(*before)
     assert any(o is marker for o in gc.get_objects())
