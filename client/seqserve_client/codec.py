@@ -87,11 +87,12 @@ def check_shape(shape: Sequence[int], what: str = "tensor") -> int:
     """The element count of a tensor of `shape`, once its rank and size are known to be sane (`TensorError`)."""
     if len(shape) > MAX_DIMS:
         raise TensorError(f"{what}: {len(shape)} dimensions; at most {MAX_DIMS}")
-    if any(d < 0 for d in shape):
+    if shape and min(shape) < 0:
         raise TensorError(f"{what}: shape {list(shape)} has a negative dimension")
-    if math.prod(d or 1 for d in shape) > MAX_ELEMENTS:  # zero-times-huge too: numpy cannot shape it
-        raise TensorError(f"{what}: shape {clip(list(shape))} is too large")
-    return math.prod(shape)
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS or (not count and math.prod([d for d in shape if d]) > MAX_ELEMENTS):
+        raise TensorError(f"{what}: shape {clip(list(shape))} is too large")  # zero-times-huge too: numpy cannot
+    return count
 
 
 def from_bytes(data: bytes | bytearray | memoryview, dtype: DType, shape: Sequence[int], what: str = "tensor"

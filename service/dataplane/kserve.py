@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -30,8 +30,7 @@ MAX_VERSION_DIGITS = 9
 Parameter = bool | int | str | float | None  # a request parameter's value; None: a kind we do not take
 
 
-@dataclass(frozen=True)
-class InferRequest:
+class InferRequest(NamedTuple):  # NamedTuples: built on every request, cheaper than a frozen dataclass
     """One inference in engine terms: the model's input, its place in a sequence, the outputs to return."""
 
     x: Chunk  # (batch, time, features) of the model's dtype; {name: array} for a model with several inputs
@@ -40,8 +39,7 @@ class InferRequest:
     state: codec.Arrays | None = None  # explicit initial state (batch-first, by state input name); stateless only
 
 
-@dataclass(frozen=True)
-class Input:
+class Input(NamedTuple):
     """One input tensor as a KServe request carries it: raw bytes (binary), or numbers (JSON / typed contents)."""
 
     name: str
@@ -87,6 +85,8 @@ def _accepted(model_dtype: str) -> tuple[list[str], np.dtype]:
 def input_arrays(manifest: Manifest, inputs: Sequence[Input]) -> Chunk:
     """The sequence input `(batch, time, features)` in the model's dtype (FP32 is always accepted for float
     inputs); `{name: array}` of every input for a model with several (`extra_inputs`)."""
+    if len(inputs) == 1 and not manifest.extra_inputs and inputs[0].name == manifest.input.name:
+        return input_array(manifest.input, inputs[0])  # the common case, without the lists below
     names = [spec.name for spec in manifest.inputs]
     if len(inputs) != len(names) or sorted(t.name for t in inputs) != sorted(names):
         given = clip([tensor.name for tensor in inputs])

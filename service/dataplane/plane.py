@@ -155,10 +155,9 @@ class DataPlane:
         want_state = any(name in model.state_outputs for name in request.outputs)
 
         def respond(result: StepResult) -> T:
-            outputs = {name: a[np.newaxis] for name, a in result.outputs.items()}  # (1, time, size)
-            state = {name: a[np.newaxis] for name, a in (result.state or {}).items()}
             ran = result.model or model  # the version the sequence is on (found stored on an older one: that one)
-            return then(ran, _pick(ran, request, outputs, state))
+            picked = _pick(ran, request, result.outputs, result.state or {})
+            return then(ran, {name: a[np.newaxis] for name, a in picked.items()})  # (1, time, size)
 
         return self._sequences.submit(model, request.sequence, row(request.x, 0), respond, want_state=want_state,
                                       namespace=CLIENT.get().namespace)
@@ -207,5 +206,7 @@ class DataPlane:
 
 def _pick(model: ServedModel, request: InferRequest, outputs: Arrays, state: Arrays) -> Arrays:
     """The requested outputs in the order asked for; state outputs under their output names."""
+    if all(name in outputs for name in request.outputs):
+        return {name: outputs[name] for name in request.outputs}  # no state output asked for: the common case
     by_output = {pair.output: state[pair.input] for pair in model.manifest.state if pair.input in state}
     return {name: outputs[name] if name in outputs else by_output[name] for name in request.outputs}

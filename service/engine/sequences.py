@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -49,8 +48,7 @@ UNKNOWN_BEFORE = ("the outcome of this sequence's previous step is unknown (the 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class SequenceFlags:
+class SequenceFlags(NamedTuple):  # NamedTuples here: built on every request, and 2-4x cheaper than a dataclass
     """Where one request stands in its sequence."""
 
     sequence_id: SequenceId
@@ -58,15 +56,13 @@ class SequenceFlags:
     end: bool = False
 
 
-@dataclass(frozen=True)
-class StepResult:
+class StepResult(NamedTuple):
     outputs: dict[str, np.ndarray]  # {name: (time, size)}
     state: dict[str, np.ndarray] | None  # state after the step keyed by state input name, when asked for
     model: ServedModel | None = None  # the version that ran it (a sequence found stored on another one: that one)
 
 
-@dataclass(frozen=True)
-class _Request(Generic[T]):
+class _Request(NamedTuple, Generic[T]):
     key: _Key
     model: ServedModel
     flags: SequenceFlags
