@@ -15,13 +15,13 @@ import sys
 from collections.abc import Sequence
 
 from service.engine.errors import ConfigurationError
-from service.grpc.auth import metrics_tokens
 from service.grpc.server import serve
 from service.grpc.tls import metrics_context
 from service.memory import YOUNG_THRESHOLD, MallocCollector, limit_arenas, start_trimming, tune_collector
 from service.metrics_http import MetricsServer
 from service.settings import Settings
 from service.startup import check_port_free
+from service.tokens import metrics_tokens
 from service.workers import die_with_parent, run_workers
 
 log = logging.getLogger("service")

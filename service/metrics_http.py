@@ -108,7 +108,7 @@ class MetricsServer:
         await writer.drain()
 
     def _authorized(self, head: bytes) -> bool:
-        from service.grpc.auth import token_digest  # (auth imports the settings; this module stays light)
+        from service.tokens import token_digest  # (tokens imports the settings; this module stays light)
 
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")

@@ -31,12 +31,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.grpc.auth import WORKER_METRICS_TOKEN, metrics_tokens
 from service.grpc.tls import metrics_context
 from service.metrics_http import MetricsServer
 from service.recycling import DRAIN_MARGIN_S, Recycler
 from service.settings import Settings
 from service.startup import check_port_free
+from service.tokens import WORKER_METRICS_TOKEN, metrics_tokens
 
 log = logging.getLogger("service.workers")
 READY = "gRPC serving on"

@@ -29,8 +29,7 @@ BOUNDARIES = {
                  PROTOBUF_USERS),
     "grpc": (r"^\s*(from|import) grpc(_health|_reflection)?\b", ("service/grpc/", *CLIENTS)),
     "aiohttp": (r"^\s*(from|import) aiohttp\b", ("service/http/", "service/loadtest/", "bench/")),
-    # service/http/auth.py reads --auth-tokens with grpc/auth.py's `load_tokens` (protocol-neutral; it is to move)
-    "the gRPC front": (r"^\s*(from|import) service\.grpc\b(?!\.auth import load_tokens$)",
+    "the gRPC front": (r"^\s*(from|import) service\.grpc\b",
                        ("service/grpc/", "service/app", "service/__main__.py", "service/workers.py",
                         "service/metrics_http.py", "service/loadtest/", "bench/")),
     "the HTTP front": (r"^\s*(from|import) service\.http\b", ("service/http/", "service/app", "service/grpc/server.py",

@@ -18,52 +18,18 @@ authentication every call is the client of its peer's host, for the per-client s
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import grpc
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.engine.access import CLIENT, Client
 from service.engine.errors import ConfigurationError, Unauthenticated
 from service.grpc.interceptors import HandlerInterceptor
 from service.settings import Settings
+from service.tokens import load_tokens, sha256_hex
 
 SERVICES = {"health": "grpc.health.v1.Health", "reflection": "grpc.reflection.v1alpha.ServerReflection"}
-HASHED = "sha256:"
-
-
-class Grant(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    principal: str = Field(min_length=1, max_length=128)
-    models: list[str] | None = None  # None: every model
-    max_sessions: int | None = Field(None, ge=0)  # None: --max-sessions-per-client; 0: no limit
-    metrics: bool = False  # may read /metrics
-    control: bool = False  # may load and unload models (docs/model-control.md)
-
-
-def load_tokens(spec: str, default_max_sessions: int) -> dict[str, Client]:
-    """SHA-256 hex of each token -> its client (tokens are looked up by hash: no timing on the token itself)."""
-    text = spec if spec.lstrip().startswith("{") else _read(Path(spec))
-    try:
-        raw = json.loads(text)
-        if not isinstance(raw, dict) or not raw:
-            raise ValueError("expected a non-empty JSON object of token -> grant")
-        grants = {token: Grant.model_validate(grant) for token, grant in raw.items()}
-    except (ValueError, ValidationError) as exc:
-        raise ConfigurationError(f"--auth-tokens: {exc}") from None
-    clients = {}
-    for token, grant in grants.items():
-        digest = token.removeprefix(HASHED).lower() if token.startswith(HASHED) else _digest(token)
-        models = None if grant.models is None else frozenset(grant.models)
-        quota = default_max_sessions if grant.max_sessions is None else grant.max_sessions
-        clients[digest] = Client(grant.principal, grant.principal, models, quota, grant.metrics, grant.control)
-    return clients
 
 
 def exempt_services(spec: str) -> frozenset[str]:
@@ -98,7 +64,7 @@ class AuthInterceptor(HandlerInterceptor):
         scheme, _, token = str(values[0]).partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return Unauthenticated("the authorization metadata must be 'Bearer <token>'")
-        client = self._tokens.get(_digest(token.strip()))
+        client = self._tokens.get(sha256_hex(token.strip()))
         return client if client is not None else Unauthenticated("unknown bearer token")
 
     def _by_peer(self, context: grpc.aio.ServicerContext) -> Client:
@@ -138,33 +104,3 @@ def interceptor(settings: Settings) -> AuthInterceptor | None:
     if tokens is None and settings.max_sessions_per_client == 0:
         return None
     return AuthInterceptor(tokens, exempt_services(settings.auth_exempt), settings.max_sessions_per_client)
-
-
-WORKER_METRICS_TOKEN = "SEQSERVE_WORKER_METRICS_TOKEN"  # --workers: the parent's own token for its children's /metrics
-
-
-def metrics_tokens(settings: Settings) -> frozenset[str] | None:
-    """SHA-256 hex of the tokens that may read /metrics; None: no authentication, anyone may."""
-    if settings.auth_tokens is None:
-        return None
-    granted = {digest for digest, client in load_tokens(settings.auth_tokens, 0).items() if client.metrics}
-    if worker := os.environ.get(WORKER_METRICS_TOKEN):
-        granted.add(_digest(worker))
-    return frozenset(granted)
-
-
-def token_digest(authorization: str) -> str | None:
-    """The SHA-256 hex of a `Bearer <token>` header's token (None: no bearer token)."""
-    scheme, _, token = authorization.strip().partition(" ")
-    return _digest(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(f"--auth-tokens: cannot read {path}: {exc.strerror or exc}") from None

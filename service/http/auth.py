@@ -1,21 +1,20 @@
 """Who is asking over HTTP: the bearer token's principal (`Authorization: Bearer`, or, for a browser's WebSocket,
 the subprotocol `seqserve.token.<base64url>`), else the peer's host, exactly as on gRPC: the same `--auth-tokens`
-file read by the same `load_tokens` (in `service/grpc/auth.py` for now: protocol-neutral, to move to a module of
-its own), the same clients, quotas and messages. A token in the URL is never read."""
+file read by the same `load_tokens` (`service/tokens.py`), the same clients, quotas and messages. A token in the
+URL is never read."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import Mapping
 
 from aiohttp import web
 
 from service.engine.access import Client
 from service.engine.errors import ConfigurationError, Unauthenticated
-from service.grpc.auth import load_tokens
 from service.settings import Settings
+from service.tokens import load_tokens, sha256_hex
 
 TOKEN_PROTOCOL = "seqserve.token."
 EXEMPT = {"health": ("/v2/health/",)}  # --auth-exempt names -> the paths they free here
@@ -55,7 +54,7 @@ class HttpAuth:
 
 
 def _client(tokens: Mapping[str, Client], token: str) -> Client | Unauthenticated:
-    client = tokens.get(hashlib.sha256(token.encode()).hexdigest())
+    client = tokens.get(sha256_hex(token))
     return client if client is not None else Unauthenticated("unknown bearer token")
 
 

@@ -59,8 +59,8 @@ async def test_one_peer_cannot_hold_every_connection() -> None:
 
 
 def test_the_metrics_permission_is_read_from_the_tokens_file() -> None:
-    from service.grpc.auth import metrics_tokens
     from service.settings import Settings
+    from service.tokens import metrics_tokens
 
     tokens = '{"a": {"principal": "alice"}, "' + TOKEN + '": {"principal": "prom", "models": [], "metrics": true}}'
     assert metrics_tokens(Settings(auth_tokens=tokens)) == {hashlib.sha256(TOKEN.encode()).hexdigest()}

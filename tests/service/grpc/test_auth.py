@@ -21,9 +21,10 @@ from seqserve_client.__main__ import main as cli
 from seqserve_client.generated.seqserve.v1 import seqserve_pb2 as npb
 from seqserve_client.generated.seqserve.v1 import seqserve_pb2_grpc as npb_grpc
 from service.engine.errors import ConfigurationError
-from service.grpc.auth import load_tokens, peer_host
+from service.grpc.auth import peer_host
 from service.grpc.generated.inference import grpc_service_pb2 as tpb
 from service.grpc.generated.inference import grpc_service_pb2_grpc as tpb_grpc
+from service.tokens import load_tokens
 from tests.service.grpc.helpers import Reference, RunningServer, rpc_status
 
 MODEL, OTHER = "vowels_lstm", "vowels_gru"
