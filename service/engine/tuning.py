@@ -6,7 +6,8 @@ docs/internals.md "Scheduling and self-tuning" has the rules and docs/performanc
   message between batches, prior `MESSAGE_PRIOR_NS`); both costs are measured whichever way a batch ran.
 - Intra-op threads: at load a full batch on 1, 2 and 4 threads (up to the cores), more only for a `MIN_GAIN` cut
   per step up and only for executor runs; while serving `LiveThreads` probes the alternative per batch-size class
-  every `PROBE_EVERY`-th executor batch and re-decides with the same hysteresis, each change logged once.
+  every `PROBE_EVERY`-th executor batch and re-decides: more threads for a `MIN_GAIN` cut, kept while they cut by
+  `KEEP_GAIN` (a band, so measurements near the threshold do not flap), each change logged once.
 - Spinning (`session.intra_op.allow_spinning`): on only when measured `MIN_GAIN` faster at no more process CPU,
   each run followed by a pause (`SPIN_GAP_S`) in which spinning threads burn the loop's core.
 - Runs in flight (`runs_in_flight`): 2 where the cores hold two runs of the model's threads. On CUDA threads: 1.
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 K = TypeVar("K")
 
 THREAD_CHOICES = (1, 2, 4)
-MIN_GAIN = 0.2  # a thread count (or spinning) is taken only when it cuts the run cost by at least this share
+MIN_GAIN = 0.2  # more threads are taken only when they cut the run cost by at least this share
+KEEP_GAIN = 0.1  # ... and kept while they cut it by at least this share (a band: no flapping near MIN_GAIN)
 SPIN_GAP_S = 0.005  # the pause after each spinning-or-not run, in which spinning threads burn CPU
 TUNE_STEPS = 10  # steps per row of the measured batch (a typical streaming chunk)
 TUNE_ROWS_MAX = 64
@@ -128,7 +130,8 @@ def _spin_costs(manifest: Manifest, runtimes: Mapping[bool, Runtime], rows: int)
 
 
 def choose_spinning(costs: Mapping[bool, tuple[int, int]]) -> bool:
-    """Spinning only for a `MIN_GAIN` cut of the run at no more CPU (`(wall, cpu)` by off / on)."""
+    """Spinning only for a `MIN_GAIN` cut of the run at no more CPU (`(wall, cpu)` by off / on). A smaller gain
+    measured at load did not hold while serving: short runs in quick succession keep spinning threads burning."""
     (wall_off, cpu_off), (wall_on, cpu_on) = costs[False], costs[True]
     return wall_on <= (1 - MIN_GAIN) * wall_off and cpu_on <= cpu_off
 
@@ -238,8 +241,9 @@ class LiveThreads:
             cost = self._costs.get((size, t))
             if cost is None or t == best:
                 continue
-            if (t > best and cost <= (1 - MIN_GAIN) * current) or (t < best and (1 - MIN_GAIN) * cost <= current):
-                best, current = t, cost  # more threads must cut the run by MIN_GAIN; else fewer threads win
+            # more threads must cut the run by MIN_GAIN to be taken, and keep cutting it by KEEP_GAIN to stay
+            if (t > best and cost <= (1 - MIN_GAIN) * current) or (t < best and (1 - KEEP_GAIN) * cost < current):
+                best, current = t, cost
         if best != self.chosen(rows):
             costs = ", ".join(f"{t}: {c:.0f} ns" for (k, t), c in sorted(self._costs.items()) if k == size)
             log.info("%s: executor batches of %d-%d rows now on %d intra-op thread(s) (per row-step: %s)",

@@ -118,6 +118,23 @@ def test_live_threads_switch_when_their_measurements_change(caplog: pytest.LogCa
     assert len(changes) == 2  # each change logged once
 
 
+def test_live_threads_do_not_flap_near_the_threshold() -> None:
+    """More threads are taken for a MIN_GAIN cut and kept while they cut by KEEP_GAIN: measurements that wander
+    around MIN_GAIN (noise on a shared machine) change nothing, a cut below KEEP_GAIN goes back to fewer."""
+    name = STREAMABLE[0]
+    live = LiveThreads({1: runtime(name, 1), 2: runtime(name, 2)}, chosen=2, label=name)
+    live.observe(1, 32, 320, run_ns=3200 * US)  # 10 us per row-step on 1 thread
+    for run_us in (2600, 2500, 2700, 2450, 2650) * 4:  # 2 threads cut 16-23 %: around MIN_GAIN, above KEEP_GAIN
+        live.observe(2, 32, 320, run_ns=run_us * US)
+    assert live.chosen(32) == 2 and live.changes == 0
+    for _ in range(20):  # 2 threads now cut only 5 %
+        live.observe(2, 32, 320, run_ns=3040 * US)
+    assert live.chosen(32) == 1 and live.changes == 1
+    for run_us in (2700, 2650, 2750) * 5:  # 14-17 %: not enough to take 2 threads again
+        live.observe(2, 32, 320, run_ns=run_us * US)
+    assert live.chosen(32) == 1 and live.changes == 1
+
+
 def runtime(name: str, threads: int) -> Runtime:
     pairs = {p.input: p.output for p in MANIFESTS[name].state}
     return Runtime(latest_versions(SHIPPED)[name].model_path, "cpu", threads, name, pairs)
