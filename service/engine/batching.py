@@ -4,7 +4,8 @@ service/engine/steps.py; one step per session per batch, equal chunk lengths, at
 - Natural batching when busy: steps that queued while a run was in flight form the next batch at once; only steps
   reaching an idle model wait for company (service/engine/company.py, `max_queue_delay_us`). A step reaching an
   idle model that expects nobody else runs inside `enqueue` when it runs inline (its future is done on return: no
-  batcher wake-up, no task switch; the cost of a batch of one, e.g. one stream).
+  batcher wake-up, no task switch; the cost of a batch of one, e.g. one stream). When an executor run ends, the
+  next batch starts before its answers go out (`_start_next`): the model does not wait for the transport.
 - Runs go to worker threads (onnxruntime releases the GIL) while the loop keeps reading and answering; a batch runs
   on the loop only when predicted cheaper than serving one message (`InlinePolicy`; executor batches on the live
   thread count, `LiveThreads`, service/engine/tuning.py). Up to `max_runs` runs in flight (a further one only for
@@ -237,12 +238,27 @@ class Batcher:
             outputs, new_state, run_ns = await asyncio.get_running_loop().run_in_executor(
                 self._executor, timed_run, self._runtime_for(threads), self._input_name, x, state
             )
-            self._settle(batch, outputs, new_state, threads, run_ns, (start, ready, time.perf_counter_ns()))
+            ran = time.perf_counter_ns()
+            self._start_next()
+            self._settle(batch, outputs, new_state, threads, run_ns, (start, ready, ran))
         except asyncio.CancelledError:
             fail(batch, Unavailable("the model is shutting down"))
             raise
         except Exception as exc:
             refuse(batch, exc)
+
+    def _start_next(self) -> None:
+        """A run just ended (its sessions still busy): start the next batch of what queued meanwhile before this
+        one's answers go out. Resolving its futures wakes every one of its callers, and the batcher's own wake-up
+        would come after all of them: the model would wait for the transport (one batch of answers built and
+        written) between any two runs. Not with a session store, whose write of this batch comes first."""
+        self._runs.discard(asyncio.current_task())  # type: ignore[arg-type]
+        if self._store is not None or self._closing or not self._queue or len(self._runs) >= self._max_runs:
+            return
+        if self._runs and len(self._queue) < self._max_batch // 2:
+            return  # a further run in flight only for at least half a full batch
+        if batch := self._queue.take(self._busy):
+            self._dispatch(batch)
 
     def _runtime_for(self, threads: int | None) -> Runtime:
         live = self.threads

@@ -150,3 +150,21 @@ async def test_session_order_holds_with_several_runs_in_flight(executor: ThreadP
         assert sizes == {2: 12}  # one step per session per batch, never two of one session in flight
     finally:
         await batcher.close()
+
+
+async def test_the_next_run_starts_before_the_answers_of_the_last_go_out(
+    tmp_path: Path, executor: ThreadPoolExecutor
+) -> None:
+    """When a run ends, what queued meanwhile is already in the model's hands by the time the first caller of the
+    finished batch hears back: the model does not wait for the transport to answer a batch (one run in flight)."""
+    slow, pool = slow_batcher(tmp_path / "slow.onnx", executor, InlinePolicy(0))
+    try:
+        (first,) = slow.enqueue([(np.full((2, 1), SLOW_TRIPS / 4, np.float32), Owner(0, pool.alloc(0.0)), None)])
+        await asyncio.sleep(0)  # the batcher takes the first step (a yield to the loop, not a wait for time)
+        rest = slow.enqueue([(np.ones((2, 1), np.float32), Owner(i, pool.alloc(0.0)), None) for i in range(1, 4)])
+        seen: list[int] = []
+        first.add_done_callback(lambda _: seen.append(slow.queued))  # runs as the first batch is answered
+        await asyncio.gather(first, *rest)
+        assert seen == [0]  # the three steps had left the queue: their run had started
+    finally:
+        await slow.close()
