@@ -151,9 +151,10 @@ class Batcher:
                     await self._sleep()  # a further run in flight only for at least half a full batch
                     continue
                 batch = self._queue.take(self._busy)
-                if not batch:  # every queued step waits for its session's step in flight
-                    await self._sleep()
-                    continue
+                if not batch:
+                    if self._queue:  # every queued step waits for its session's step in flight: woken as it ends
+                        await self._sleep()
+                    continue  # or take() dropped cancelled steps and emptied the queue: a close may be waiting
                 self._dispatch(batch)
         finally:  # also when the loop dies of a bug: nothing may wait for it forever
             self._closing = True

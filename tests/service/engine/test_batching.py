@@ -296,6 +296,22 @@ async def test_an_idle_model_answers_a_cheap_lone_step_as_it_is_queued(executor:
     await made.batcher.close()
 
 
+async def test_close_returns_when_the_step_waiting_for_company_was_cancelled(executor: ThreadPoolExecutor) -> None:
+    """A SIGTERM cuts every stream of a replica: the step that waits for company is cancelled, then the model
+    closes. The batcher wakes for the close, drops the cancelled step and must stop (it went back to sleep with an
+    empty queue, nobody left to wake it: the replica never exited)."""
+    made = make(executor, max_queue_delay_us=HOUR_US)
+    a, b = owners(made.pool, 2)
+    x = sequence(MANIFEST, 1, 2)[0]
+    await step_all(made, [(x, a), (x, b)])  # served together: each expects the other back
+    (waiting,) = made.batcher.enqueue([(x, a, None)])
+    for _ in range(20):  # let the batcher reach its wait for b (yields to the loop, not waits for time)
+        await asyncio.sleep(0)
+    assert made.batcher.queued == 1 and not waiting.done()
+    waiting.cancel()
+    await asyncio.wait_for(made.batcher.close(), 30)  # a safety net, never a timed assertion
+
+
 async def test_close_returns_when_every_queued_step_was_cancelled(executor: ThreadPoolExecutor) -> None:
     """A shutdown that cut every stream leaves only cancelled steps queued: the batcher still stops (it hung)."""
     made = make(executor)
