@@ -48,6 +48,8 @@ def configure_logging(settings: Settings) -> None:
 async def run(settings: Settings) -> None:
     metrics_host = settings.metrics_bind_host
     check_port_free(metrics_host, settings.metrics_port, "metrics")  # before the models load: fail fast
+    # before the models load: what is frozen is never collected, and an unloaded model must be
+    log.info("collector tuned: %d objects of the start frozen, young threshold %d", tune_collector(), YOUNG_THRESHOLD)
     serving = await serve(settings)
     serving.metrics.registry.register(MallocCollector())
     metrics_http = MetricsServer(serving.metrics.registry, settings.metrics_max_connections,
@@ -62,7 +64,6 @@ async def run(settings: Settings) -> None:
     where = "worker metrics at" if settings.reuse_port else "metrics on"  # --workers: the parent's sum is "on"
     log.info("%s http%s://%s:%d/metrics", where, "" if context is None else "s", metrics_host, metrics_port)
     trimming = start_trimming(settings.malloc_trim_interval)
-    log.info("collector tuned: %d objects of the start frozen, young threshold %d", tune_collector(), YOUNG_THRESHOLD)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,12 +10,13 @@ per cancelled stream that grpcio's asyncio layer never frees (its bug, not ours)
 - `trim_forever(interval)`: `malloc_trim(0)` every `interval` seconds, which returns the free whole pages of every
   arena to the OS (`madvise`), keeping the mappings.
 
-And two for Python's collector, once serving starts (`tune_collector()`; measured with `gc.callbacks` over one
-7 s run at 64 Triton streams, docs/performance.md):
+And two for Python's collector, once the modules are imported (`tune_collector()`; measured with `gc.callbacks`
+over one 7 s run at 64 Triton streams, docs/performance.md):
 
-- `gc.freeze()`: the objects made while starting (modules, models, manifests: some 73,000) are never walked again
-  by the full collections that serving triggers (64 requests in flight survive the young collections, and each
-  full one walked the whole heap: 13 of them at 43 ms each, 460-640 ms a run; frozen, 73-92 ms);
+- `gc.freeze()`: the objects made by the imports (some 71,000 of the serving process's 74,000) are never walked
+  again by the full collections that serving triggers (64 requests in flight survive the young collections, and
+  each full one walked the whole heap: 13 of them at 43 ms each, 460-640 ms a run; frozen, 73-92 ms). Frozen
+  before the models load: a frozen object in a reference cycle is never freed, and an unloaded model must be;
 - a young-generation threshold of `YOUNG_THRESHOLD` allocations instead of 700: serving's objects (futures,
   messages, arrays' wrappers) die by reference count long before that many pile up, so the young collections that
   ran 1,800 times a run (220 ms) run about 12 times.

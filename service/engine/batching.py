@@ -113,7 +113,7 @@ class Batcher:
         self._messages += len(rows)
         if self._idle_now(len(steps), now):  # run it here and now: no batcher wake-up, the futures are done
             self._dispatch_inline(self._queue.take(self._busy))
-        else:
+        if self._queue:  # (what did not run at once: the batcher takes it)
             self._wake.set()
         return [step.future for step in steps]
 
@@ -121,7 +121,7 @@ class Batcher:
         """Whether the steps just queued form the next batch at once and it runs inline: nothing in flight or
         queued before them, nobody else expected, and a run this short is cheaper on the loop than a hop."""
         return (not self._runs and self._committing is None and self._store is None and len(self._queue) == queued
-                and self._company.deadline(now, now) is None
+                and queued <= self._max_batch and self._company.deadline(now, now) is None
                 and self.inline.inline(queued * self._queue.oldest_steps()))
 
     async def close(self) -> None:
@@ -259,7 +259,10 @@ class Batcher:
         if self._runs and len(self._queue) < self._max_batch // 2:
             return  # a further run in flight only for at least half a full batch
         if batch := self._queue.take(self._busy):
-            self._dispatch(batch)
+            try:
+                self._dispatch(batch)
+            except Exception as exc:  # the batch just run still gets its answers; this one is refused
+                refuse(batch, exc)
 
     def _runtime_for(self, threads: int | None) -> Runtime:
         live = self.threads

@@ -296,6 +296,22 @@ async def test_an_idle_model_answers_a_cheap_lone_step_as_it_is_queued(executor:
     await made.batcher.close()
 
 
+async def test_a_request_of_more_rows_than_a_batch_is_answered_whole_on_an_idle_model(
+    executor: ThreadPoolExecutor,
+) -> None:
+    """Cheap rows of one request, more than `max_batch_size`, reaching an idle model: none is left waiting (a run
+    inside `enqueue` took one batch of them and the rest waited for a wake-up that never came)."""
+    made = make(executor, max_batch_size=2, inline_run_max_us=10**9)
+    sessions = owners(made.pool, 3)
+    x = sequence(MANIFEST, 3, 4)
+    await step_all(made, [(x[0, :2], sessions[0])])  # measured: cheap, so later batches run inline
+    for _ in range(20):  # the batcher goes back to sleep (yields to the loop, not waits for time)
+        await asyncio.sleep(0)
+    futures = made.batcher.enqueue([(x[i, 2:], s, None) for i, s in enumerate(sessions)])
+    await asyncio.wait_for(asyncio.gather(*futures), 30)  # a safety net, never a timed assertion
+    await made.batcher.close()
+
+
 async def test_close_returns_when_the_step_waiting_for_company_was_cancelled(executor: ThreadPoolExecutor) -> None:
     """A SIGTERM cuts every stream of a replica: the step that waits for company is cancelled, then the model
     closes. The batcher wakes for the close, drops the cancelled step and must stop (it went back to sleep with an
