@@ -49,7 +49,7 @@ async def run(settings: Settings) -> None:
     metrics_host = settings.metrics_bind_host
     check_port_free(metrics_host, settings.metrics_port, "metrics")  # before the models load: fail fast
     # before the models load: what is frozen is never collected, and an unloaded model must be
-    log.info("collector tuned: %d objects of the start frozen, young threshold %d", tune_collector(), YOUNG_THRESHOLD)
+    log.debug("collector tuned: %d objects of the start frozen, young threshold %d", tune_collector(), YOUNG_THRESHOLD)
     serving = await serve(settings)
     serving.metrics.registry.register(MallocCollector())
     metrics_http = MetricsServer(serving.metrics.registry, settings.metrics_max_connections,
