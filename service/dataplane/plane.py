@@ -152,7 +152,7 @@ class DataPlane:
             raise InvalidInput("explicit state goes with stateless requests only, not with a sequence")
         if (batch := batch_size(request.x)) != 1:
             raise InvalidInput(f"a sequence request carries one sequence: batch size 1, got {batch}")
-        want_state = any(name in model.state_outputs for name in request.outputs)
+        want_state = any(name in model.state_input_of for name in request.outputs)
 
         def respond(result: StepResult) -> T:
             ran = result.model or model  # the version the sequence is on (found stored on an older one: that one)
@@ -206,7 +206,4 @@ class DataPlane:
 
 def _pick(model: ServedModel, request: InferRequest, outputs: Arrays, state: Arrays) -> Arrays:
     """The requested outputs in the order asked for; state outputs under their output names."""
-    if all(name in outputs for name in request.outputs):
-        return {name: outputs[name] for name in request.outputs}  # no state output asked for: the common case
-    by_output = {pair.output: state[pair.input] for pair in model.manifest.state if pair.input in state}
-    return {name: outputs[name] if name in outputs else by_output[name] for name in request.outputs}
+    return {name: outputs[name] if name in outputs else state[model.state_input_of[name]] for name in request.outputs}

@@ -44,7 +44,7 @@ class ServedModel:
         self.ended_reason: str | None = None  # why every session was ended (unloaded, drain timeout): told to them
         self.migrated_to: int | None = None  # the version whose weights its live sessions continue on (migration)
         self.tuning = tuning  # the load-time decisions (None: not tuned); the live one is `self.inline`
-        self.state_outputs = frozenset(pair.output for pair in manifest.state)  # e.g. "hn": a request may ask
+        self.state_input_of = {pair.output: pair.input for pair in manifest.state}  # e.g. "hn" -> "h0": askable
         self._reject_nonfinite = settings.reject_nonfinite
         self._max_request_batch = settings.max_request_batch
         self._max_request_steps = settings.max_request_steps
