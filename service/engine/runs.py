@@ -20,7 +20,7 @@ from service.engine.state.store import RedisStore
 from service.engine.state.through import write_through
 from service.engine.steps import Step, advancing, fail
 
-log = logging.getLogger("service.engine.batching")
+log = logging.getLogger(__name__)
 Finish = Callable[[list[Step], Arrays, dict[str, StateValue], "dict[int, Exception] | None"], None]
 
 
